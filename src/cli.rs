@@ -1,0 +1,47 @@
+//! The command line, defined once: parsing, `--help`, and (later) completions
+//! and the man page come from here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::DEFAULT_PATH;
+
+#[derive(Debug, Parser)]
+#[command(name = "zfs-nfs-replica", version, about = "Keep the ZFS pools of a Proxmox VE cluster replicated, active-passive, behind an HA NFS container.", after_help = crate::exit::TABLE)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, default_value = DEFAULT_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+    /// More log output (-v debug, -vv trace).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replicate every configured pool from this node (the master) to the other nodes.
+    Run(RunArgs),
+    /// Validate the configuration, reach every peer and list the pools on both sides.
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Show every dataset's decision and the exact commands, change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Only this pool (repeatable); default: every configured pool.
+    #[arg(long = "pool", value_name = "NAME")]
+    pub pools: Vec<String>,
+    /// Allow `zfs receive -F` over receiver datasets that exist without any
+    /// snapshot and hold (almost) nothing, e.g. a new standby pool's root.
+    /// Off by default: it replaces that dataset.
+    #[arg(long)]
+    pub overwrite_empty_target: bool,
+}

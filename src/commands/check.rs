@@ -1,0 +1,88 @@
+//! `zfs-nfs-replica check`: the configuration parses, every peer answers over
+//! ssh, and the configured pools exist on both sides.
+
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::engine::Side;
+use crate::exit;
+use crate::runner::{Runner, SystemRunner, stderr_head};
+use crate::ssh::Peer;
+use crate::zfs::{Op, parse_pool_status};
+
+pub async fn check(cfg: &Config) -> u8 {
+    let local = match super::local_node(cfg) {
+        Ok(n) => n,
+        Err(e) => {
+            error!("{e}");
+            return exit::CONFIG;
+        }
+    };
+    println!("config: ok ({} pool(s), this node: {local})", cfg.pools.len());
+    let runner = SystemRunner { kill_grace: cfg.timeouts.kill_grace.get() };
+    let mut code = exit::OK;
+    let pools = |target: bool| -> Vec<String> {
+        let mut v: Vec<String> = cfg
+            .pools
+            .iter()
+            .map(|p| if target { p.target() } else { p.name.as_str() }.split('/').next().unwrap_or_default().to_string())
+            .collect();
+        v.dedup();
+        v
+    };
+    code = code.max(show_pools(&runner, cfg, Side::Local, &local, &pools(false)).await);
+    for t in super::peers(cfg, &local) {
+        match Peer::connect(&runner, &cfg.ssh, &t, &cfg.paths.run_dir).await {
+            Ok(peer) => {
+                println!("ssh {} ({}): ok", t.name, t.addr);
+                code = code.max(show_pools(&runner, cfg, Side::Remote(&peer), &t.name, &pools(true)).await);
+                peer.close(cfg.ssh.connect_timeout.get()).await;
+            }
+            Err(e) => {
+                println!("ssh {} ({}): FAILED: {e}", t.name, t.addr);
+                code = code.max(exit::TRANSIENT);
+            }
+        }
+    }
+    info!("check finished with exit code {code}");
+    code
+}
+
+async fn show_pools(runner: &SystemRunner, cfg: &Config, side: Side<'_>, node: &str, pools: &[String]) -> u8 {
+    let mut code = exit::OK;
+    for pool in pools {
+        let op = Op::PoolStatus { pool: pool.clone() };
+        match runner.output(&side.cmd(&op), cfg.timeouts.command.get()).await {
+            Ok(out) if out.success() => match parse_pool_status(&out.stdout) {
+                Ok(rows) => {
+                    for r in rows {
+                        println!(
+                            "  {node:<12} {:<16} {:<10} size {} allocated {} free {}",
+                            r.name,
+                            r.health,
+                            crate::progress::human_bytes(r.size),
+                            crate::progress::human_bytes(r.allocated),
+                            crate::progress::human_bytes(r.free)
+                        );
+                        if r.health != "ONLINE" {
+                            code = code.max(exit::REFUSED);
+                        }
+                    }
+                }
+                Err(e) => {
+                    println!("  {node:<12} {pool:<16} cannot parse `{}`: {e}", side.show(&op));
+                    code = code.max(exit::REFUSED);
+                }
+            },
+            Ok(out) => {
+                println!("  {node:<12} {pool:<16} MISSING: {}", stderr_head(&out.stderr));
+                code = code.max(exit::REFUSED);
+            }
+            Err(e) => {
+                println!("  {node:<12} {pool:<16} FAILED: {e}");
+                code = code.max(exit::TRANSIENT);
+            }
+        }
+    }
+    code
+}

@@ -1,0 +1,519 @@
+//! The configuration file (TOML): strict, with errors that name the file, the
+//! line and the key, and suggest the closest valid key.
+//!
+//! `parse(path)` reads a file; `parse_str(text, origin)` lets tests feed bytes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::zfs::names::{valid_dataset_name, valid_hold_tag};
+
+pub const DEFAULT_PATH: &str = "/etc/zfs-nfs-replica/config.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub ssh: Ssh,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub replication: Replication,
+    #[serde(default)]
+    pub paths: Paths,
+    #[serde(rename = "pool", default)]
+    pub pools: Vec<Pool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The Proxmox guest (CT/VM id) whose host node is the master.
+    pub guest: u32,
+    /// Node name -> address used for ssh. The master replicates to every other node.
+    pub nodes: BTreeMap<NodeName, String>,
+    /// This node's name, when the hostname is not the Proxmox node name.
+    #[serde(default)]
+    pub node: Option<NodeName>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ssh {
+    pub user: String,
+    pub identity: Option<PathBuf>,
+    pub port: u16,
+    pub connect_timeout: Dur,
+    pub server_alive_interval: Dur,
+    pub server_alive_count: u32,
+    /// Known-hosts file for the peers; default: ssh's own (`~/.ssh/known_hosts`,
+    /// `/etc/ssh/ssh_known_hosts`, which Proxmox links to the cluster-wide file).
+    pub known_hosts: Option<PathBuf>,
+    /// `yes` (default) or `accept-new`. Never `no`.
+    pub strict_host_key_checking: HostKeyChecking,
+}
+
+impl Default for Ssh {
+    fn default() -> Self {
+        Ssh {
+            user: "root".into(),
+            identity: None,
+            port: 22,
+            connect_timeout: Dur::secs(10),
+            server_alive_interval: Dur::secs(10),
+            server_alive_count: 3,
+            known_hosts: None,
+            strict_host_key_checking: HostKeyChecking::Yes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    Yes,
+    AcceptNew,
+}
+
+impl HostKeyChecking {
+    pub fn as_ssh(self) -> &'static str {
+        match self {
+            HostKeyChecking::Yes => "yes",
+            HostKeyChecking::AcceptNew => "accept-new",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Any single `zfs` command that is not a transfer (list, hold, release, ...),
+    /// local or on the peer.
+    pub command: Dur,
+    /// A transfer that reports no progress for this long is killed.
+    pub stall: Dur,
+    /// Upper bound for one dataset's transfer.
+    pub transfer: Dur,
+    /// Between SIGTERM and SIGKILL when a command is killed.
+    pub kill_grace: Dur,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            command: Dur::secs(120),
+            stall: Dur::secs(600),
+            transfer: Dur::secs(24 * 3600),
+            kill_grace: Dur::secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Replication {
+    /// Prefix of the hold tag that protects each dataset's incremental base; the
+    /// full tag is `<hold_tag>:<other node>`.
+    pub hold_tag: HoldTag,
+    /// Send the datasets' properties with the stream (`zfs send -p`), so a
+    /// failover finds the same mountpoints and settings.
+    pub send_properties: bool,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            hold_tag: HoldTag("zfs-nfs-replica".into()),
+            send_properties: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    /// Lock files and ssh control sockets (tmpfs: nothing here survives a reboot).
+    pub run_dir: PathBuf,
+    /// Persistent state.
+    pub state_dir: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            run_dir: "/run/zfs-nfs-replica".into(),
+            state_dir: "/var/lib/zfs-nfs-replica".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// The local pool (or dataset) to replicate, with everything below it.
+    pub name: DatasetName,
+    /// Where it goes on the peers; default: the same name.
+    #[serde(default)]
+    pub target: Option<DatasetName>,
+    /// Subtrees that are not replicated (full dataset names below `name`).
+    #[serde(default)]
+    pub exclude: Vec<DatasetName>,
+}
+
+impl Pool {
+    pub fn target(&self) -> &str {
+        self.target.as_ref().unwrap_or(&self.name).as_str()
+    }
+}
+
+/// A human duration: "500ms", "5s", "10m", "2h", "1d", or combinations ("1h30m").
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl fmt::Debug for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let bad = || format!("invalid duration `{s}`: write e.g. \"500ms\", \"30s\", \"10m\", \"2h\", \"1h30m\"");
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+            "d" => Duration::from_secs(n.checked_mul(86400).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        total = total.checked_add(d).ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+    }
+}
+
+macro_rules! validated_string {
+    ($(#[$m:meta])* $name:ident, $check:expr) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(&s).map_err(serde::de::Error::custom)?;
+                Ok($name(s))
+            }
+        }
+    };
+}
+
+validated_string!(
+    /// A ZFS dataset name (pool or pool/path), checked like OpenZFS does.
+    DatasetName,
+    valid_dataset_name
+);
+validated_string!(
+    /// A Proxmox node name (a hostname label).
+    NodeName,
+    valid_node_name
+);
+validated_string!(
+    /// A `zfs hold` tag prefix.
+    HoldTag,
+    valid_hold_tag
+);
+
+pub fn valid_node_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid node name `{s}`: Proxmox node names are hostname labels (letters, digits, `-`)"
+        ))
+    }
+}
+
+/// A configuration error, already phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+pub fn parse(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
+    parse_str(&text, &path.display().to_string())
+}
+
+/// Parse and validate configuration text; `origin` names it in errors.
+pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError(describe_toml_error(&e, text, origin)))?;
+    validate(&cfg).map_err(|m| ConfigError(format!("{origin}: {m}")))?;
+    Ok(cfg)
+}
+
+fn validate(cfg: &Config) -> Result<(), String> {
+    if cfg.cluster.nodes.len() < 2 {
+        return Err("[cluster] nodes: list at least two nodes (this one and a peer)".into());
+    }
+    if let Some(n) = &cfg.cluster.node
+        && !cfg.cluster.nodes.contains_key(n)
+    {
+        return Err(format!("[cluster] node `{n}` is not one of [cluster] nodes"));
+    }
+    for (n, addr) in &cfg.cluster.nodes {
+        if addr.is_empty() || addr.starts_with('-') || addr.chars().any(|c| c.is_whitespace() || c == '@') {
+            return Err(format!("[cluster] nodes.{n}: invalid address `{addr}`"));
+        }
+    }
+    if cfg.pools.is_empty() {
+        return Err("no [[pool]] configured: add at least one `[[pool]]` with a `name`".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &cfg.pools {
+        if !seen.insert(p.name.as_str()) {
+            return Err(format!("[[pool]] name `{}` is configured twice", p.name));
+        }
+        for e in &p.exclude {
+            if !e.as_str().starts_with(&format!("{}/", p.name)) {
+                return Err(format!(
+                    "[[pool]] `{}`: exclude `{e}` is not a dataset below `{}`",
+                    p.name, p.name
+                ));
+            }
+        }
+    }
+    let t = &cfg.timeouts;
+    for (k, d) in [("command", t.command), ("stall", t.stall), ("transfer", t.transfer)] {
+        if d.get().is_zero() {
+            return Err(format!("[timeouts] {k}: must be more than 0 (a deadline is required)"));
+        }
+    }
+    if cfg.ssh.connect_timeout.get() < Duration::from_secs(1) {
+        return Err("[ssh] connect_timeout: must be at least 1s (ssh counts whole seconds)".into());
+    }
+    if cfg.ssh.server_alive_interval.get() < Duration::from_secs(1) || cfg.ssh.server_alive_count == 0 {
+        return Err("[ssh] server_alive_interval must be at least 1s and server_alive_count at least 1".into());
+    }
+    Ok(())
+}
+
+/// Turn a TOML/serde error into one line: `file:line: message (did you mean ...)`.
+fn describe_toml_error(e: &toml::de::Error, text: &str, origin: &str) -> String {
+    let msg = e.message().trim().to_string();
+    let (line, section) = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            (Some(line), section_at(before))
+        }
+        None => (None, None),
+    };
+    let mut out = match line {
+        Some(l) => format!("{origin}:{l}: "),
+        None => format!("{origin}: "),
+    };
+    if let Some(sec) = section {
+        out.push_str(&format!("in [{sec}]: "));
+    }
+    out.push_str(&msg.replace('\n', " "));
+    if let Some(s) = suggestion(&msg) {
+        out.push_str(&format!(" (did you mean `{s}`?)"));
+    }
+    out
+}
+
+/// The `[section]` header in force at the end of `before`.
+fn section_at(before: &str) -> Option<String> {
+    before.lines().rev().find_map(|l| {
+        let t = l.trim();
+        let inner = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
+        Some(inner.trim().to_string())
+    })
+}
+
+/// From serde's "unknown field `x`, expected one of `a`, `b`", the nearest valid key.
+fn suggestion(msg: &str) -> Option<String> {
+    let (unknown, rest) = if let Some(r) = msg.strip_prefix("unknown field `") {
+        let end = r.find('`')?;
+        (&r[..end], &r[end..])
+    } else if let Some(r) = msg.strip_prefix("unknown variant `") {
+        let end = r.find('`')?;
+        (&r[..end], &r[end..])
+    } else {
+        return None;
+    };
+    let expected = rest.split_once("expected")?.1;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(unknown, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(unknown.len()) / 2).max(2))
+        .min()
+        .map(|(_, c)| c.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[cluster]
+guest = 103
+nodes = { pve1 = "10.0.0.11", pve2 = "10.0.0.12" }
+
+[[pool]]
+name = "zpool1"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse_str(MINIMAL, "t.toml").unwrap();
+        assert_eq!(c.cluster.guest, 103);
+        assert_eq!(c.ssh.user, "root");
+        assert_eq!(c.ssh.connect_timeout.get(), Duration::from_secs(10));
+        assert_eq!(c.pools[0].target(), "zpool1");
+        assert_eq!(c.timeouts.stall.get(), Duration::from_secs(600));
+        assert_eq!(c.replication.hold_tag.as_str(), "zfs-nfs-replica");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "5", "s", "5 sec", "-5s", "5x", "1h-2m", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_section_and_suggestion() {
+        let text = MINIMAL.replace("[[pool]]", "[ssh]\nidenity = \"/k\"\n\n[[pool]]");
+        let e = parse_str(&text, "/etc/x.toml").unwrap_err().0;
+        assert!(e.starts_with("/etc/x.toml:6: in [ssh]: unknown field `idenity`"), "{e}");
+        assert!(e.ends_with("(did you mean `identity`?)"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let text = MINIMAL.replace("guest = 103", "guest = \"ct103\"");
+        let e = parse_str(&text, "c.toml").unwrap_err().0;
+        assert!(e.starts_with("c.toml:3: in [cluster]:"), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let cases = [
+            ("[ssh]\nconnect_timeout = \"5 sec\"\n", "invalid duration"),
+            ("[ssh]\nstrict_host_key_checking = \"no\"\n", "unknown variant `no`"),
+            ("[timeouts]\nstall = \"0\"\n", "must be more than 0"),
+        ];
+        for (extra, want) in cases {
+            let text = MINIMAL.replace("[[pool]]", &format!("{extra}\n[[pool]]"));
+            let e = parse_str(&text, "c.toml").unwrap_err().0;
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let e = parse_str(&MINIMAL.replace("zpool1\"", "zpool1/../x\""), "c.toml").unwrap_err().0;
+        assert!(e.contains("c.toml:7") && e.contains("invalid dataset name"), "{e}");
+        let e = parse_str(&MINIMAL.replace("pve2 =", "-bad ="), "c.toml").unwrap_err().0;
+        assert!(e.contains("invalid node name"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_checks() {
+        let one_node = MINIMAL.replace(", pve2 = \"10.0.0.12\"", "");
+        assert!(parse_str(&one_node, "c").unwrap_err().0.contains("at least two nodes"));
+        let no_pool = MINIMAL.replace("[[pool]]\nname = \"zpool1\"\n", "");
+        assert!(parse_str(&no_pool, "c").unwrap_err().0.contains("no [[pool]]"));
+        let dup = format!("{MINIMAL}\n[[pool]]\nname = \"zpool1\"\n");
+        assert!(parse_str(&dup, "c").unwrap_err().0.contains("configured twice"));
+        let unknown_self = MINIMAL.replace("guest = 103", "guest = 103\nnode = \"pve9\"");
+        assert!(parse_str(&unknown_self, "c").unwrap_err().0.contains("not one of"));
+        let bad_exclude = format!("{MINIMAL}exclude = [\"zpool2/x\"]\n");
+        assert!(parse_str(&bad_exclude, "c").unwrap_err().0.contains("not a dataset below"));
+    }
+
+    #[test]
+    fn suggestion_needs_a_close_key() {
+        assert_eq!(suggestion("unknown field `prot`, expected one of `user`, `port`"), Some("port".into()));
+        assert_eq!(suggestion("unknown field `zzzzzzzz`, expected one of `user`, `port`"), None);
+    }
+}

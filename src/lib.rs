@@ -1,0 +1,17 @@
+//! zfs-nfs-replica: active-passive replication of whole ZFS pools between
+//! Proxmox VE nodes, following the node that hosts an HA-managed guest.
+
+pub mod cli;
+pub mod cmd;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod exit;
+pub mod lock;
+pub mod logging;
+pub mod plan;
+pub mod progress;
+pub mod role;
+pub mod runner;
+pub mod ssh;
+pub mod zfs;

@@ -1,0 +1,64 @@
+//! Logs via `tracing`: human lines with colours on a terminal; under systemd
+//! (JOURNAL_STREAM set) plain lines with a `<N>` syslog priority prefix, which
+//! journald turns into the entry's priority, and no timestamp (journald adds it).
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+pub fn under_journald() -> bool {
+    std::env::var_os("JOURNAL_STREAM").is_some()
+}
+
+/// `verbose`: 0 = info, 1 = debug, 2+ = trace. `RUST_LOG` overrides.
+pub fn init(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("zfs_nfs_replica={default},{}", if verbose > 1 { "debug" } else { "warn" })));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if under_journald() {
+        let _ = builder.event_format(Journald).try_init();
+    } else {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let _ = builder.with_ansi(ansi).with_target(false).compact().try_init();
+    }
+}
+
+struct Journald;
+
+impl<S, N> FormatEvent<S, N> for Journald
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: format::Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let prio = match *event.metadata().level() {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            Level::DEBUG | Level::TRACE => 7,
+        };
+        write!(w, "<{prio}>")?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                write!(w, "{}", span.name())?;
+                if let Some(f) = span.extensions().get::<FormattedFields<N>>()
+                    && !f.is_empty()
+                {
+                    write!(w, "{{{f}}}")?;
+                }
+                w.write_str(": ")?;
+            }
+        }
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}

@@ -1,0 +1,139 @@
+//! Transfer progress, injected into the engine so it never touches a terminal
+//! itself: a live bar on a terminal, nothing extra under systemd (the engine
+//! logs one line per dataset with bytes, duration and rate either way).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+pub trait Progress {
+    fn start(&mut self, label: &str);
+    fn update(&mut self, bytes: u64, estimate: Option<u64>);
+    fn finish(&mut self);
+}
+
+/// No live display.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: &str) {}
+    fn update(&mut self, _: u64, _: Option<u64>) {}
+    fn finish(&mut self) {}
+}
+
+/// One redrawn line on stderr.
+pub struct Bar {
+    label: String,
+    started: Instant,
+    last_draw: Option<Instant>,
+    drawn: bool,
+}
+
+impl Bar {
+    pub fn new() -> Self {
+        Bar {
+            label: String::new(),
+            started: Instant::now(),
+            last_draw: None,
+            drawn: false,
+        }
+    }
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for Bar {
+    fn start(&mut self, label: &str) {
+        self.label = label.to_string();
+        self.started = Instant::now();
+        self.last_draw = None;
+        self.drawn = false;
+    }
+
+    fn update(&mut self, bytes: u64, estimate: Option<u64>) {
+        if self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        let line = render(&self.label, bytes, estimate, self.started.elapsed());
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+        self.drawn = false;
+    }
+}
+
+/// `label  [#####.....]  45%  1.2 GiB / 2.6 GiB  48.0 MiB/s  ETA 0:31`
+pub fn render(label: &str, bytes: u64, estimate: Option<u64>, elapsed: Duration) -> String {
+    let rate = if elapsed.as_secs_f64() > 0.0 { bytes as f64 / elapsed.as_secs_f64() } else { 0.0 };
+    match estimate.filter(|e| *e > 0) {
+        Some(est) => {
+            let frac = (bytes as f64 / est as f64).min(1.0);
+            let width = 20;
+            let filled = (frac * width as f64).round() as usize;
+            let eta = if rate > 0.0 && est > bytes {
+                clock(Duration::from_secs_f64((est - bytes) as f64 / rate))
+            } else {
+                "-".into()
+            };
+            format!(
+                "{label}  [{}{}] {:>3.0}%  {} / {}  {}/s  ETA {eta}",
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                frac * 100.0,
+                human_bytes(bytes),
+                human_bytes(est),
+                human_bytes(rate as u64)
+            )
+        }
+        None => format!("{label}  {}  {}/s", human_bytes(bytes), human_bytes(rate as u64)),
+    }
+}
+
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 { format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) } else { format!("{}:{:02}", s / 60, s % 60) }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_bar_rate_and_eta() {
+        let s = render("zpool1/data", 512 << 20, Some(1024 << 20), Duration::from_secs(8));
+        assert_eq!(s, "zpool1/data  [##########..........]  50%  512.0 MiB / 1.0 GiB  64.0 MiB/s  ETA 0:08");
+        let s = render("x", 1000, None, Duration::from_secs(1));
+        assert_eq!(s, "x  1000 B  1000 B/s");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
+    }
+}

@@ -1,0 +1,414 @@
+//! The one place that spawns processes. Every child gets its own process
+//! group and a deadline; on timeout the whole group gets SIGTERM (and SIGCONT,
+//! so a stopped process can act on it), then SIGKILL after a grace period. A
+//! child that still does not exit (uninterruptible sleep in `zfs recv`, say) is
+//! reported with its PID instead of being waited for forever.
+//!
+//! [`Runner`] is a trait so the engine can be driven by a fake in tests; the
+//! real implementation is [`SystemRunner`].
+
+use std::future::Future;
+use std::io::pipe;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::cmd::Cmd;
+
+/// What a finished command left behind.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+}
+
+/// How many stderr lines an error message carries.
+const STDERR_LINES: usize = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start `{cmd}`: {source}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{cmd}` timed out after {}s and was killed{}", after.as_secs(), stuck_note(*stuck_pid))]
+    Timeout {
+        cmd: String,
+        after: Duration,
+        stuck_pid: Option<u32>,
+    },
+    #[error("`{cmd}` made no progress for {}s (stalled stream) and was killed{}", idle.as_secs(), stuck_note(*stuck_pid))]
+    Stalled {
+        cmd: String,
+        idle: Duration,
+        stuck_pid: Option<u32>,
+    },
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Failed {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("i/o error while running `{cmd}`: {source}")]
+    Io {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn stuck_note(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) => format!("; process {p} did not exit after SIGKILL (uninterruptible sleep?)"),
+        None => String::new(),
+    }
+}
+
+impl RunError {
+    /// The stderr text of a failed command, for classifying known ZFS errors.
+    pub fn stderr(&self) -> Option<&str> {
+        match self {
+            RunError::Failed { stderr, .. } => Some(stderr),
+            _ => None,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RunError::Timeout { .. } | RunError::Stalled { .. })
+    }
+}
+
+/// The first few non-empty lines of a command's stderr, joined for a one-line error.
+pub fn stderr_head(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(STDERR_LINES)
+        .collect();
+    if lines.is_empty() {
+        "no error output".to_string()
+    } else {
+        lines.join(" | ")
+    }
+}
+
+/// A `send | recv` pipeline: the bytes go from one child's stdout straight into
+/// the other's stdin through an OS pipe, never through this process.
+pub struct PipeSpec<'a> {
+    pub send: &'a Cmd,
+    pub recv: &'a Cmd,
+    /// No progress reported on the sender's stderr for this long is a stall.
+    pub stall: Duration,
+    /// Upper bound for the whole transfer.
+    pub limit: Duration,
+    /// How long the receiver may take to finish after the sender is done.
+    pub finish: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipeOutput {
+    pub send_stderr: String,
+    pub recv_stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs commands. Implementations must enforce the deadline they are given.
+pub trait Runner: Sync {
+    /// Run to completion, capturing stdout and stderr. A non-zero exit is not an
+    /// error here: callers classify it (`zfs` errors carry meaning).
+    fn output(&self, cmd: &Cmd, timeout: Duration) -> impl Future<Output = Result<Output, RunError>>;
+
+    /// Run `send | recv`. `on_send_line` sees every stderr line of the sender and
+    /// returns true when the line shows progress (it resets the stall clock).
+    /// A failure of either side is an error; the receiver's message wins, since
+    /// it is the one that explains why a stream was refused.
+    fn pipe(
+        &self,
+        spec: PipeSpec<'_>,
+        on_send_line: &mut dyn FnMut(&str) -> bool,
+    ) -> impl Future<Output = Result<PipeOutput, RunError>>;
+}
+
+/// Spawns real processes.
+#[derive(Debug, Clone)]
+pub struct SystemRunner {
+    /// Between SIGTERM and SIGKILL, and again between SIGKILL and giving up.
+    pub kill_grace: Duration,
+}
+
+impl Default for SystemRunner {
+    fn default() -> Self {
+        SystemRunner {
+            kill_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+fn command(cmd: &Cmd) -> Command {
+    let mut c = Command::new(&cmd.program);
+    c.args(&cmd.args)
+        // Own process group: a timeout kills the command and everything it
+        // started, and a Ctrl-C on the terminal is ours to handle, not theirs.
+        .process_group(0)
+        .kill_on_drop(true);
+    c
+}
+
+fn spawn(cmd: &Cmd, c: &mut Command) -> Result<Child, RunError> {
+    c.spawn().map_err(|source| RunError::Spawn {
+        cmd: cmd.to_string(),
+        source,
+    })
+}
+
+fn signal_group(pgid: u32, sig: i32) {
+    // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, sig);
+    }
+}
+
+impl SystemRunner {
+    /// TERM (+CONT), grace, KILL, grace. Returns the PID if it still did not exit.
+    async fn terminate(&self, child: &mut Child, pgid: Option<u32>) -> Option<u32> {
+        let Some(pgid) = pgid else { return None };
+        signal_group(pgid, libc::SIGTERM);
+        signal_group(pgid, libc::SIGCONT);
+        if tokio::time::timeout(self.kill_grace, child.wait()).await.is_ok() {
+            // The leader is gone; make sure nothing it started lingers.
+            signal_group(pgid, libc::SIGKILL);
+            return None;
+        }
+        signal_group(pgid, libc::SIGKILL);
+        match tokio::time::timeout(self.kill_grace, child.wait()).await {
+            Ok(_) => None,
+            Err(_) => Some(pgid),
+        }
+    }
+}
+
+impl Runner for SystemRunner {
+    async fn output(&self, cmd: &Cmd, timeout: Duration) -> Result<Output, RunError> {
+        let mut c = command(cmd);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn(cmd, &mut c)?;
+        let pgid = child.id();
+        let mut so = child.stdout.take().expect("piped stdout");
+        let mut se = child.stderr.take().expect("piped stderr");
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let res = tokio::time::timeout(timeout, async {
+            let (a, b, st) = tokio::join!(
+                so.read_to_end(&mut out),
+                se.read_to_end(&mut err),
+                child.wait()
+            );
+            a.and(b).and(st)
+        })
+        .await;
+        match res {
+            Ok(Ok(status)) => Ok(Output {
+                status,
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+            }),
+            Ok(Err(source)) => {
+                self.terminate(&mut child, pgid).await;
+                Err(RunError::Io {
+                    cmd: cmd.to_string(),
+                    source,
+                })
+            }
+            Err(_) => {
+                let stuck_pid = self.terminate(&mut child, pgid).await;
+                Err(RunError::Timeout {
+                    cmd: cmd.to_string(),
+                    after: timeout,
+                    stuck_pid,
+                })
+            }
+        }
+    }
+
+    async fn pipe(
+        &self,
+        spec: PipeSpec<'_>,
+        on_send_line: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<PipeOutput, RunError> {
+        let started = Instant::now();
+        let (reader, writer) = pipe().map_err(|source| RunError::Io {
+            cmd: spec.send.to_string(),
+            source,
+        })?;
+
+        let mut rc = command(spec.recv);
+        rc.stdin(Stdio::from(reader))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut recv = spawn(spec.recv, &mut rc)?;
+        // `rc` still owns the read end; drop it so the receiver sees EOF when
+        // the sender ends.
+        drop(rc);
+        let recv_pgid = recv.id();
+
+        let mut sc = command(spec.send);
+        sc.stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped());
+        let mut send = match spawn(spec.send, &mut sc) {
+            Ok(c) => c,
+            Err(e) => {
+                drop(sc);
+                self.terminate(&mut recv, recv_pgid).await;
+                return Err(e);
+            }
+        };
+        drop(sc);
+        let send_pgid = send.id();
+
+        let mut send_lines = BufReader::new(send.stderr.take().expect("piped")).lines();
+        let mut recv_err_pipe = recv.stderr.take().expect("piped");
+        let mut send_stderr = String::new();
+        let mut recv_stderr = Vec::new();
+        let mut send_status: Option<ExitStatus> = None;
+        let mut send_lines_done = false;
+        let mut last_progress = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut recv_err_done = false;
+
+        // Phase 1: until the sender has exited and its stderr is drained.
+        enum Fail {
+            Stalled,
+            Limit,
+            Io(std::io::Error),
+        }
+        let failure: Option<Fail> = loop {
+            if send_status.is_some() && send_lines_done {
+                break None;
+            }
+            tokio::select! {
+                line = send_lines.next_line(), if !send_lines_done => match line {
+                    Ok(Some(l)) => {
+                        if on_send_line(&l) {
+                            last_progress = Instant::now();
+                        } else if send_stderr.len() < 64 * 1024 {
+                            send_stderr.push_str(&l);
+                            send_stderr.push('\n');
+                        }
+                    }
+                    _ => send_lines_done = true,
+                },
+                st = send.wait(), if send_status.is_none() => match st {
+                    Ok(st) => send_status = Some(st),
+                    Err(e) => break Some(Fail::Io(e)),
+                },
+                n = read_some(&mut recv_err_pipe, &mut recv_stderr), if !recv_err_done => {
+                    if n == 0 { recv_err_done = true; }
+                },
+                _ = tick.tick() => {
+                    if send_status.is_none() && last_progress.elapsed() >= spec.stall {
+                        break Some(Fail::Stalled);
+                    }
+                    if started.elapsed() >= spec.limit {
+                        break Some(Fail::Limit);
+                    }
+                }
+            }
+        };
+
+        if let Some(fail) = failure {
+            let send_stuck = self.terminate(&mut send, send_pgid).await;
+            let recv_stuck = self.terminate(&mut recv, recv_pgid).await;
+            let stuck_pid = send_stuck.or(recv_stuck);
+            let cmd = spec.send.to_string();
+            return Err(match fail {
+                Fail::Stalled => RunError::Stalled {
+                    cmd,
+                    idle: spec.stall,
+                    stuck_pid,
+                },
+                Fail::Limit => RunError::Timeout {
+                    cmd,
+                    after: spec.limit,
+                    stuck_pid,
+                },
+                Fail::Io(source) => RunError::Io { cmd, source },
+            });
+        }
+
+        // Phase 2: the sender is done; the receiver gets `finish` to commit.
+        let recv_wait = tokio::time::timeout(spec.finish, async {
+            let mut rest = Vec::new();
+            let (r, st) = tokio::join!(recv_err_pipe.read_to_end(&mut rest), recv.wait());
+            recv_stderr.extend_from_slice(&rest);
+            r.and(st)
+        })
+        .await;
+        let recv_status = match recv_wait {
+            Ok(Ok(st)) => st,
+            Ok(Err(source)) => {
+                self.terminate(&mut recv, recv_pgid).await;
+                return Err(RunError::Io {
+                    cmd: spec.recv.to_string(),
+                    source,
+                });
+            }
+            Err(_) => {
+                let stuck_pid = self.terminate(&mut recv, recv_pgid).await;
+                return Err(RunError::Timeout {
+                    cmd: spec.recv.to_string(),
+                    after: spec.finish,
+                    stuck_pid,
+                });
+            }
+        };
+        let recv_stderr = String::from_utf8_lossy(&recv_stderr).into_owned();
+        let send_status = send_status.expect("loop ends with a status");
+        if !recv_status.success() {
+            return Err(RunError::Failed {
+                cmd: spec.recv.to_string(),
+                status: recv_status.to_string(),
+                stderr: stderr_head(&recv_stderr),
+            });
+        }
+        if !send_status.success() {
+            return Err(RunError::Failed {
+                cmd: spec.send.to_string(),
+                status: send_status.to_string(),
+                stderr: stderr_head(&send_stderr),
+            });
+        }
+        Ok(PipeOutput {
+            send_stderr,
+            recv_stderr,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+async fn read_some(r: &mut tokio::process::ChildStderr, buf: &mut Vec<u8>) -> usize {
+    let mut chunk = [0u8; 4096];
+    match r.read(&mut chunk).await {
+        Ok(n) => {
+            if buf.len() < 64 * 1024 {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            n
+        }
+        Err(_) => 0,
+    }
+}

@@ -1,0 +1,244 @@
+//! The connection to a peer: one OpenSSH master connection per peer and run
+//! (the `openssh` crate's multiplexed session), and every remote operation a
+//! short-lived mux client on it.
+//!
+//! We launch the master ourselves through the [`Runner`] (so connecting has a
+//! deadline and a process group like every other child) and hand its control
+//! socket to `openssh::Session::resume`, which checks and closes it. Remote
+//! commands are plain [`Cmd`]s (`ssh -S <socket> ... -- '<quoted command>'`)
+//! run by the same runner: a `zfs send` child writes straight into the mux
+//! client's stdin, so stream bytes never pass through this process.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cmd::Cmd;
+use crate::config::Ssh as SshConfig;
+use crate::runner::{Runner, stderr_head};
+
+/// ssh exits with 255 when ssh itself failed (connection, auth, mux), as
+/// opposed to the remote command's own exit status.
+pub const SSH_FAILURE: i32 = 255;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("ssh to {peer} ({addr}): cannot connect: {reason}")]
+    Connect { peer: String, addr: String, reason: String },
+    #[error("ssh to {peer}: {reason}")]
+    Session { peer: String, reason: String },
+}
+
+/// How to reach one peer.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub addr: String,
+}
+
+/// A live master connection.
+pub struct Peer {
+    pub name: String,
+    pub addr: String,
+    ctl: PathBuf,
+    dir: PathBuf,
+    session: Option<openssh::Session>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("name", &self.name).field("ctl", &self.ctl).finish()
+    }
+}
+
+/// The master's command line: everything that bounds a hung peer is here
+/// (`ConnectTimeout`, `ServerAliveInterval`/`CountMax`, `BatchMode`).
+pub fn master_cmd(cfg: &SshConfig, target: &Target, ctl: &Path, log: &Path) -> Cmd {
+    let secs = |d: Duration| d.as_secs().max(1).to_string();
+    let mut c = Cmd::new("ssh").args([
+        "-M",
+        "-f",
+        "-N",
+        "-T",
+        "-S",
+        &ctl.display().to_string(),
+        "-E",
+        &log.display().to_string(),
+        "-o",
+        // The master outlives an idle minute only: if this process dies, the
+        // master does not linger for long.
+        "ControlPersist=60",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        &format!("ConnectTimeout={}", secs(cfg.connect_timeout.get())),
+        "-o",
+        &format!("ServerAliveInterval={}", secs(cfg.server_alive_interval.get())),
+        "-o",
+        &format!("ServerAliveCountMax={}", cfg.server_alive_count),
+        "-o",
+        &format!("StrictHostKeyChecking={}", cfg.strict_host_key_checking.as_ssh()),
+        "-o",
+        "LogLevel=ERROR",
+        "-p",
+        &cfg.port.to_string(),
+        "-l",
+        &cfg.user,
+    ]);
+    if let Some(kh) = &cfg.known_hosts {
+        c = c.arg("-o").arg(format!("UserKnownHostsFile={}", kh.display()));
+    }
+    if let Some(id) = &cfg.identity {
+        c = c.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(id.display().to_string());
+    }
+    c.arg("--").arg(target.addr.clone())
+}
+
+impl Peer {
+    /// Open the master connection. `run_dir` holds the control socket.
+    pub async fn connect<R: Runner>(runner: &R, cfg: &SshConfig, target: &Target, run_dir: &Path) -> Result<Peer, SshError> {
+        let err = |reason: String| SshError::Connect {
+            peer: target.name.clone(),
+            addr: target.addr.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(run_dir).map_err(|e| err(format!("cannot create {}: {e}", run_dir.display())))?;
+        let dir = run_dir.join(format!("ssh-{}-{}", target.name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        restrict(&dir);
+        let ctl = dir.join("master");
+        let log = dir.join("log");
+        let cmd = master_cmd(cfg, target, &ctl, &log);
+        // ConnectTimeout bounds the TCP connect and the banner; authentication
+        // is bounded by this deadline.
+        let deadline = cfg.connect_timeout.get() * 3 + Duration::from_secs(5);
+        let res = runner.output(&cmd, deadline).await;
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        let cleanup = |dir: &Path| {
+            let _ = std::fs::remove_dir_all(dir);
+        };
+        match res {
+            Ok(out) if out.success() => {}
+            Ok(out) => {
+                cleanup(&dir);
+                let text = if log_text.trim().is_empty() { out.stderr } else { log_text };
+                return Err(err(stderr_head(&text)));
+            }
+            Err(e) => {
+                cleanup(&dir);
+                return Err(err(e.to_string()));
+            }
+        }
+        let session = openssh::Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
+        Ok(Peer {
+            name: target.name.clone(),
+            addr: target.addr.clone(),
+            ctl,
+            dir,
+            session: Some(session),
+        })
+    }
+
+    /// A local command that runs `inner` on the peer through the master
+    /// connection. Every word of `inner` is quoted for the peer's shell.
+    pub fn remote(&self, inner: &Cmd) -> Cmd {
+        Cmd::new("ssh")
+            .args(["-S", &self.ctl.display().to_string()])
+            // Never open a second connection: if the master is gone, fail
+            // (port 9 and host `none` cannot connect).
+            .args(["-o", "ControlMaster=no", "-o", "BatchMode=yes", "-T", "-p", "9", "none", "--"])
+            .arg(inner.to_shell())
+    }
+
+    /// Is the master still up?
+    pub async fn check(&self, timeout: Duration) -> Result<(), SshError> {
+        let Some(s) = &self.session else {
+            return Err(self.session_err("closed".into()));
+        };
+        match tokio::time::timeout(timeout, s.check()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.session_err(e.to_string())),
+            Err(_) => Err(self.session_err(format!("master did not answer within {}s", timeout.as_secs()))),
+        }
+    }
+
+    fn session_err(&self, reason: String) -> SshError {
+        SshError::Session {
+            peer: self.name.clone(),
+            reason,
+        }
+    }
+
+    /// Close the master, bounded; a master that does not exit is killed.
+    pub async fn close(mut self, timeout: Duration) {
+        if let Some(s) = self.session.take() {
+            let closed = tokio::time::timeout(timeout, s.close()).await;
+            if !matches!(closed, Ok(Ok(()))) {
+                kill_master(&self.ctl);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    pub fn control_socket(&self) -> &Path {
+        &self.ctl
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if self.session.take().is_some() {
+            // Not closed explicitly (an error path): ask the master to exit
+            // without waiting on it for long.
+            kill_master(&self.ctl);
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `ssh -O check` prints `Master running (pid=N)`; SIGTERM that pid.
+fn kill_master(ctl: &Path) {
+    let out = std::process::Command::new("timeout")
+        .args(["5", "ssh", "-S"])
+        .arg(ctl)
+        .args(["-O", "check", "none"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    let Ok(out) = out else { return };
+    let text = String::from_utf8_lossy(&out.stderr);
+    if let Some(pid) = text
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        // SAFETY: plain kill(2) on a pid ssh reported as its master.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+fn restrict(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Ssh;
+
+    #[test]
+    fn master_command_bounds_every_wait() {
+        let cfg = Ssh {
+            identity: Some("/root/.ssh/id key".into()),
+            ..Default::default()
+        };
+        let c = master_cmd(&cfg, &Target { name: "pve2".into(), addr: "10.0.0.12".into() }, Path::new("/run/x/master"), Path::new("/run/x/log"));
+        let s = c.to_string();
+        for want in ["BatchMode=yes", "ConnectTimeout=10", "ServerAliveInterval=10", "ServerAliveCountMax=3", "StrictHostKeyChecking=yes", "-i '/root/.ssh/id key'", "-- 10.0.0.12"] {
+            assert!(s.contains(want), "{want} missing from {s}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Everything we ask `zfs` to do, as data, plus parsers for what it answers.
+//!
+//! [`Op`] is the complete set of operations the engine runs on either side;
+//! the peer only ever sees these (a later restriction of the replication key
+//! can enforce exactly this set).
+
+pub mod list;
+pub mod names;
+pub mod progress;
+
+use std::fmt;
+
+use crate::cmd::Cmd;
+
+pub use list::{Dataset, Kind, Listing, PoolStatus, Snapshot, parse_holds, parse_list, parse_pool_status};
+
+/// How a transfer starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFrom {
+    /// A full stream of one snapshot.
+    Full,
+    /// `-I base`: every snapshot between `base` (exclusive) and the target.
+    Incremental { base: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendSpec {
+    /// `dataset@snap` to send up to.
+    pub snapshot: String,
+    pub from: SendFrom,
+    /// `-w`: the dataset is encrypted; never decrypt it in flight.
+    pub raw: bool,
+    /// `-p`: carry properties.
+    pub properties: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecvSpec {
+    pub dataset: String,
+    /// `-F`: only for a target the planner proved holds nothing to lose.
+    pub force: bool,
+}
+
+/// The named operations. Arguments are validated names; [`Op::to_cmd`]
+/// builds the argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `zfs list` of a whole tree (filesystems, volumes, snapshots).
+    List { root: String },
+    Send(SendSpec),
+    /// `zfs send -t TOKEN`.
+    SendResume { token: String },
+    Recv(RecvSpec),
+    /// Discard a partially received stream (`zfs recv -A`).
+    RecvAbort { dataset: String },
+    Holds { snapshots: Vec<String> },
+    Hold { tag: String, snapshots: Vec<String> },
+    Release { tag: String, snapshots: Vec<String> },
+    /// Pool health and space: `zpool list -H -p`.
+    PoolStatus { pool: String },
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::List { .. } => "list",
+            Op::Send(_) => "send",
+            Op::SendResume { .. } => "send-resume",
+            Op::Recv(_) => "receive",
+            Op::RecvAbort { .. } => "abort-receive",
+            Op::Holds { .. } => "holds",
+            Op::Hold { .. } => "hold",
+            Op::Release { .. } => "release",
+            Op::PoolStatus { .. } => "pool-status",
+        }
+    }
+
+    /// Does it change anything? Dry-run runs only read-only operations.
+    pub fn mutates(&self) -> bool {
+        !matches!(self, Op::List { .. } | Op::Holds { .. } | Op::PoolStatus { .. })
+    }
+
+    pub fn to_cmd(&self) -> Cmd {
+        let zfs = Cmd::new("zfs");
+        match self {
+            Op::List { root } => zfs
+                .args(["list", "-H", "-p", "-t", "filesystem,volume,snapshot", "-r", "-o"])
+                .arg(list::LIST_PROPS.join(","))
+                .arg(root.clone()),
+            Op::Send(s) => {
+                // -L/-c/-e keep large, compressed and embedded blocks as they are
+                // on disk (-L must then be used forever on that dataset, which we
+                // do). -P -v make zfs report size and progress on stderr; the
+                // stream itself never passes through this process.
+                let mut c = zfs.args(["send", "-L", "-c", "-e", "-P", "-v"]);
+                if s.raw {
+                    c = c.arg("-w");
+                }
+                if s.properties {
+                    c = c.arg("-p");
+                }
+                if let SendFrom::Incremental { base } = &s.from {
+                    c = c.arg("-I").arg(base.clone());
+                }
+                c.arg(s.snapshot.clone())
+            }
+            Op::SendResume { token } => zfs.args(["send", "-P", "-v", "-t"]).arg(token.clone()),
+            Op::Recv(r) => {
+                // -s: resumable; -u: never mount on the standby; readonly=on
+                // overrides a readonly property carried by the stream, so the
+                // standby cannot drift.
+                let mut c = zfs.args(["receive", "-s", "-u", "-o", "readonly=on"]);
+                if r.force {
+                    c = c.arg("-F");
+                }
+                c.arg(r.dataset.clone())
+            }
+            Op::RecvAbort { dataset } => zfs.args(["receive", "-A"]).arg(dataset.clone()),
+            Op::Holds { snapshots } => zfs.args(["holds", "-H"]).args(snapshots.iter().cloned()),
+            Op::Hold { tag, snapshots } => zfs.arg("hold").arg(tag.clone()).args(snapshots.iter().cloned()),
+            Op::Release { tag, snapshots } => zfs.arg("release").arg(tag.clone()).args(snapshots.iter().cloned()),
+            Op::PoolStatus { pool } => Cmd::new("zpool")
+                .args(["list", "-H", "-p", "-o", "name,health,size,allocated,free"])
+                .arg(pool.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_cmd(), f)
+    }
+}
+
+/// Known `zfs` failures, recognised from stderr (OpenZFS 2.x wording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZfsErrorKind {
+    /// "does not match incremental source"
+    BaseMismatch,
+    /// "destination ... has been modified since most recent snapshot"
+    ReceiverModified,
+    /// "destination already exists" / "destination ... exists"
+    DestinationExists,
+    /// raw and non-raw streams mixed on one dataset
+    RawMismatch,
+    /// the snapshot a resume token refers to is gone
+    StaleResumeToken,
+    /// partial receive state blocks a new receive
+    PartialReceiveState,
+    /// "dataset does not exist"
+    NoSuchDataset,
+    /// out of space on the receiver
+    OutOfSpace,
+    Other,
+}
+
+pub fn classify(stderr: &str) -> ZfsErrorKind {
+    let s = stderr.to_ascii_lowercase();
+    if s.contains("does not match incremental source") || s.contains("most recent snapshot of") && s.contains("does not") {
+        ZfsErrorKind::BaseMismatch
+    } else if s.contains("has been modified") {
+        ZfsErrorKind::ReceiverModified
+    } else if s.contains("iv set guid mismatch") || s.contains("raw") && s.contains("non-raw") || s.contains("must use --raw") || s.contains("cannot receive new filesystem stream: incompatible embedded") {
+        ZfsErrorKind::RawMismatch
+    } else if s.contains("no longer exists") || s.contains("resume token") && (s.contains("corrupt") || s.contains("invalid")) {
+        ZfsErrorKind::StaleResumeToken
+    } else if s.contains("partially-complete state") || s.contains("contains partially") {
+        ZfsErrorKind::PartialReceiveState
+    } else if s.contains("destination already exists") || s.contains("exists") && s.contains("must specify -f") {
+        ZfsErrorKind::DestinationExists
+    } else if s.contains("out of space") || s.contains("no space left") {
+        ZfsErrorKind::OutOfSpace
+    } else if s.contains("dataset does not exist") {
+        ZfsErrorKind::NoSuchDataset
+    } else {
+        ZfsErrorKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_and_recv_commands() {
+        let s = Op::Send(SendSpec {
+            snapshot: "zpool1/my data@b".into(),
+            from: SendFrom::Incremental { base: "zpool1/my data@a".into() },
+            raw: true,
+            properties: true,
+        });
+        assert_eq!(s.to_string(), "zfs send -L -c -e -P -v -w -p -I 'zpool1/my data@a' 'zpool1/my data@b'");
+        let r = Op::Recv(RecvSpec { dataset: "zpool1/my data".into(), force: false });
+        assert_eq!(r.to_string(), "zfs receive -s -u -o readonly=on 'zpool1/my data'");
+        assert!(r.mutates());
+        let l = Op::List { root: "zpool1".into() };
+        assert!(!l.mutates());
+        assert!(l.to_string().starts_with("zfs list -H -p -t filesystem,volume,snapshot -r -o name,type,guid,"));
+        let h = Op::Hold { tag: "t:pve2".into(), snapshots: vec!["p/a@x".into(), "p/b@y".into()] };
+        assert_eq!(h.to_string(), "zfs hold t:pve2 p/a@x p/b@y");
+    }
+
+    #[test]
+    fn classifies_known_errors() {
+        let cases = [
+            ("cannot receive incremental stream: most recent snapshot of zpool1/a does not\nmatch incremental source", ZfsErrorKind::BaseMismatch),
+            ("cannot receive incremental stream: destination zpool1/a has been modified\nsince most recent snapshot", ZfsErrorKind::ReceiverModified),
+            ("cannot receive new filesystem stream: destination 'zpool1/a' exists\nmust specify -F to overwrite it", ZfsErrorKind::DestinationExists),
+            ("cannot receive incremental stream: IV set guid mismatch. See the 'zfs receive' man page section\n discussing the limitations of raw encrypted send streams.", ZfsErrorKind::RawMismatch),
+            ("cannot resume send: 'zpool1/a@s1' used in the initial send no longer exists", ZfsErrorKind::StaleResumeToken),
+            ("cannot receive new filesystem stream: destination zpool1/a contains partially-complete state from \"zfs receive -s\".", ZfsErrorKind::PartialReceiveState),
+            ("cannot receive: out of space", ZfsErrorKind::OutOfSpace),
+            ("cannot open 'zpool9': dataset does not exist", ZfsErrorKind::NoSuchDataset),
+            ("something else entirely", ZfsErrorKind::Other),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify(text), want, "{text}");
+        }
+    }
+}

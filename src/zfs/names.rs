@@ -1,0 +1,114 @@
+//! ZFS name rules (OpenZFS `zfs_namecheck.c`): components of letters, digits,
+//! `-`, `_`, `.`, `:` and space; `/` separates components, `@` a snapshot and
+//! `#` a bookmark. Names are checked before they are put in a command so a
+//! hostile or broken listing cannot smuggle anything else into one.
+
+/// OpenZFS `valid_char()`.
+pub fn valid_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | ' ')
+}
+
+const MAX_NAME_LEN: usize = 255;
+
+fn check_component(full: &str, comp: &str) -> Result<(), String> {
+    if comp.is_empty() {
+        return Err(format!("invalid dataset name `{full}`: empty component"));
+    }
+    if comp == "." || comp == ".." {
+        return Err(format!("invalid dataset name `{full}`: `{comp}` is not a valid component"));
+    }
+    if let Some(c) = comp.chars().find(|c| !valid_char(*c)) {
+        return Err(format!("invalid dataset name `{full}`: character {c:?} is not allowed"));
+    }
+    Ok(())
+}
+
+/// A filesystem or volume name: `pool` or `pool/a/b`.
+pub fn valid_dataset_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("invalid dataset name `{name}`: longer than {MAX_NAME_LEN} characters"));
+    }
+    let mut comps = name.split('/');
+    let pool = comps.next().unwrap_or("");
+    check_component(name, pool)?;
+    if !pool.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!("invalid dataset name `{name}`: a pool name starts with a letter"));
+    }
+    for c in comps {
+        check_component(name, c)?;
+    }
+    Ok(())
+}
+
+/// The part after `@`.
+pub fn valid_snapshot_short_name(name: &str) -> Result<(), String> {
+    check_component(name, name)
+}
+
+/// `dataset@snap`.
+pub fn valid_snapshot_name(name: &str) -> Result<(), String> {
+    let (ds, snap) = name
+        .split_once('@')
+        .ok_or_else(|| format!("invalid snapshot name `{name}`: no `@`"))?;
+    valid_dataset_name(ds)?;
+    valid_snapshot_short_name(snap)
+}
+
+/// Hold tags are free text for ZFS; ours stay within a safe set.
+pub fn valid_hold_tag(tag: &str) -> Result<(), String> {
+    if tag.is_empty() || tag.len() > 200 {
+        return Err(format!("invalid hold tag `{tag}`: 1 to 200 characters"));
+    }
+    if let Some(c) = tag.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
+        return Err(format!("invalid hold tag `{tag}`: character {c:?} is not allowed"));
+    }
+    Ok(())
+}
+
+/// A `zfs send` resume token is printable ASCII without spaces.
+pub fn valid_resume_token(token: &str) -> Result<(), String> {
+    if !token.is_empty() && token.len() < 64 * 1024 && token.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(format!("invalid receive_resume_token `{}`", token.chars().take(40).collect::<String>()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_names() {
+        for ok in ["zpool1", "zpool1/data", "tank/my data/vm-100-disk-0", "p/a:b.c_d-e"] {
+            assert!(valid_dataset_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "/zpool1", "zpool1/", "zpool1//a", "1pool", "p/../x", "p/.", "p/a@s", "p/a#b", "p/a;rm", "p/a\nb",
+            "p/$(x)", "p/a'b", "p/tab\tx",
+        ] {
+            assert!(valid_dataset_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(valid_dataset_name(&format!("p/{}", "a".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn snapshot_names() {
+        assert!(valid_snapshot_name("zpool1/data@autosnap_2024-01-01_00:00:00_hourly").is_ok());
+        assert!(valid_snapshot_name("zpool1/my data@my snap").is_ok());
+        assert!(valid_snapshot_name("zpool1/data").is_err());
+        assert!(valid_snapshot_name("zpool1/data@a@b").is_err());
+        assert!(valid_snapshot_name("zpool1/data@").is_err());
+    }
+
+    #[test]
+    fn tags_and_tokens() {
+        assert!(valid_hold_tag("zfs-nfs-replica:pve2").is_ok());
+        assert!(valid_hold_tag("a b").is_err());
+        assert!(valid_hold_tag("").is_err());
+        assert!(valid_resume_token("1-e604ea4bf-e0-789c63a2").is_ok());
+        assert!(valid_resume_token("1-abc;rm").is_ok(), "shell specials are quoted, not rejected");
+        assert!(valid_resume_token("1 abc").is_err());
+        assert!(valid_resume_token("").is_err());
+    }
+}
