@@ -466,7 +466,7 @@ name = "zpool1"
     fn unknown_key_names_file_line_section_and_suggestion() {
         let text = MINIMAL.replace("[[pool]]", "[ssh]\nidenity = \"/k\"\n\n[[pool]]");
         let e = parse_str(&text, "/etc/x.toml").unwrap_err().0;
-        assert!(e.starts_with("/etc/x.toml:6: in [ssh]: unknown field `idenity`"), "{e}");
+        assert!(e.starts_with("/etc/x.toml:7: in [ssh]: unknown field `idenity`"), "{e}");
         assert!(e.ends_with("(did you mean `identity`?)"), "{e}");
         assert!(!e.contains('\n'));
     }

@@ -40,10 +40,10 @@ COMPRESS=${LAB_INITRD_COMPRESS:-gzip}
 
 # Packages installed in the chroot (all --no-install-recommends).
 PKGS_BASE=(linux-image-amd64 linux-headers-amd64 openssh-server openssh-client
-    busybox-static bash cpio gzip zstd lz4 kmod
-    sanoid libcapture-tiny-perl libconfig-inifiles-perl pv mbuffer lzop
+    busybox-static bash cpio gzip zstd lz4 xz-utils kmod pv mbuffer lzop
     qemu-system-x86 qemu-system-data seabios ipxe-qemu)
-PKGS_ZFS=(zfs-dkms zfsutils-linux)
+# zfs + sanoid in a second step (sanoid alone would pull in zfs-fuse)
+PKGS_ZFS=(zfs-dkms zfsutils-linux sanoid libcapture-tiny-perl libconfig-inifiles-perl)
 
 T_ALL=$(lab_now)
 PHASE=
@@ -84,7 +84,7 @@ chroot_kver() { # kernel release the linux-image-amd64 metapackage points at
         grep -o 'linux-image-[0-9][^ ,]*' | head -1 | sed 's/^linux-image-//'
 }
 
-PKG_STAMP_WANT="suite=$ZFS_SUITE pkgs=${PKGS_BASE[*]} ${PKGS_ZFS[*]} v2"
+PKG_STAMP_WANT="suite=$ZFS_SUITE pkgs=${PKGS_BASE[*]} ${PKGS_ZFS[*]} v3"
 
 # ---------------------------------------------------------------- host tools
 need_host=()

@@ -52,12 +52,12 @@ copy_bin() { # copy_bin PATH...: executables plus their libraries
 }
 
 # ---- programs
-copy_bin /usr/bin/busybox /usr/bin/bash \
-    /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/bin/scp /usr/lib/openssh/sftp-server \
-    /usr/sbin/zfs /usr/sbin/zpool /usr/sbin/zdb /usr/bin/zstream \
-    /usr/bin/perl /usr/bin/pv /usr/bin/mbuffer /usr/bin/lzop
-# zstreamdump is a symlink to zstream
-[[ -e /usr/sbin/zstreamdump ]] && ln -sf zstream "$S/usr/bin/zstreamdump" 2>/dev/null || true
+for b in busybox bash sshd ssh ssh-keygen scp zfs zpool zdb zstream perl pv mbuffer lzop; do
+    p=$(command -v "$b") || { echo "mkinitramfs: $b not installed" >&2; exit 1; }
+    copy_bin "$p"
+done
+copy_bin /usr/lib/openssh/sftp-server
+ln -s zstream "$S/usr/sbin/zstreamdump"
 # libgcc_s: glibc dlopen()s it for pthread_cancel/unwinding (zfs send -t
 # aborts without it) and Rust binaries link it. Also libssl/libz for Rust
 # binaries built on the host that link them.
