@@ -520,7 +520,9 @@ impl<'a, R: Runner> Engine<'a, R> {
         for chunk in held.chunks(500) {
             let text = self.run_op(side, &Op::Holds { snapshots: chunk.to_vec() }).await?;
             let holds = zfs::parse_holds(&text).map_err(|e| PoolError::Parse { side: side.label(), msg: format!("zfs holds: {e}") })?;
-            ours.extend(holds.into_iter().filter(|(_, t)| t == tag).map(|(s, _)| s));
+            // Only what we asked about: never act on a hold we did not look for.
+            let asked: BTreeSet<&String> = chunk.iter().collect();
+            ours.extend(holds.into_iter().filter(|(s, t)| t == tag && asked.contains(s)).map(|(s, _)| s));
         }
         let to_hold: Vec<String> = want.values().filter(|s| !ours.contains(*s)).cloned().collect();
         let wanted: BTreeSet<&String> = want.values().collect();

@@ -183,7 +183,7 @@ fn signal_group(pgid: u32, sig: i32) {
 impl SystemRunner {
     /// TERM (+CONT), grace, KILL, grace. Returns the PID if it still did not exit.
     async fn terminate(&self, child: &mut Child, pgid: Option<u32>) -> Option<u32> {
-        let Some(pgid) = pgid else { return None };
+        let pgid = pgid?;
         signal_group(pgid, libc::SIGTERM);
         signal_group(pgid, libc::SIGCONT);
         if tokio::time::timeout(self.kill_grace, child.wait()).await.is_ok() {

@@ -139,6 +139,18 @@ impl Peer {
         })
     }
 
+    /// A handle on a master connection opened elsewhere (another process, or a
+    /// test): commands go through `ctl`, and nothing is closed on drop.
+    pub fn detached(name: &str, ctl: PathBuf) -> Peer {
+        Peer {
+            name: name.to_string(),
+            addr: String::new(),
+            dir: ctl.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ctl,
+            session: None,
+        }
+    }
+
     /// A local command that runs `inner` on the peer through the master
     /// connection. Every word of `inner` is quoted for the peer's shell.
     pub fn remote(&self, inner: &Cmd) -> Cmd {
@@ -171,11 +183,11 @@ impl Peer {
 
     /// Close the master, bounded; a master that does not exit is killed.
     pub async fn close(mut self, timeout: Duration) {
-        if let Some(s) = self.session.take() {
-            let closed = tokio::time::timeout(timeout, s.close()).await;
-            if !matches!(closed, Ok(Ok(()))) {
-                kill_master(&self.ctl);
-            }
+        // A detached handle owns neither the master nor its directory.
+        let Some(s) = self.session.take() else { return };
+        let closed = tokio::time::timeout(timeout, s.close()).await;
+        if !matches!(closed, Ok(Ok(()))) {
+            kill_master(&self.ctl);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

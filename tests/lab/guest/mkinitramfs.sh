@@ -81,7 +81,12 @@ for d in /usr/lib/x86_64-linux-gnu/perl-base /usr/lib/x86_64-linux-gnu/perl/5.* 
     mkdir -p "$S$(dirname "$d")"
     cp -a "$d" "$S$(dirname "$d")/"
 done
-rm -rf "$S"/usr/share/perl/5.*/pod "$S"/usr/share/perl/5.*/unicore/TestProp.pl
+# prune what a runtime does not need: docs, C headers, CJK encodings, CPAN
+rm -rf "$S"/usr/share/perl/5.*/pod "$S"/usr/share/perl/5.*/unicore/TestProp.pl \
+    "$S"/usr/lib/x86_64-linux-gnu/perl/5.*/CORE/*.h \
+    "$S"/usr/lib/x86_64-linux-gnu/perl/5.*/auto/Encode/{CN,JP,KR,TW} \
+    "$S"/usr/lib/x86_64-linux-gnu/perl/5.*/Encode/{CN,JP,KR,TW}{,.pm} \
+    "$S"/usr/share/perl/5.*/CPAN "$S"/usr/share/perl/5.*/CPAN.pm
 find "$S/usr/share/perl"* "$S/usr/lib/x86_64-linux-gnu/perl"* -name '*.pod' -delete
 # XS modules' libraries
 while read -r so; do copy_libs "$so"; done < <(find "$S/usr/lib/x86_64-linux-gnu/perl"* -name '*.so')

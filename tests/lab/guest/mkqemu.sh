@@ -25,9 +25,11 @@ for m in /usr/lib/x86_64-linux-gnu/qemu/accel-*.so; do
     copy_libs "$m"
 done
 # Firmware/option ROMs (many are symlinks into seabios/ipxe; skip dangling ones).
-for f in /usr/share/qemu/*; do
+# Debian's qemu also looks in /usr/share/seabios and /usr/lib/ipxe/qemu
+# (--firmwarepath); -L replaces all of them, so merge them into share/.
+for f in /usr/share/seabios/* /usr/lib/ipxe/qemu/* /usr/share/qemu/*; do
     [[ -e "$f" ]] || continue
-    cp -rL "$f" "$Q/share/"
+    cp -rLf "$f" "$Q/share/"
 done
 # the loader must be callable as lib/ld-linux-x86-64.so.2
 [[ -e "$Q/lib/ld-linux-x86-64.so.2" ]] || cp -L /lib64/ld-linux-x86-64.so.2 "$Q/lib/"

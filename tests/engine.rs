@@ -1,0 +1,244 @@
+//! The engine's orchestration, driven by a scripted runner: which commands it
+//! issues, in which order, and what it refuses. The listings have the exact
+//! shape of `zfs list -H -p` output; real ZFS behaviour is the lab's job.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use zfs_nfs_replica::cmd::Cmd;
+use zfs_nfs_replica::engine::{DatasetResult, Engine, Outcome, PoolJob, Settings};
+use zfs_nfs_replica::progress::Silent;
+use zfs_nfs_replica::runner::{Output, PipeOutput, PipeSpec, RunError, Runner};
+use zfs_nfs_replica::ssh::Peer;
+
+#[derive(Default)]
+struct Fake {
+    local_list: String,
+    remote_list: String,
+    local_holds: String,
+    remote_holds: String,
+    /// A receive into a target whose name contains this fails.
+    fail_recv: Option<String>,
+    log: Mutex<Vec<String>>,
+}
+
+fn exit(code: i32) -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    std::process::ExitStatus::from_raw(code << 8)
+}
+
+impl Fake {
+    /// `local: zfs ...` or `remote: zfs ...`, as the command would run there.
+    fn describe(cmd: &Cmd) -> String {
+        if cmd.program == "ssh" {
+            format!("remote: {}", cmd.args.last().unwrap())
+        } else {
+            format!("local: {cmd}")
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Runner for Fake {
+    async fn output(&self, cmd: &Cmd, _timeout: Duration) -> Result<Output, RunError> {
+        let d = Self::describe(cmd);
+        self.log.lock().unwrap().push(d.clone());
+        let ok = |stdout: &str| Ok(Output { status: exit(0), stdout: stdout.into(), stderr: String::new() });
+        let (side, inner) = d.split_once(": ").unwrap();
+        if inner.starts_with("zfs list ") {
+            ok(if side == "local" { &self.local_list } else { &self.remote_list })
+        } else if inner.starts_with("zfs holds ") {
+            ok(if side == "local" { &self.local_holds } else { &self.remote_holds })
+        } else if inner.starts_with("zfs hold ") || inner.starts_with("zfs release ") {
+            ok("")
+        } else {
+            Ok(Output { status: exit(1), stdout: String::new(), stderr: format!("fake: unexpected {inner}") })
+        }
+    }
+
+    async fn pipe(&self, spec: PipeSpec<'_>, on_send_line: &mut dyn FnMut(&str) -> bool) -> Result<PipeOutput, RunError> {
+        let (s, r) = (Self::describe(spec.send), Self::describe(spec.recv));
+        self.log.lock().unwrap().push(format!("{s} | {r}"));
+        on_send_line("size\t4096");
+        on_send_line("00:00:01\t4096\tx@y");
+        if let Some(f) = &self.fail_recv
+            && r.contains(f.as_str())
+        {
+            return Err(RunError::Failed { cmd: r, status: "exit status: 1".into(), stderr: "cannot receive: out of space".into() });
+        }
+        Ok(PipeOutput { send_stderr: String::new(), recv_stderr: String::new(), elapsed: Duration::from_millis(10) })
+    }
+}
+
+/// `zfs list -H -p -o name,type,guid,createtxg,creation,used,referenced,written,userrefs,receive_resume_token,encryption`
+fn fs(name: &str, written: u64) -> String {
+    format!("{name}\tfilesystem\t{}\t1\t1700000000\t1000\t1000\t{written}\t-\t-\toff\n", name.len())
+}
+fn snap(ds: &str, name: &str, guid: u64, userrefs: u64) -> String {
+    format!("{ds}@{name}\tsnapshot\t{guid}\t{guid}\t{}\t0\t1000\t100\t{userrefs}\t-\toff\n", 1_700_000_000 + guid)
+}
+
+fn settings(dry_run: bool) -> Settings {
+    Settings {
+        local_node: "pve1".into(),
+        hold_tag: "zfs-nfs-replica".into(),
+        send_properties: true,
+        command_timeout: Duration::from_secs(5),
+        stall_timeout: Duration::from_secs(5),
+        transfer_timeout: Duration::from_secs(5),
+        dry_run,
+        overwrite_empty: false,
+    }
+}
+
+fn job() -> PoolJob {
+    PoolJob { source: "zpool1".into(), target: "zpool1".into(), exclude: vec![] }
+}
+
+fn run(fake: &Fake, dry_run: bool) -> (zfs_nfs_replica::engine::PoolReport, Vec<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
+    let s = settings(dry_run);
+    let mut silent = Silent;
+    let mut engine = Engine::new(fake, &s, &mut silent);
+    let report = rt.block_on(engine.replicate(&job(), &peer));
+    (report, engine.shown.clone())
+}
+
+/// Source: root and `data` have new snapshots, `new` is absent on the
+/// receiver, `bad` diverged (with a child), `idle` is in sync.
+fn busy_pool() -> Fake {
+    let mut l = String::new();
+    let mut r = String::new();
+    l += &fs("zpool1", 0);
+    l += &snap("zpool1", "a", 1, 1);
+    l += &snap("zpool1", "b", 2, 0);
+    l += &fs("zpool1/bad", 0);
+    l += &snap("zpool1/bad", "a", 10, 1);
+    l += &fs("zpool1/bad/child", 0);
+    l += &snap("zpool1/bad/child", "a", 20, 0);
+    l += &fs("zpool1/my data", 0);
+    l += &snap("zpool1/my data", "a", 30, 1);
+    l += &snap("zpool1/my data", "b", 31, 0);
+    l += &fs("zpool1/new", 0);
+    l += &snap("zpool1/new", "a", 40, 0);
+    l += &snap("zpool1/new", "b", 41, 0);
+    r += &fs("zpool1", 0);
+    r += &snap("zpool1", "a", 1, 1);
+    r += &fs("zpool1/bad", 0);
+    r += &snap("zpool1/bad", "a", 10, 1);
+    r += &snap("zpool1/bad", "written-on-standby", 11, 0);
+    r += &fs("zpool1/bad/child", 0);
+    r += &snap("zpool1/bad/child", "a", 20, 0);
+    r += &fs("zpool1/my data", 0);
+    r += &snap("zpool1/my data", "a", 30, 1);
+    r += &fs("zpool1/only-here", 0);
+    Fake {
+        local_list: l,
+        remote_list: r,
+        local_holds: "zpool1@a\tzfs-nfs-replica:pve2\tx\nzpool1/bad@a\tzfs-nfs-replica:pve2\tx\nzpool1/my data@a\tzfs-nfs-replica:pve2\tx\n".into(),
+        remote_holds: "zpool1@a\tzfs-nfs-replica:pve1\tx\nzpool1/bad@a\tzfs-nfs-replica:pve1\tx\nzpool1/my data@a\tsomeone-else\tx\n".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn dry_run_runs_only_read_only_commands_and_shows_every_step() {
+    let fake = busy_pool();
+    let (report, shown) = run(&fake, true);
+    for c in fake.log() {
+        assert!(c.contains(": zfs list ") || c.contains(": zfs holds "), "dry-run ran a changing command: {c}");
+    }
+    let text = shown.join("\n");
+    assert!(text.contains("zfs send -L -c -e -P -v -p -I zpool1@a zpool1@b | [pve2] zfs receive -s -u -o readonly=on zpool1"), "{text}");
+    assert!(text.contains("zfs send -L -c -e -P -v -p zpool1/new@a | [pve2] zfs receive -s -u -o readonly=on zpool1/new"), "{text}");
+    assert!(text.contains("-I zpool1/new@a zpool1/new@b"), "{text}");
+    assert!(text.contains("CONFLICT diverged"), "{text}");
+    assert!(text.contains("@written-on-standby"), "the evidence is shown: {text}");
+    assert!(text.contains("zpool1/bad/child") && text.contains("blocked by zpool1/bad"), "{text}");
+    assert!(text.contains("zpool1/only-here") && text.contains("never destroyed"), "{text}");
+    assert!(text.contains("holds: zfs hold zfs-nfs-replica:pve2 zpool1@b"), "{text}");
+    assert!(text.contains("holds: [pve2] zfs release zfs-nfs-replica:pve1 zpool1@a"), "{text}");
+    assert_eq!(report.outcome, Outcome::Refused, "a conflict needs the operator");
+}
+
+#[test]
+fn run_sends_in_order_skips_the_conflicting_subtree_and_moves_holds() {
+    let fake = busy_pool();
+    let (report, _) = run(&fake, false);
+    let log = fake.log();
+    let transfers: Vec<&String> = log.iter().filter(|c| c.contains(" | ")).collect();
+    assert_eq!(transfers.len(), 4, "{transfers:#?}");
+    assert!(transfers[0].contains("-I zpool1@a zpool1@b"));
+    assert!(transfers[1].contains("-I 'zpool1/my data@a' 'zpool1/my data@b'"));
+    assert!(transfers[2].ends_with("zfs receive -s -u -o readonly=on zpool1/new") && !transfers[2].contains("-I"));
+    assert!(transfers[3].contains("-I zpool1/new@a zpool1/new@b"));
+    assert!(!log.iter().any(|c| c.contains("zpool1/bad") && c.contains(" | ")), "nothing sent for the diverged subtree");
+    // One hold and one release per side, hold first.
+    let pos = |p: &str| log.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("no `{p}` in {log:#?}"));
+    assert!(pos("local: zfs hold ") < pos("local: zfs release "));
+    assert!(pos("remote: zfs hold ") < pos("remote: zfs release "));
+    let hold = &log[pos("local: zfs hold ")];
+    assert_eq!(hold, "local: zfs hold zfs-nfs-replica:pve2 zpool1@b 'zpool1/my data@b' zpool1/new@b");
+    assert_eq!(log[pos("local: zfs release ")], "local: zfs release zfs-nfs-replica:pve2 'zpool1/my data@a' zpool1@a");
+    // Someone else's hold on the receiver is left alone; the diverged dataset keeps its hold.
+    assert_eq!(log[pos("remote: zfs release ")], "remote: zfs release zfs-nfs-replica:pve1 zpool1@a");
+    assert_eq!(report.outcome, Outcome::Refused);
+    let sent = report.datasets.iter().filter(|d| matches!(d.result, DatasetResult::Sent { .. })).count();
+    assert_eq!(sent, 3);
+    assert_eq!(report.receiver_only, ["zpool1/only-here"]);
+}
+
+#[test]
+fn an_idle_cycle_is_two_listings_and_a_holds_check_per_side() {
+    let mut l = fs("zpool1", 0);
+    l += &snap("zpool1", "a", 1, 1);
+    l += &fs("zpool1/data", 0);
+    l += &snap("zpool1/data", "a", 2, 1);
+    let fake = Fake {
+        local_list: l.clone(),
+        remote_list: l,
+        local_holds: "zpool1@a\tzfs-nfs-replica:pve2\tx\nzpool1/data@a\tzfs-nfs-replica:pve2\tx\n".into(),
+        remote_holds: "zpool1@a\tzfs-nfs-replica:pve1\tx\nzpool1/data@a\tzfs-nfs-replica:pve1\tx\n".into(),
+        ..Default::default()
+    };
+    let (report, _) = run(&fake, false);
+    let log = fake.log();
+    assert_eq!(log.len(), 4, "{log:#?}");
+    assert_eq!(log.iter().filter(|c| c.starts_with("remote:")).count(), 2);
+    assert_eq!(report.outcome, Outcome::NothingToDo);
+}
+
+#[test]
+fn a_failed_transfer_skips_the_subtree_and_is_transient() {
+    let mut l = fs("zpool1", 0);
+    l += &snap("zpool1", "a", 1, 0);
+    l += &fs("zpool1/p", 0);
+    l += &snap("zpool1/p", "a", 2, 0);
+    l += &fs("zpool1/p/c", 0);
+    l += &snap("zpool1/p/c", "a", 3, 0);
+    l += &fs("zpool1/q", 0);
+    l += &snap("zpool1/q", "a", 4, 0);
+    let mut r = fs("zpool1", 0);
+    r += &snap("zpool1", "a", 1, 0);
+    let fake = Fake { local_list: l, remote_list: r, fail_recv: Some("zpool1/p".into()), ..Default::default() };
+    let (report, _) = run(&fake, false);
+    let res = |n: &str| &report.datasets.iter().find(|d| d.source == n).unwrap().result;
+    assert!(matches!(res("zpool1/p"), DatasetResult::Failed(m) if m.contains("out of space")));
+    assert!(matches!(res("zpool1/p/c"), DatasetResult::Skipped(m) if m.contains("zpool1/p failed")));
+    assert!(matches!(res("zpool1/q"), DatasetResult::Sent { .. }), "other subtrees go on");
+    assert_eq!(report.outcome, Outcome::Transient);
+}
+
+#[test]
+fn garbled_listing_fails_the_pool_with_the_command_named() {
+    let fake = Fake { local_list: fs("zpool1", 0), remote_list: "zpool1\tfilesystem\tgarbage\n".into(), ..Default::default() };
+    let (report, _) = run(&fake, false);
+    let e = report.error.unwrap();
+    assert!(e.contains("[pve2] zfs list") && e.contains("line 1"), "{e}");
+    assert_eq!(report.outcome, Outcome::Refused);
+    assert!(fake.log().iter().all(|c| c.contains("zfs list")), "nothing else was attempted");
+}
