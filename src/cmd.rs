@@ -94,7 +94,10 @@ mod tests {
 
     #[test]
     fn bare_words_stay_bare() {
-        assert_eq!(shell_quote("zpool1/data@autosnap_2024-01-01_00:00:00_hourly"), "zpool1/data@autosnap_2024-01-01_00:00:00_hourly");
+        assert_eq!(
+            shell_quote("zpool1/data@autosnap_2024-01-01_00:00:00_hourly"),
+            "zpool1/data@autosnap_2024-01-01_00:00:00_hourly"
+        );
         assert_eq!(shell_quote("-H"), "-H");
     }
 
@@ -113,6 +116,9 @@ mod tests {
     #[test]
     fn display_quotes_each_word() {
         let c = Cmd::new("zfs").args(["send", "-I", "pool/my data@a", "pool/my data@b"]);
-        assert_eq!(c.to_string(), "zfs send -I 'pool/my data@a' 'pool/my data@b'");
+        assert_eq!(
+            c.to_string(),
+            "zfs send -I 'pool/my data@a' 'pool/my data@b'"
+        );
     }
 }

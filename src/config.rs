@@ -195,20 +195,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    let bad = || format!("invalid duration `{s}`: write e.g. \"500ms\", \"30s\", \"10m\", \"2h\", \"1h30m\"");
+    let bad = || {
+        format!("invalid duration `{s}`: write e.g. \"500ms\", \"30s\", \"10m\", \"2h\", \"1h30m\"")
+    };
     if t.is_empty() {
         return Err(bad());
     }
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let d = match unit {
@@ -227,7 +233,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -304,7 +312,8 @@ pub fn parse(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parse and validate configuration text; `origin` names it in errors.
 pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError(describe_toml_error(&e, text, origin)))?;
+    let cfg: Config =
+        toml::from_str(text).map_err(|e| ConfigError(describe_toml_error(&e, text, origin)))?;
     validate(&cfg).map_err(|m| ConfigError(format!("{origin}: {m}")))?;
     Ok(cfg)
 }
@@ -316,10 +325,15 @@ fn validate(cfg: &Config) -> Result<(), String> {
     if let Some(n) = &cfg.cluster.node
         && !cfg.cluster.nodes.contains_key(n)
     {
-        return Err(format!("[cluster] node `{n}` is not one of [cluster] nodes"));
+        return Err(format!(
+            "[cluster] node `{n}` is not one of [cluster] nodes"
+        ));
     }
     for (n, addr) in &cfg.cluster.nodes {
-        if addr.is_empty() || addr.starts_with('-') || addr.chars().any(|c| c.is_whitespace() || c == '@') {
+        if addr.is_empty()
+            || addr.starts_with('-')
+            || addr.chars().any(|c| c.is_whitespace() || c == '@')
+        {
             return Err(format!("[cluster] nodes.{n}: invalid address `{addr}`"));
         }
     }
@@ -341,16 +355,27 @@ fn validate(cfg: &Config) -> Result<(), String> {
         }
     }
     let t = &cfg.timeouts;
-    for (k, d) in [("command", t.command), ("stall", t.stall), ("transfer", t.transfer)] {
+    for (k, d) in [
+        ("command", t.command),
+        ("stall", t.stall),
+        ("transfer", t.transfer),
+    ] {
         if d.get().is_zero() {
-            return Err(format!("[timeouts] {k}: must be more than 0 (a deadline is required)"));
+            return Err(format!(
+                "[timeouts] {k}: must be more than 0 (a deadline is required)"
+            ));
         }
     }
     if cfg.ssh.connect_timeout.get() < Duration::from_secs(1) {
         return Err("[ssh] connect_timeout: must be at least 1s (ssh counts whole seconds)".into());
     }
-    if cfg.ssh.server_alive_interval.get() < Duration::from_secs(1) || cfg.ssh.server_alive_count == 0 {
-        return Err("[ssh] server_alive_interval must be at least 1s and server_alive_count at least 1".into());
+    if cfg.ssh.server_alive_interval.get() < Duration::from_secs(1)
+        || cfg.ssh.server_alive_count == 0
+    {
+        return Err(
+            "[ssh] server_alive_interval must be at least 1s and server_alive_count at least 1"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -384,7 +409,9 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, origin: &str) -> String 
 fn section_at(before: &str) -> Option<String> {
     before.lines().rev().find_map(|l| {
         let t = l.trim();
-        let inner = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"))
+        let inner = t
+            .strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
             .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
         Some(inner.trim().to_string())
     })
@@ -457,7 +484,16 @@ name = "zpool1"
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        for bad in ["", "5", "s", "5 sec", "-5s", "5x", "1h-2m", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 sec",
+            "-5s",
+            "5x",
+            "1h-2m",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -466,7 +502,10 @@ name = "zpool1"
     fn unknown_key_names_file_line_section_and_suggestion() {
         let text = MINIMAL.replace("[[pool]]", "[ssh]\nidenity = \"/k\"\n\n[[pool]]");
         let e = parse_str(&text, "/etc/x.toml").unwrap_err().0;
-        assert!(e.starts_with("/etc/x.toml:7: in [ssh]: unknown field `idenity`"), "{e}");
+        assert!(
+            e.starts_with("/etc/x.toml:7: in [ssh]: unknown field `idenity`"),
+            "{e}"
+        );
         assert!(e.ends_with("(did you mean `identity`?)"), "{e}");
         assert!(!e.contains('\n'));
     }
@@ -483,7 +522,10 @@ name = "zpool1"
     fn bad_values_are_errors() {
         let cases = [
             ("[ssh]\nconnect_timeout = \"5 sec\"\n", "invalid duration"),
-            ("[ssh]\nstrict_host_key_checking = \"no\"\n", "unknown variant `no`"),
+            (
+                "[ssh]\nstrict_host_key_checking = \"no\"\n",
+                "unknown variant `no`",
+            ),
             ("[timeouts]\nstall = \"0\"\n", "must be more than 0"),
         ];
         for (extra, want) in cases {
@@ -491,29 +533,67 @@ name = "zpool1"
             let e = parse_str(&text, "c.toml").unwrap_err().0;
             assert!(e.contains(want), "{extra}: {e}");
         }
-        let e = parse_str(&MINIMAL.replace("zpool1\"", "zpool1/../x\""), "c.toml").unwrap_err().0;
-        assert!(e.contains("c.toml:7") && e.contains("invalid dataset name"), "{e}");
-        let e = parse_str(&MINIMAL.replace("pve2 =", "-bad ="), "c.toml").unwrap_err().0;
+        let e = parse_str(&MINIMAL.replace("zpool1\"", "zpool1/../x\""), "c.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("c.toml:7") && e.contains("invalid dataset name"),
+            "{e}"
+        );
+        let e = parse_str(&MINIMAL.replace("pve2 =", "-bad ="), "c.toml")
+            .unwrap_err()
+            .0;
         assert!(e.contains("invalid node name"), "{e}");
     }
 
     #[test]
     fn cross_field_checks() {
         let one_node = MINIMAL.replace(", pve2 = \"10.0.0.12\"", "");
-        assert!(parse_str(&one_node, "c").unwrap_err().0.contains("at least two nodes"));
+        assert!(
+            parse_str(&one_node, "c")
+                .unwrap_err()
+                .0
+                .contains("at least two nodes")
+        );
         let no_pool = MINIMAL.replace("[[pool]]\nname = \"zpool1\"\n", "");
-        assert!(parse_str(&no_pool, "c").unwrap_err().0.contains("no [[pool]]"));
+        assert!(
+            parse_str(&no_pool, "c")
+                .unwrap_err()
+                .0
+                .contains("no [[pool]]")
+        );
         let dup = format!("{MINIMAL}\n[[pool]]\nname = \"zpool1\"\n");
-        assert!(parse_str(&dup, "c").unwrap_err().0.contains("configured twice"));
+        assert!(
+            parse_str(&dup, "c")
+                .unwrap_err()
+                .0
+                .contains("configured twice")
+        );
         let unknown_self = MINIMAL.replace("guest = 103", "guest = 103\nnode = \"pve9\"");
-        assert!(parse_str(&unknown_self, "c").unwrap_err().0.contains("not one of"));
+        assert!(
+            parse_str(&unknown_self, "c")
+                .unwrap_err()
+                .0
+                .contains("not one of")
+        );
         let bad_exclude = format!("{MINIMAL}exclude = [\"zpool2/x\"]\n");
-        assert!(parse_str(&bad_exclude, "c").unwrap_err().0.contains("not a dataset below"));
+        assert!(
+            parse_str(&bad_exclude, "c")
+                .unwrap_err()
+                .0
+                .contains("not a dataset below")
+        );
     }
 
     #[test]
     fn suggestion_needs_a_close_key() {
-        assert_eq!(suggestion("unknown field `prot`, expected one of `user`, `port`"), Some("port".into()));
-        assert_eq!(suggestion("unknown field `zzzzzzzz`, expected one of `user`, `port`"), None);
+        assert_eq!(
+            suggestion("unknown field `prot`, expected one of `user`, `port`"),
+            Some("port".into())
+        );
+        assert_eq!(
+            suggestion("unknown field `zzzzzzzz`, expected one of `user`, `port`"),
+            None
+        );
     }
 }

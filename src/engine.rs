@@ -83,7 +83,10 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub enum DatasetResult {
     UpToDate,
-    Sent { bytes: u64, secs: f64 },
+    Sent {
+        bytes: u64,
+        secs: f64,
+    },
     Skipped(String),
     Conflict(String),
     Failed(String),
@@ -113,7 +116,8 @@ pub struct PoolReport {
 
 impl PoolReport {
     pub fn summary(&self) -> String {
-        let count = |f: fn(&DatasetResult) -> bool| self.datasets.iter().filter(|d| f(&d.result)).count();
+        let count =
+            |f: fn(&DatasetResult) -> bool| self.datasets.iter().filter(|d| f(&d.result)).count();
         let mut s = format!(
             "pool {} -> {}: {:?}: {} sent ({}), {} up to date, {} conflict(s), {} failed, {} skipped in {:.1}s",
             self.pool,
@@ -128,7 +132,11 @@ impl PoolReport {
             self.duration.as_secs_f64()
         );
         if !self.receiver_only.is_empty() {
-            let _ = write!(s, ", {} only on the receiver (kept)", self.receiver_only.len());
+            let _ = write!(
+                s,
+                ", {} only on the receiver (kept)",
+                self.receiver_only.len()
+            );
         }
         if let Some(e) = &self.error {
             let _ = write!(s, "; error: {e}");
@@ -147,7 +155,12 @@ pub enum PoolError {
         source: RunError,
     },
     #[error("{side}: `{cmd}` failed: {stderr}")]
-    Zfs { side: String, cmd: String, stderr: String, kind: ZfsErrorKind },
+    Zfs {
+        side: String,
+        cmd: String,
+        stderr: String,
+        kind: ZfsErrorKind,
+    },
     #[error("{side}: {msg}")]
     Parse { side: String, msg: String },
 }
@@ -155,7 +168,10 @@ pub enum PoolError {
 impl PoolError {
     fn outcome(&self) -> Outcome {
         match self {
-            PoolError::Zfs { kind: ZfsErrorKind::NoSuchDataset, .. } => Outcome::Refused,
+            PoolError::Zfs {
+                kind: ZfsErrorKind::NoSuchDataset,
+                ..
+            } => Outcome::Refused,
             PoolError::Parse { .. } => Outcome::Refused,
             _ => Outcome::Transient,
         }
@@ -172,7 +188,12 @@ pub struct Engine<'a, R: Runner> {
 
 impl<'a, R: Runner> Engine<'a, R> {
     pub fn new(runner: &'a R, settings: &'a Settings, progress: &'a mut dyn Progress) -> Self {
-        Engine { runner, settings, progress, shown: Vec::new() }
+        Engine {
+            runner,
+            settings,
+            progress,
+            shown: Vec::new(),
+        }
     }
 
     async fn run_op(&mut self, side: Side<'_>, op: &Op) -> Result<String, PoolError> {
@@ -182,14 +203,22 @@ impl<'a, R: Runner> Engine<'a, R> {
             .runner
             .output(&cmd, self.settings.command_timeout)
             .await
-            .map_err(|source| PoolError::Run { side: side.label(), source })?;
+            .map_err(|source| PoolError::Run {
+                side: side.label(),
+                source,
+            })?;
         if !out.success() {
-            let ssh_failed = matches!(side, Side::Remote(_)) && out.status.code() == Some(SSH_FAILURE);
+            let ssh_failed =
+                matches!(side, Side::Remote(_)) && out.status.code() == Some(SSH_FAILURE);
             return Err(PoolError::Zfs {
                 side: side.label(),
                 cmd: side.show(op),
                 stderr: stderr_head(&out.stderr),
-                kind: if ssh_failed { ZfsErrorKind::Other } else { zfs::classify(&out.stderr) },
+                kind: if ssh_failed {
+                    ZfsErrorKind::Other
+                } else {
+                    zfs::classify(&out.stderr)
+                },
             });
         }
         Ok(out.stdout)
@@ -217,7 +246,12 @@ impl<'a, R: Runner> Engine<'a, R> {
         report
     }
 
-    async fn replicate_inner(&mut self, job: &PoolJob, peer: &Peer, report: &mut PoolReport) -> Result<(), PoolError> {
+    async fn replicate_inner(
+        &mut self,
+        job: &PoolJob,
+        peer: &Peer,
+        report: &mut PoolReport,
+    ) -> Result<(), PoolError> {
         let remote = Side::Remote(peer);
         let opts = plan::Options {
             overwrite_empty: self.settings.overwrite_empty,
@@ -249,7 +283,8 @@ impl<'a, R: Runner> Engine<'a, R> {
                 }
                 false
             } else {
-                self.execute(&plan, remote, &mut results, &mut bases, report).await
+                self.execute(&plan, remote, &mut results, &mut bases, report)
+                    .await
             };
             listings = Some((src, dst));
             if !resumed {
@@ -264,56 +299,101 @@ impl<'a, R: Runner> Engine<'a, R> {
                 DatasetResult::Sent { .. } => Outcome::Replicated,
                 DatasetResult::Conflict(_) => Outcome::Refused,
                 DatasetResult::Failed(_) => Outcome::Transient,
-                DatasetResult::Skipped(_) | DatasetResult::UpToDate | DatasetResult::Planned(_) => Outcome::NothingToDo,
+                DatasetResult::Skipped(_) | DatasetResult::UpToDate | DatasetResult::Planned(_) => {
+                    Outcome::NothingToDo
+                }
             })
         });
         report.outcome = report.outcome.max(worst);
         Ok(())
     }
 
-    async fn list_both(&mut self, job: &PoolJob, peer: &Peer) -> Result<(Listing, Listing), PoolError> {
+    async fn list_both(
+        &mut self,
+        job: &PoolJob,
+        peer: &Peer,
+    ) -> Result<(Listing, Listing), PoolError> {
         // Both sides at once: the slower listing sets the pace, not the sum.
         let runner = self.runner;
         let timeout = self.settings.command_timeout;
-        let lop = Op::List { root: job.source.clone() };
-        let rop = Op::List { root: job.target.clone() };
+        let lop = Op::List {
+            root: job.source.clone(),
+        };
+        let rop = Op::List {
+            root: job.target.clone(),
+        };
         let (lcmd, rcmd) = (Side::Local.cmd(&lop), Side::Remote(peer).cmd(&rop));
         let (l, r) = tokio::join!(runner.output(&lcmd, timeout), runner.output(&rcmd, timeout));
-        let check = |side: Side<'_>, op: &Op, res: Result<crate::runner::Output, RunError>| -> Result<Listing, PoolError> {
-            let out = res.map_err(|source| PoolError::Run { side: side.label(), source })?;
+        let check = |side: Side<'_>,
+                     op: &Op,
+                     res: Result<crate::runner::Output, RunError>|
+         -> Result<Listing, PoolError> {
+            let out = res.map_err(|source| PoolError::Run {
+                side: side.label(),
+                source,
+            })?;
             if !out.success() {
-                let kind = if matches!(side, Side::Remote(_)) && out.status.code() == Some(SSH_FAILURE) {
-                    ZfsErrorKind::Other
-                } else {
-                    zfs::classify(&out.stderr)
-                };
-                return Err(PoolError::Zfs { side: side.label(), cmd: side.show(op), stderr: stderr_head(&out.stderr), kind });
+                let kind =
+                    if matches!(side, Side::Remote(_)) && out.status.code() == Some(SSH_FAILURE) {
+                        ZfsErrorKind::Other
+                    } else {
+                        zfs::classify(&out.stderr)
+                    };
+                return Err(PoolError::Zfs {
+                    side: side.label(),
+                    cmd: side.show(op),
+                    stderr: stderr_head(&out.stderr),
+                    kind,
+                });
             }
-            zfs::parse_list(&out.stdout).map_err(|e| PoolError::Parse { side: side.label(), msg: format!("`{}`: {e}", side.show(op)) })
+            zfs::parse_list(&out.stdout).map_err(|e| PoolError::Parse {
+                side: side.label(),
+                msg: format!("`{}`: {e}", side.show(op)),
+            })
         };
         let src = check(Side::Local, &lop, l)?;
         let dst = check(Side::Remote(peer), &rop, r)?;
         if !src.datasets.contains_key(&job.source) {
-            return Err(PoolError::Parse { side: "local".into(), msg: format!("{} is missing from its own listing", job.source) });
+            return Err(PoolError::Parse {
+                side: "local".into(),
+                msg: format!("{} is missing from its own listing", job.source),
+            });
         }
         Ok((src, dst))
     }
 
     fn steps(&self, item: &Item) -> Vec<(Op, Op)> {
-        let recv = |force| Op::Recv(RecvSpec { dataset: item.target.clone(), force });
+        let recv = |force| {
+            Op::Recv(RecvSpec {
+                dataset: item.target.clone(),
+                force,
+            })
+        };
         let snap = |s: &str| format!("{}@{}", item.source, s);
         let props = self.settings.send_properties;
         match &item.action {
-            Action::Full { first, last, raw, force } => {
+            Action::Full {
+                first,
+                last,
+                raw,
+                force,
+            } => {
                 let mut v = vec![(
-                    Op::Send(SendSpec { snapshot: snap(&first.name), from: SendFrom::Full, raw: *raw, properties: props }),
+                    Op::Send(SendSpec {
+                        snapshot: snap(&first.name),
+                        from: SendFrom::Full,
+                        raw: *raw,
+                        properties: props,
+                    }),
                     recv(*force),
                 )];
                 if last.guid != first.guid {
                     v.push((
                         Op::Send(SendSpec {
                             snapshot: snap(&last.name),
-                            from: SendFrom::Incremental { base: snap(&first.name) },
+                            from: SendFrom::Incremental {
+                                base: snap(&first.name),
+                            },
                             raw: *raw,
                             properties: props,
                         }),
@@ -322,16 +402,25 @@ impl<'a, R: Runner> Engine<'a, R> {
                 }
                 v
             }
-            Action::Incremental { base, last, raw, .. } => vec![(
+            Action::Incremental {
+                base, last, raw, ..
+            } => vec![(
                 Op::Send(SendSpec {
                     snapshot: snap(&last.name),
-                    from: SendFrom::Incremental { base: snap(&base.name) },
+                    from: SendFrom::Incremental {
+                        base: snap(&base.name),
+                    },
                     raw: *raw,
                     properties: props,
                 }),
                 recv(false),
             )],
-            Action::Resume { token } => vec![(Op::SendResume { token: token.clone() }, recv(false))],
+            Action::Resume { token } => vec![(
+                Op::SendResume {
+                    token: token.clone(),
+                },
+                recv(false),
+            )],
             _ => Vec::new(),
         }
     }
@@ -346,11 +435,17 @@ impl<'a, R: Runner> Engine<'a, R> {
                 } else {
                     ""
                 };
-                self.shown.push(format!("      {flag}{} | {}", Side::Local.show(&send), remote.show(&recv)));
+                self.shown.push(format!(
+                    "      {flag}{} | {}",
+                    Side::Local.show(&send),
+                    remote.show(&recv)
+                ));
             }
         }
         for r in &plan.receiver_only {
-            self.shown.push(format!("  {r:<40} only on the receiver: kept, never destroyed"));
+            self.shown.push(format!(
+                "  {r:<40} only on the receiver: kept, never destroyed"
+            ));
         }
     }
 
@@ -367,30 +462,53 @@ impl<'a, R: Runner> Engine<'a, R> {
         let mut failed: BTreeSet<String> = BTreeSet::new();
         let mut resumed = false;
         for item in &plan.items {
-            let rep = |result| DatasetReport { source: item.source.clone(), target: item.target.clone(), result };
-            if let Some(f) = failed.iter().find(|f| item.source.starts_with(&format!("{f}/"))) {
-                results.insert(item.source.clone(), rep(DatasetResult::Skipped(format!("{f} failed this run"))));
+            let rep = |result| DatasetReport {
+                source: item.source.clone(),
+                target: item.target.clone(),
+                result,
+            };
+            if let Some(f) = failed
+                .iter()
+                .find(|f| item.source.starts_with(&format!("{f}/")))
+            {
+                results.insert(
+                    item.source.clone(),
+                    rep(DatasetResult::Skipped(format!("{f} failed this run"))),
+                );
                 failed.insert(item.source.clone());
                 continue;
             }
             match &item.action {
                 Action::UpToDate { snapshot } => {
-                    bases.insert(item.source.clone(), (item.target.clone(), snapshot.name.clone()));
+                    bases.insert(
+                        item.source.clone(),
+                        (item.target.clone(), snapshot.name.clone()),
+                    );
                     // A second pass must not hide what the first one sent.
-                    results.entry(item.source.clone()).or_insert_with(|| rep(DatasetResult::UpToDate));
+                    results
+                        .entry(item.source.clone())
+                        .or_insert_with(|| rep(DatasetResult::UpToDate));
                     continue;
                 }
                 Action::NoSnapshots | Action::Excluded => {
-                    results.insert(item.source.clone(), rep(DatasetResult::Skipped(describe(&item.action))));
+                    results.insert(
+                        item.source.clone(),
+                        rep(DatasetResult::Skipped(describe(&item.action))),
+                    );
                     continue;
                 }
                 Action::Blocked { by, reason } => {
-                    results.entry(item.source.clone()).or_insert_with(|| rep(DatasetResult::Skipped(format!("blocked by {by}: {reason}"))));
+                    results.entry(item.source.clone()).or_insert_with(|| {
+                        rep(DatasetResult::Skipped(format!("blocked by {by}: {reason}")))
+                    });
                     continue;
                 }
                 Action::Conflict(c) => {
                     error!(dataset = %item.source, peer = %report.peer, conflict = c.kind(), "refused: {c}");
-                    results.insert(item.source.clone(), rep(DatasetResult::Conflict(c.to_string())));
+                    results.insert(
+                        item.source.clone(),
+                        rep(DatasetResult::Conflict(c.to_string())),
+                    );
                     continue;
                 }
                 Action::Full { .. } | Action::Incremental { .. } | Action::Resume { .. } => {}
@@ -424,10 +542,17 @@ impl<'a, R: Runner> Engine<'a, R> {
                         Some(DatasetResult::Sent { bytes, secs }) => (*bytes, *secs),
                         _ => (0, 0.0),
                     };
-                    results.insert(item.source.clone(), rep(DatasetResult::Sent { bytes: sent + prev.0, secs: secs + prev.1 }));
+                    results.insert(
+                        item.source.clone(),
+                        rep(DatasetResult::Sent {
+                            bytes: sent + prev.0,
+                            secs: secs + prev.1,
+                        }),
+                    );
                     match item.action.final_snapshot() {
                         Some(s) => {
-                            bases.insert(item.source.clone(), (item.target.clone(), s.name.clone()));
+                            bases
+                                .insert(item.source.clone(), (item.target.clone(), s.name.clone()));
                         }
                         None => resumed = true,
                     }
@@ -443,7 +568,13 @@ impl<'a, R: Runner> Engine<'a, R> {
     }
 
     /// One `send | ssh recv` stream. Returns the bytes sent.
-    async fn transfer(&mut self, send: &Op, recv: &Op, remote: Side<'_>, label: &str) -> Result<u64, (RunError, ZfsErrorKind)> {
+    async fn transfer(
+        &mut self,
+        send: &Op,
+        recv: &Op,
+        remote: Side<'_>,
+        label: &str,
+    ) -> Result<u64, (RunError, ZfsErrorKind)> {
         let send_cmd = Side::Local.cmd(send);
         let recv_cmd = remote.cmd(recv);
         info!(dataset = %label, "{} | {}", Side::Local.show(send), remote.show(recv));
@@ -469,7 +600,11 @@ impl<'a, R: Runner> Engine<'a, R> {
             .await;
         self.progress.finish();
         match res {
-            Ok(_) => Ok(prog.bytes().max(if prog.bytes() == 0 { prog.estimate.unwrap_or(0) } else { 0 })),
+            Ok(_) => Ok(prog.bytes().max(if prog.bytes() == 0 {
+                prog.estimate.unwrap_or(0)
+            } else {
+                0
+            })),
             Err(e) => {
                 let kind = e.stderr().map_or(ZfsErrorKind::Other, zfs::classify);
                 Err((e, kind))
@@ -478,16 +613,25 @@ impl<'a, R: Runner> Engine<'a, R> {
     }
 
     /// Explain a failed transfer; clean up a stale resume state if that was the cause.
-    async fn after_failed_transfer(&mut self, item: &Item, remote: Side<'_>, (e, kind): &(RunError, ZfsErrorKind)) -> String {
+    async fn after_failed_transfer(
+        &mut self,
+        item: &Item,
+        remote: Side<'_>,
+        (e, kind): &(RunError, ZfsErrorKind),
+    ) -> String {
         let mut msg = e.to_string();
         if *kind == ZfsErrorKind::StaleResumeToken && matches!(item.action, Action::Resume { .. }) {
             // The snapshot the interrupted stream started from is gone: the
             // partial state can never complete. Discarding it loses no data
             // that exists anywhere else in full (only the partial stream).
-            let op = Op::RecvAbort { dataset: item.target.clone() };
+            let op = Op::RecvAbort {
+                dataset: item.target.clone(),
+            };
             warn!(dataset = %item.target, "resume token is stale; discarding the partial receive: {}", remote.show(&op));
             match self.run_op(remote, &op).await {
-                Ok(_) => msg.push_str("; the stale partial receive was discarded, the next run starts afresh"),
+                Ok(_) => msg.push_str(
+                    "; the stale partial receive was discarded, the next run starts afresh",
+                ),
                 Err(e2) => {
                     let _ = write!(msg, "; discarding the partial receive failed too: {e2}");
                 }
@@ -499,36 +643,87 @@ impl<'a, R: Runner> Engine<'a, R> {
     /// Hold each dataset's new base on both sides and release our older holds,
     /// so pruning can never remove the last common snapshot. Hold before
     /// release: a failure leaves the old base protected.
-    async fn update_holds(&mut self, peer: &Peer, src: &Listing, dst: &Listing, bases: &BTreeMap<String, (String, String)>) -> Result<(), PoolError> {
+    async fn update_holds(
+        &mut self,
+        peer: &Peer,
+        src: &Listing,
+        dst: &Listing,
+        bases: &BTreeMap<String, (String, String)>,
+    ) -> Result<(), PoolError> {
         let src_tag = format!("{}:{}", self.settings.hold_tag, peer.name);
         let dst_tag = format!("{}:{}", self.settings.hold_tag, self.settings.local_node);
-        let src_want: BTreeMap<String, String> = bases.iter().map(|(s, (_, snap))| (s.clone(), format!("{s}@{snap}"))).collect();
-        let dst_want: BTreeMap<String, String> = bases.values().map(|(t, snap)| (t.clone(), format!("{t}@{snap}"))).collect();
-        self.sync_holds(Side::Local, src, &src_tag, &src_want).await?;
-        self.sync_holds(Side::Remote(peer), dst, &dst_tag, &dst_want).await
+        let src_want: BTreeMap<String, String> = bases
+            .iter()
+            .map(|(s, (_, snap))| (s.clone(), format!("{s}@{snap}")))
+            .collect();
+        let dst_want: BTreeMap<String, String> = bases
+            .values()
+            .map(|(t, snap)| (t.clone(), format!("{t}@{snap}")))
+            .collect();
+        self.sync_holds(Side::Local, src, &src_tag, &src_want)
+            .await?;
+        self.sync_holds(Side::Remote(peer), dst, &dst_tag, &dst_want)
+            .await
     }
 
-    async fn sync_holds(&mut self, side: Side<'_>, listing: &Listing, tag: &str, want: &BTreeMap<String, String>) -> Result<(), PoolError> {
+    async fn sync_holds(
+        &mut self,
+        side: Side<'_>,
+        listing: &Listing,
+        tag: &str,
+        want: &BTreeMap<String, String>,
+    ) -> Result<(), PoolError> {
         // Only snapshots that carry any hold can carry ours.
         let held: Vec<String> = listing
             .datasets
             .values()
             .filter(|d| want.contains_key(&d.name))
-            .flat_map(|d| d.snapshots.iter().filter(|s| s.userrefs > 0).map(move |s| format!("{}@{}", d.name, s.name)))
+            .flat_map(|d| {
+                d.snapshots
+                    .iter()
+                    .filter(|s| s.userrefs > 0)
+                    .map(move |s| format!("{}@{}", d.name, s.name))
+            })
             .collect();
         let mut ours: BTreeSet<String> = BTreeSet::new();
         for chunk in held.chunks(500) {
-            let text = self.run_op(side, &Op::Holds { snapshots: chunk.to_vec() }).await?;
-            let holds = zfs::parse_holds(&text).map_err(|e| PoolError::Parse { side: side.label(), msg: format!("zfs holds: {e}") })?;
+            let text = self
+                .run_op(
+                    side,
+                    &Op::Holds {
+                        snapshots: chunk.to_vec(),
+                    },
+                )
+                .await?;
+            let holds = zfs::parse_holds(&text).map_err(|e| PoolError::Parse {
+                side: side.label(),
+                msg: format!("zfs holds: {e}"),
+            })?;
             // Only what we asked about: never act on a hold we did not look for.
             let asked: BTreeSet<&String> = chunk.iter().collect();
-            ours.extend(holds.into_iter().filter(|(s, t)| t == tag && asked.contains(s)).map(|(s, _)| s));
+            ours.extend(
+                holds
+                    .into_iter()
+                    .filter(|(s, t)| t == tag && asked.contains(s))
+                    .map(|(s, _)| s),
+            );
         }
-        let to_hold: Vec<String> = want.values().filter(|s| !ours.contains(*s)).cloned().collect();
+        let to_hold: Vec<String> = want
+            .values()
+            .filter(|s| !ours.contains(*s))
+            .cloned()
+            .collect();
         let wanted: BTreeSet<&String> = want.values().collect();
-        let to_release: Vec<String> = ours.iter().filter(|s| !wanted.contains(s)).cloned().collect();
+        let to_release: Vec<String> = ours
+            .iter()
+            .filter(|s| !wanted.contains(s))
+            .cloned()
+            .collect();
         for chunk in to_hold.chunks(500) {
-            let op = Op::Hold { tag: tag.to_string(), snapshots: chunk.to_vec() };
+            let op = Op::Hold {
+                tag: tag.to_string(),
+                snapshots: chunk.to_vec(),
+            };
             if self.settings.dry_run {
                 self.shown.push(format!("  holds: {}", side.show(&op)));
             } else {
@@ -536,7 +731,10 @@ impl<'a, R: Runner> Engine<'a, R> {
             }
         }
         for chunk in to_release.chunks(500) {
-            let op = Op::Release { tag: tag.to_string(), snapshots: chunk.to_vec() };
+            let op = Op::Release {
+                tag: tag.to_string(),
+                snapshots: chunk.to_vec(),
+            };
             if self.settings.dry_run {
                 self.shown.push(format!("  holds: {}", side.show(&op)));
             } else {
@@ -554,7 +752,11 @@ fn dry_result(item: &Item) -> DatasetReport {
         a if a.is_transfer() => DatasetResult::Planned(describe(a)),
         a => DatasetResult::Skipped(describe(a)),
     };
-    DatasetReport { source: item.source.clone(), target: item.target.clone(), result }
+    DatasetReport {
+        source: item.source.clone(),
+        target: item.target.clone(),
+        result,
+    }
 }
 
 /// One line per decision, for people.
@@ -563,7 +765,9 @@ pub fn describe(a: &Action) -> String {
         Action::UpToDate { snapshot } => format!("up to date at @{}", snapshot.name),
         Action::NoSnapshots => "no snapshot to send yet".into(),
         Action::Excluded => "excluded".into(),
-        Action::Full { first, last, force, .. } => {
+        Action::Full {
+            first, last, force, ..
+        } => {
             let mut s = format!("full send of @{}", first.name);
             if first.guid != last.guid {
                 let _ = write!(s, ", then incremental to @{}", last.name);
@@ -573,7 +777,12 @@ pub fn describe(a: &Action) -> String {
             }
             s
         }
-        Action::Incremental { base, last, count, .. } => format!("incremental @{} -> @{} ({count} snapshot(s))", base.name, last.name),
+        Action::Incremental {
+            base, last, count, ..
+        } => format!(
+            "incremental @{} -> @{} ({count} snapshot(s))",
+            base.name, last.name
+        ),
         Action::Resume { .. } => "resume the interrupted receive".into(),
         Action::Conflict(c) => format!("CONFLICT {}: {c}", c.kind()),
         Action::Blocked { by, reason } => format!("blocked by {by}: {reason}"),

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("pool {pool} is busy: another run holds {path} ({holder})")]
-    Busy { pool: String, path: PathBuf, holder: String },
+    Busy {
+        pool: String,
+        path: PathBuf,
+        holder: String,
+    },
     #[error("cannot lock {path}: {source}")]
     Io {
         path: PathBuf,
@@ -33,7 +37,10 @@ pub fn lock_path(run_dir: &Path, pool: &str) -> PathBuf {
 
 pub fn try_lock_pool(run_dir: &Path, pool: &str) -> Result<PoolLock, LockError> {
     let path = lock_path(run_dir, pool);
-    let io = |source| LockError::Io { path: path.clone(), source };
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
     std::fs::create_dir_all(run_dir).map_err(io)?;
     let mut file = OpenOptions::new()
         .read(true)
@@ -54,16 +61,29 @@ pub fn try_lock_pool(run_dir: &Path, pool: &str) -> Result<PoolLock, LockError> 
         Err(TryLockError::Error(e)) => return Err(io(e)),
     }
     // Record who holds it, for `status` and for the busy message above.
-    let holder = format!("pid {} since {}\n", std::process::id(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let _ = file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(holder.as_bytes()));
+    let holder = format!(
+        "pid {} since {}\n",
+        std::process::id(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let _ = file
+        .set_len(0)
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(holder.as_bytes()));
     Ok(PoolLock { _file: file, path })
 }
 
 fn read_holder(file: &mut File) -> String {
     let mut s = String::new();
-    let _ = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_string(&mut s));
+    let _ = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_string(&mut s));
     let s = s.trim();
-    if s.is_empty() { "holder unknown".into() } else { s.to_string() }
+    if s.is_empty() {
+        "holder unknown".into()
+    } else {
+        s.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -77,7 +97,10 @@ mod tests {
         let e = try_lock_pool(dir.path(), "zpool1").unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, LockError::Busy { .. }));
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         // Other pools are independent.
         let _b = try_lock_pool(dir.path(), "zpool2").unwrap();
         let path = a.path.clone();

@@ -22,13 +22,24 @@ pub fn init(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("zfs_nfs_replica={default},{}", if verbose > 1 { "debug" } else { "warn" })));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "zfs_nfs_replica={default},{}",
+            if verbose > 1 { "debug" } else { "warn" }
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if under_journald() {
         let _ = builder.event_format(Journald).try_init();
     } else {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let _ = builder.with_ansi(ansi).with_target(false).compact().try_init();
+        let _ = builder
+            .with_ansi(ansi)
+            .with_target(false)
+            .compact()
+            .try_init();
     }
 }
 
@@ -39,7 +50,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: format::Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: format::Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let prio = match *event.metadata().level() {
             Level::ERROR => 3,
             Level::WARN => 4,

@@ -67,7 +67,11 @@ impl Conflict {
 
 fn names(v: &[SnapRef]) -> String {
     const SHOW: usize = 5;
-    let mut s: Vec<String> = v.iter().take(SHOW).map(|x| format!("@{} ({} B)", x.name, x.written)).collect();
+    let mut s: Vec<String> = v
+        .iter()
+        .take(SHOW)
+        .map(|x| format!("@{} ({} B)", x.name, x.written))
+        .collect();
     if v.len() > SHOW {
         s.push(format!("... {} more", v.len() - SHOW));
     }
@@ -77,22 +81,39 @@ fn names(v: &[SnapRef]) -> String {
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Conflict::Diverged { common, source_newer, receiver_newer } => write!(
+            Conflict::Diverged {
+                common,
+                source_newer,
+                receiver_newer,
+            } => write!(
                 f,
                 "diverged after common snapshot @{} (guid {}): receiver-only newer snapshots: {}; source newer snapshots: {}",
                 common.name,
                 common.guid,
                 names(receiver_newer),
-                if source_newer.is_empty() { "none".to_string() } else { names(source_newer) }
+                if source_newer.is_empty() {
+                    "none".to_string()
+                } else {
+                    names(source_newer)
+                }
             ),
-            Conflict::NoCommonSnapshot { receiver_snapshots, receiver_referenced } => write!(
+            Conflict::NoCommonSnapshot {
+                receiver_snapshots,
+                receiver_referenced,
+            } => write!(
                 f,
                 "no common snapshot; the receiver holds {receiver_referenced} B referenced and {} snapshot(s){}{}",
                 receiver_snapshots.len(),
-                if receiver_snapshots.is_empty() { "" } else { ": " },
+                if receiver_snapshots.is_empty() {
+                    ""
+                } else {
+                    ": "
+                },
                 names(receiver_snapshots)
             ),
-            Conflict::ReceiverExistsEmpty { receiver_referenced } => write!(
+            Conflict::ReceiverExistsEmpty {
+                receiver_referenced,
+            } => write!(
                 f,
                 "the receiver dataset exists without snapshots ({receiver_referenced} B referenced); \
                  overwriting it needs `recv -F`: rerun with --overwrite-empty-target if it really holds nothing"
@@ -118,20 +139,37 @@ impl fmt::Display for Conflict {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    UpToDate { snapshot: SnapRef },
+    UpToDate {
+        snapshot: SnapRef,
+    },
     /// The source has no snapshot yet: nothing can be sent.
     NoSnapshots,
     Excluded,
     /// Absent on the receiver: a full stream of the oldest snapshot, then `-I`
     /// up to the newest. `force` (`recv -F`) only replaces an existing empty
     /// dataset, and only when the operator asked.
-    Full { first: SnapRef, last: SnapRef, raw: bool, force: bool },
-    Incremental { base: SnapRef, last: SnapRef, count: usize, raw: bool },
+    Full {
+        first: SnapRef,
+        last: SnapRef,
+        raw: bool,
+        force: bool,
+    },
+    Incremental {
+        base: SnapRef,
+        last: SnapRef,
+        count: usize,
+        raw: bool,
+    },
     /// Continue an interrupted receive.
-    Resume { token: String },
+    Resume {
+        token: String,
+    },
     Conflict(Conflict),
     /// An ancestor cannot be replicated this run.
-    Blocked { by: String, reason: String },
+    Blocked {
+        by: String,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -145,7 +183,10 @@ impl Action {
     }
 
     pub fn is_transfer(&self) -> bool {
-        matches!(self, Action::Full { .. } | Action::Incremental { .. } | Action::Resume { .. })
+        matches!(
+            self,
+            Action::Full { .. } | Action::Incremental { .. } | Action::Resume { .. }
+        )
     }
 
     pub fn is_destructive(&self) -> bool {
@@ -194,7 +235,11 @@ pub struct Options {
 pub const DEFAULT_EMPTY_MAX_REFERENCED: u64 = 1024 * 1024;
 
 pub fn join(root: &str, rel: &str) -> String {
-    if rel.is_empty() { root.to_string() } else { format!("{root}/{rel}") }
+    if rel.is_empty() {
+        root.to_string()
+    } else {
+        format!("{root}/{rel}")
+    }
 }
 
 fn rel_of<'a>(root: &str, name: &'a str) -> Option<&'a str> {
@@ -206,12 +251,26 @@ fn rel_of<'a>(root: &str, name: &'a str) -> Option<&'a str> {
 }
 
 fn parent(rel: &str) -> Option<&str> {
-    if rel.is_empty() { None } else { Some(rel.rsplit_once('/').map_or("", |p| p.0)) }
+    if rel.is_empty() {
+        None
+    } else {
+        Some(rel.rsplit_once('/').map_or("", |p| p.0))
+    }
 }
 
 /// Plan one pool: `source` lists `src_root` and below, `receiver` lists `dst_root` and below.
-pub fn plan(source: &Listing, src_root: &str, receiver: &Listing, dst_root: &str, opts: &Options) -> Plan {
-    let excluded = |full: &str| opts.exclude.iter().any(|e| full == e || full.starts_with(&format!("{e}/")));
+pub fn plan(
+    source: &Listing,
+    src_root: &str,
+    receiver: &Listing,
+    dst_root: &str,
+    opts: &Options,
+) -> Plan {
+    let excluded = |full: &str| {
+        opts.exclude
+            .iter()
+            .any(|e| full == e || full.starts_with(&format!("{e}/")))
+    };
     let dst: HashMap<&str, &Dataset> = receiver
         .datasets
         .values()
@@ -224,7 +283,9 @@ pub fn plan(source: &Listing, src_root: &str, receiver: &Listing, dst_root: &str
 
     // BTreeMap order puts every parent before its children.
     for d in source.datasets.values() {
-        let Some(rel) = rel_of(src_root, &d.name) else { continue };
+        let Some(rel) = rel_of(src_root, &d.name) else {
+            continue;
+        };
         src_rels.insert(rel);
         let target = join(dst_root, rel);
         let item = |action: Action| Item {
@@ -246,8 +307,14 @@ pub fn plan(source: &Listing, src_root: &str, receiver: &Listing, dst_root: &str
         let action = decide(d, receiver, opts);
         let block_reason = match &action {
             Action::Conflict(c) => Some(format!("{} on {}", c.kind(), d.name)),
-            Action::NoSnapshots if receiver.is_none() => Some(format!("{} has no snapshot to send and is absent on the receiver", d.name)),
-            Action::Resume { .. } => Some(format!("{} is finishing an interrupted receive first", d.name)),
+            Action::NoSnapshots if receiver.is_none() => Some(format!(
+                "{} has no snapshot to send and is absent on the receiver",
+                d.name
+            )),
+            Action::Resume { .. } => Some(format!(
+                "{} is finishing an interrupted receive first",
+                d.name
+            )),
             _ => None,
         };
         if let Some(reason) = block_reason {
@@ -261,12 +328,17 @@ pub fn plan(source: &Listing, src_root: &str, receiver: &Listing, dst_root: &str
 
     let receiver_only = dst
         .iter()
-        .filter(|(rel, d)| !src_rels.contains(*rel) && !excluded(&join(src_root, rel)) && !d.name.contains('%'))
+        .filter(|(rel, d)| {
+            !src_rels.contains(*rel) && !excluded(&join(src_root, rel)) && !d.name.contains('%')
+        })
         .map(|(_, d)| d.name.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    Plan { items, receiver_only }
+    Plan {
+        items,
+        receiver_only,
+    }
 }
 
 fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
@@ -275,25 +347,46 @@ fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
     };
     let raw = src.encrypted;
     let Some(dst) = dst else {
-        return Action::Full { first: first.into(), last: last.into(), raw, force: false };
+        return Action::Full {
+            first: first.into(),
+            last: last.into(),
+            raw,
+            force: false,
+        };
     };
     if dst.kind != src.kind {
-        return Action::Conflict(Conflict::KindMismatch { source: src.kind, receiver: dst.kind });
+        return Action::Conflict(Conflict::KindMismatch {
+            source: src.kind,
+            receiver: dst.kind,
+        });
     }
     if let Some(token) = &dst.resume_token {
-        return Action::Resume { token: token.clone() };
+        return Action::Resume {
+            token: token.clone(),
+        };
     }
     if raw && !dst.encrypted {
         return Action::Conflict(Conflict::RawMismatch);
     }
     let dst_by_guid: HashMap<u64, &Snapshot> = dst.snapshots.iter().map(|s| (s.guid, s)).collect();
-    let common = src.snapshots.iter().rev().find(|s| dst_by_guid.contains_key(&s.guid));
+    let common = src
+        .snapshots
+        .iter()
+        .rev()
+        .find(|s| dst_by_guid.contains_key(&s.guid));
     let Some(common) = common else {
         if dst.snapshots.is_empty() && dst.referenced <= opts.empty_max_referenced {
             if opts.overwrite_empty {
-                return Action::Full { first: first.into(), last: last.into(), raw, force: true };
+                return Action::Full {
+                    first: first.into(),
+                    last: last.into(),
+                    raw,
+                    force: true,
+                };
             }
-            return Action::Conflict(Conflict::ReceiverExistsEmpty { receiver_referenced: dst.referenced });
+            return Action::Conflict(Conflict::ReceiverExistsEmpty {
+                receiver_referenced: dst.referenced,
+            });
         }
         return Action::Conflict(Conflict::NoCommonSnapshot {
             receiver_snapshots: dst.snapshots.iter().map(SnapRef::from).collect(),
@@ -314,15 +407,29 @@ fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
         .map(SnapRef::from)
         .collect();
     if !receiver_newer.is_empty() {
-        return Action::Conflict(Conflict::Diverged { common: common.into(), source_newer, receiver_newer });
+        return Action::Conflict(Conflict::Diverged {
+            common: common.into(),
+            source_newer,
+            receiver_newer,
+        });
     }
     if dst.written > 0 {
-        return Action::Conflict(Conflict::ReceiverModified { common: common.into(), written: dst.written });
+        return Action::Conflict(Conflict::ReceiverModified {
+            common: common.into(),
+            written: dst.written,
+        });
     }
     if source_newer.is_empty() {
-        return Action::UpToDate { snapshot: common.into() };
+        return Action::UpToDate {
+            snapshot: common.into(),
+        };
     }
-    Action::Incremental { base: common.into(), last: last.into(), count: source_newer.len(), raw }
+    Action::Incremental {
+        base: common.into(),
+        last: last.into(),
+        count: source_newer.len(),
+        raw,
+    }
 }
 
 #[cfg(test)]
@@ -362,15 +469,30 @@ mod tests {
     }
 
     fn listing(v: Vec<Dataset>) -> Listing {
-        Listing { datasets: v.into_iter().map(|d| (d.name.clone(), d)).collect() }
+        Listing {
+            datasets: v.into_iter().map(|d| (d.name.clone(), d)).collect(),
+        }
     }
 
     fn one(src: Dataset, dst: Option<Dataset>) -> Action {
-        one_opts(src, dst, &Options { empty_max_referenced: DEFAULT_EMPTY_MAX_REFERENCED, ..Default::default() })
+        one_opts(
+            src,
+            dst,
+            &Options {
+                empty_max_referenced: DEFAULT_EMPTY_MAX_REFERENCED,
+                ..Default::default()
+            },
+        )
     }
 
     fn one_opts(src: Dataset, dst: Option<Dataset>, o: &Options) -> Action {
-        let p = plan(&listing(vec![src]), "p", &listing(dst.into_iter().collect()), "p", o);
+        let p = plan(
+            &listing(vec![src]),
+            "p",
+            &listing(dst.into_iter().collect()),
+            "p",
+            o,
+        );
         assert_eq!(p.items.len(), 1);
         p.items[0].action.clone()
     }
@@ -382,62 +504,114 @@ mod tests {
     #[test]
     fn up_to_date() {
         let a = one(ds("p", "a:1 b:2"), Some(ds("p", "a:1 b:2")));
-        assert!(matches!(a, Action::UpToDate { ref snapshot } if snapshot.name == "b"), "{a:?}");
+        assert!(
+            matches!(a, Action::UpToDate { ref snapshot } if snapshot.name == "b"),
+            "{a:?}"
+        );
     }
 
     #[test]
     fn incremental_from_newest_common_with_intermediates() {
         let a = one(ds("p", "a:1 b:2 c:3 d:4"), Some(ds("p", "a:1 b:2")));
-        let Action::Incremental { base, last, count, raw } = a else { panic!("{a:?}") };
-        assert_eq!((base.name.as_str(), last.name.as_str(), count, raw), ("b", "d", 2, false));
+        let Action::Incremental {
+            base,
+            last,
+            count,
+            raw,
+        } = a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (base.name.as_str(), last.name.as_str(), count, raw),
+            ("b", "d", 2, false)
+        );
     }
 
     #[test]
     fn matching_is_by_guid_not_name() {
         // Same names, different guids: not the same snapshots.
         let a = one(ds("p", "a:1 b:2"), Some(ds("p", "a:7 b:8")));
-        assert!(matches!(a, Action::Conflict(Conflict::NoCommonSnapshot { .. })), "{a:?}");
+        assert!(
+            matches!(a, Action::Conflict(Conflict::NoCommonSnapshot { .. })),
+            "{a:?}"
+        );
         // Renamed on the receiver but same guid: still common.
         let a = one(ds("p", "a:1 b:2"), Some(ds("p", "renamed:1")));
-        assert!(matches!(a, Action::Incremental { ref base, .. } if base.name == "a"), "{a:?}");
+        assert!(
+            matches!(a, Action::Incremental { ref base, .. } if base.name == "a"),
+            "{a:?}"
+        );
     }
 
     #[test]
     fn snapshots_pruned_on_source_are_fine() {
         let a = one(ds("p", "c:3 d:4"), Some(ds("p", "a:1 b:2 c:3")));
-        assert!(matches!(a, Action::Incremental { ref base, count: 1, .. } if base.name == "c"), "{a:?}");
+        assert!(
+            matches!(a, Action::Incremental { ref base, count: 1, .. } if base.name == "c"),
+            "{a:?}"
+        );
     }
 
     #[test]
     fn full_when_absent_oldest_then_newest() {
         let a = one(ds("p", "a:1 b:2 c:3"), None);
-        let Action::Full { first, last, force, .. } = a else { panic!("{a:?}") };
-        assert_eq!((first.name.as_str(), last.name.as_str(), force), ("a", "c", false));
+        let Action::Full {
+            first, last, force, ..
+        } = a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (first.name.as_str(), last.name.as_str(), force),
+            ("a", "c", false)
+        );
     }
 
     #[test]
     fn raw_when_encrypted() {
         let mut s = ds("p", "a:1 b:2");
         s.encrypted = true;
-        assert!(matches!(one(s.clone(), None), Action::Full { raw: true, .. }));
+        assert!(matches!(
+            one(s.clone(), None),
+            Action::Full { raw: true, .. }
+        ));
         let mut d = ds("p", "a:1");
         d.encrypted = true;
-        assert!(matches!(one(s.clone(), Some(d)), Action::Incremental { raw: true, .. }));
+        assert!(matches!(
+            one(s.clone(), Some(d)),
+            Action::Incremental { raw: true, .. }
+        ));
         // Never mix raw into a non-raw copy.
-        assert_eq!(one(s, Some(ds("p", "a:1"))), Action::Conflict(Conflict::RawMismatch));
+        assert_eq!(
+            one(s, Some(ds("p", "a:1"))),
+            Action::Conflict(Conflict::RawMismatch)
+        );
     }
 
     #[test]
     fn resume_token_wins() {
         let mut d = ds("p", "a:1");
         d.resume_token = Some("1-abc-def".into());
-        assert_eq!(one(ds("p", "a:1 b:2"), Some(d)), Action::Resume { token: "1-abc-def".into() });
+        assert_eq!(
+            one(ds("p", "a:1 b:2"), Some(d)),
+            Action::Resume {
+                token: "1-abc-def".into()
+            }
+        );
     }
 
     #[test]
     fn diverged_shows_both_sides() {
         let a = one(ds("p", "a:1 b:2 c:3"), Some(ds("p", "a:1 x:9 y:10")));
-        let Action::Conflict(Conflict::Diverged { common, source_newer, receiver_newer }) = a else { panic!("{a:?}") };
+        let Action::Conflict(Conflict::Diverged {
+            common,
+            source_newer,
+            receiver_newer,
+        }) = a
+        else {
+            panic!("{a:?}")
+        };
         assert_eq!(common.name, "a");
         assert_eq!(snap_names(&source_newer), ["b", "c"]);
         assert_eq!(snap_names(&receiver_newer), ["x", "y"]);
@@ -446,7 +620,9 @@ mod tests {
     #[test]
     fn diverged_even_when_source_has_nothing_new() {
         let a = one(ds("p", "a:1"), Some(ds("p", "a:1 x:9")));
-        assert!(matches!(a, Action::Conflict(Conflict::Diverged { ref source_newer, .. }) if source_newer.is_empty()));
+        assert!(
+            matches!(a, Action::Conflict(Conflict::Diverged { ref source_newer, .. }) if source_newer.is_empty())
+        );
     }
 
     #[test]
@@ -454,17 +630,44 @@ mod tests {
         let mut d = ds("p", "a:1");
         d.written = 8192;
         let a = one(ds("p", "a:1 b:2"), Some(d));
-        assert!(matches!(a, Action::Conflict(Conflict::ReceiverModified { written: 8192, .. })), "{a:?}");
+        assert!(
+            matches!(
+                a,
+                Action::Conflict(Conflict::ReceiverModified { written: 8192, .. })
+            ),
+            "{a:?}"
+        );
     }
 
     #[test]
     fn no_common_snapshot_with_data_is_never_overwritten() {
-        let a = one_opts(ds("p", "a:1"), Some(ds("p", "z:9")), &Options { overwrite_empty: true, empty_max_referenced: u64::MAX, ..Default::default() });
-        assert!(matches!(a, Action::Conflict(Conflict::NoCommonSnapshot { .. })), "{a:?}");
+        let a = one_opts(
+            ds("p", "a:1"),
+            Some(ds("p", "z:9")),
+            &Options {
+                overwrite_empty: true,
+                empty_max_referenced: u64::MAX,
+                ..Default::default()
+            },
+        );
+        assert!(
+            matches!(a, Action::Conflict(Conflict::NoCommonSnapshot { .. })),
+            "{a:?}"
+        );
         let mut big = ds("p", "");
         big.referenced = 50 << 20;
-        let a = one_opts(ds("p", "a:1"), Some(big), &Options { overwrite_empty: true, empty_max_referenced: 1 << 20, ..Default::default() });
-        assert!(matches!(a, Action::Conflict(Conflict::NoCommonSnapshot { receiver_referenced, .. }) if receiver_referenced == 50 << 20));
+        let a = one_opts(
+            ds("p", "a:1"),
+            Some(big),
+            &Options {
+                overwrite_empty: true,
+                empty_max_referenced: 1 << 20,
+                ..Default::default()
+            },
+        );
+        assert!(
+            matches!(a, Action::Conflict(Conflict::NoCommonSnapshot { receiver_referenced, .. }) if receiver_referenced == 50 << 20)
+        );
     }
 
     #[test]
@@ -472,8 +675,17 @@ mod tests {
         let mut empty = ds("p", "");
         empty.referenced = 98304;
         let a = one(ds("p", "a:1 b:2"), Some(empty.clone()));
-        assert_eq!(a, Action::Conflict(Conflict::ReceiverExistsEmpty { receiver_referenced: 98304 }));
-        let o = Options { overwrite_empty: true, empty_max_referenced: DEFAULT_EMPTY_MAX_REFERENCED, ..Default::default() };
+        assert_eq!(
+            a,
+            Action::Conflict(Conflict::ReceiverExistsEmpty {
+                receiver_referenced: 98304
+            })
+        );
+        let o = Options {
+            overwrite_empty: true,
+            empty_max_referenced: DEFAULT_EMPTY_MAX_REFERENCED,
+            ..Default::default()
+        };
         let a = one_opts(ds("p", "a:1 b:2"), Some(empty), &o);
         assert!(matches!(a, Action::Full { force: true, .. }));
         assert!(a.is_destructive());
@@ -483,7 +695,10 @@ mod tests {
     fn kind_mismatch() {
         let mut v = ds("p", "a:1");
         v.kind = Kind::Volume;
-        assert!(matches!(one(ds("p", "a:1"), Some(v)), Action::Conflict(Conflict::KindMismatch { .. })));
+        assert!(matches!(
+            one(ds("p", "a:1"), Some(v)),
+            Action::Conflict(Conflict::KindMismatch { .. })
+        ));
     }
 
     #[test]
@@ -511,12 +726,22 @@ mod tests {
             ds("p/gone", "a:11"),
         ]);
         let p = plan(&src, "p", &dst, "p", &Options::default());
-        let by: HashMap<&str, &Action> = p.items.iter().map(|i| (i.rel.as_str(), &i.action)).collect();
+        let by: HashMap<&str, &Action> = p
+            .items
+            .iter()
+            .map(|i| (i.rel.as_str(), &i.action))
+            .collect();
         assert!(matches!(by[""], Action::Incremental { .. }));
-        assert!(matches!(by["bad"], Action::Conflict(Conflict::Diverged { .. })));
+        assert!(matches!(
+            by["bad"],
+            Action::Conflict(Conflict::Diverged { .. })
+        ));
         assert!(matches!(by["bad/child"], Action::Blocked { by, .. } if by == "p/bad"));
         assert!(matches!(by["bad/child/grand"], Action::Blocked { by, .. } if by == "p/bad"));
-        assert!(matches!(by["bad2"], Action::UpToDate { .. }), "`bad2` shares a prefix with `bad` but is not below it");
+        assert!(
+            matches!(by["bad2"], Action::UpToDate { .. }),
+            "`bad2` shares a prefix with `bad` but is not below it"
+        );
         assert!(matches!(by["good"], Action::Incremental { .. }));
         assert!(matches!(by["new"], Action::Full { .. }));
         assert_eq!(p.receiver_only, ["p/gone"]);
@@ -531,19 +756,38 @@ mod tests {
 
     #[test]
     fn parent_without_snapshots_blocks_absent_children_only() {
-        let src = listing(vec![ds("p", ""), ds("p/a", "s:1"), ds("p/b", ""), ds("p/b/c", "s:2")]);
+        let src = listing(vec![
+            ds("p", ""),
+            ds("p/a", "s:1"),
+            ds("p/b", ""),
+            ds("p/b/c", "s:2"),
+        ]);
         let dst = listing(vec![ds("p", "")]);
         let p = plan(&src, "p", &dst, "p", &Options::default());
-        let by: HashMap<&str, &Action> = p.items.iter().map(|i| (i.rel.as_str(), &i.action)).collect();
+        let by: HashMap<&str, &Action> = p
+            .items
+            .iter()
+            .map(|i| (i.rel.as_str(), &i.action))
+            .collect();
         assert_eq!(by[""], &Action::NoSnapshots);
-        assert!(matches!(by["a"], Action::Full { .. }), "root exists on the receiver");
+        assert!(
+            matches!(by["a"], Action::Full { .. }),
+            "root exists on the receiver"
+        );
         assert_eq!(by["b"], &Action::NoSnapshots);
-        assert!(matches!(by["b/c"], Action::Blocked { .. }), "p/b does not exist on the receiver");
+        assert!(
+            matches!(by["b/c"], Action::Blocked { .. }),
+            "p/b does not exist on the receiver"
+        );
     }
 
     #[test]
     fn resume_defers_absent_children() {
-        let src = listing(vec![ds("p", "a:1"), ds("p/x", "a:2 b:3"), ds("p/x/y", "a:4")]);
+        let src = listing(vec![
+            ds("p", "a:1"),
+            ds("p/x", "a:2 b:3"),
+            ds("p/x/y", "a:4"),
+        ]);
         let mut dx = ds("p/x", "");
         dx.resume_token = Some("tok".into());
         let dst = listing(vec![ds("p", "a:1"), dx]);
@@ -554,15 +798,29 @@ mod tests {
 
     #[test]
     fn different_target_root_and_exclusions() {
-        let src = listing(vec![ds("tank", "a:1"), ds("tank/scratch", "a:2"), ds("tank/scratch/x", "a:3"), ds("tank/keep", "a:4")]);
-        let dst = listing(vec![ds("backup/tank", "a:1"), ds("backup/tank/scratch", "zz:9")]);
-        let o = Options { exclude: vec!["tank/scratch".into()], ..Default::default() };
+        let src = listing(vec![
+            ds("tank", "a:1"),
+            ds("tank/scratch", "a:2"),
+            ds("tank/scratch/x", "a:3"),
+            ds("tank/keep", "a:4"),
+        ]);
+        let dst = listing(vec![
+            ds("backup/tank", "a:1"),
+            ds("backup/tank/scratch", "zz:9"),
+        ]);
+        let o = Options {
+            exclude: vec!["tank/scratch".into()],
+            ..Default::default()
+        };
         let p = plan(&src, "tank", &dst, "backup/tank", &o);
         let by: HashMap<&str, &Item> = p.items.iter().map(|i| (i.rel.as_str(), i)).collect();
         assert_eq!(by["scratch"].action, Action::Excluded);
         assert_eq!(by["scratch/x"].action, Action::Excluded);
         assert!(matches!(by["keep"].action, Action::Full { .. }));
         assert_eq!(by["keep"].target, "backup/tank/keep");
-        assert!(p.receiver_only.is_empty(), "excluded datasets are not reported as receiver-only");
+        assert!(
+            p.receiver_only.is_empty(),
+            "excluded datasets are not reported as receiver-only"
+        );
     }
 }

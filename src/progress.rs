@@ -54,7 +54,10 @@ impl Progress for Bar {
     }
 
     fn update(&mut self, bytes: u64, estimate: Option<u64>) {
-        if self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+        if self
+            .last_draw
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
             return;
         }
         self.last_draw = Some(Instant::now());
@@ -77,7 +80,11 @@ impl Progress for Bar {
 
 /// `label  [#####.....]  45%  1.2 GiB / 2.6 GiB  48.0 MiB/s  ETA 0:31`
 pub fn render(label: &str, bytes: u64, estimate: Option<u64>, elapsed: Duration) -> String {
-    let rate = if elapsed.as_secs_f64() > 0.0 { bytes as f64 / elapsed.as_secs_f64() } else { 0.0 };
+    let rate = if elapsed.as_secs_f64() > 0.0 {
+        bytes as f64 / elapsed.as_secs_f64()
+    } else {
+        0.0
+    };
     match estimate.filter(|e| *e > 0) {
         Some(est) => {
             let frac = (bytes as f64 / est as f64).min(1.0);
@@ -98,13 +105,21 @@ pub fn render(label: &str, bytes: u64, estimate: Option<u64>, elapsed: Duration)
                 human_bytes(rate as u64)
             )
         }
-        None => format!("{label}  {}  {}/s", human_bytes(bytes), human_bytes(rate as u64)),
+        None => format!(
+            "{label}  {}  {}/s",
+            human_bytes(bytes),
+            human_bytes(rate as u64)
+        ),
     }
 }
 
 pub fn clock(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 { format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) } else { format!("{}:{:02}", s / 60, s % 60) }
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -115,7 +130,11 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[cfg(test)]
@@ -124,8 +143,16 @@ mod tests {
 
     #[test]
     fn renders_bar_rate_and_eta() {
-        let s = render("zpool1/data", 512 << 20, Some(1024 << 20), Duration::from_secs(8));
-        assert_eq!(s, "zpool1/data  [##########..........]  50%  512.0 MiB / 1.0 GiB  64.0 MiB/s  ETA 0:08");
+        let s = render(
+            "zpool1/data",
+            512 << 20,
+            Some(1024 << 20),
+            Duration::from_secs(8),
+        );
+        assert_eq!(
+            s,
+            "zpool1/data  [##########..........]  50%  512.0 MiB / 1.0 GiB  64.0 MiB/s  ETA 0:08"
+        );
         let s = render("x", 1000, None, Duration::from_secs(1));
         assert_eq!(s, "x  1000 B  1000 B/s");
     }

@@ -128,7 +128,11 @@ pub struct PipeOutput {
 pub trait Runner: Sync {
     /// Run to completion, capturing stdout and stderr. A non-zero exit is not an
     /// error here: callers classify it (`zfs` errors carry meaning).
-    fn output(&self, cmd: &Cmd, timeout: Duration) -> impl Future<Output = Result<Output, RunError>>;
+    fn output(
+        &self,
+        cmd: &Cmd,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Output, RunError>>;
 
     /// Run `send | recv`. `on_send_line` sees every stderr line of the sender and
     /// returns true when the line shows progress (it resets the stall clock).
@@ -186,7 +190,10 @@ impl SystemRunner {
         let pgid = pgid?;
         signal_group(pgid, libc::SIGTERM);
         signal_group(pgid, libc::SIGCONT);
-        if tokio::time::timeout(self.kill_grace, child.wait()).await.is_ok() {
+        if tokio::time::timeout(self.kill_grace, child.wait())
+            .await
+            .is_ok()
+        {
             // The leader is gone; make sure nothing it started lingers.
             signal_group(pgid, libc::SIGKILL);
             return None;

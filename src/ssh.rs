@@ -23,7 +23,11 @@ pub const SSH_FAILURE: i32 = 255;
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error("ssh to {peer} ({addr}): cannot connect: {reason}")]
-    Connect { peer: String, addr: String, reason: String },
+    Connect {
+        peer: String,
+        addr: String,
+        reason: String,
+    },
     #[error("ssh to {peer}: {reason}")]
     Session { peer: String, reason: String },
 }
@@ -46,7 +50,10 @@ pub struct Peer {
 
 impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peer").field("name", &self.name).field("ctl", &self.ctl).finish()
+        f.debug_struct("Peer")
+            .field("name", &self.name)
+            .field("ctl", &self.ctl)
+            .finish()
     }
 }
 
@@ -72,11 +79,17 @@ pub fn master_cmd(cfg: &SshConfig, target: &Target, ctl: &Path, log: &Path) -> C
         "-o",
         &format!("ConnectTimeout={}", secs(cfg.connect_timeout.get())),
         "-o",
-        &format!("ServerAliveInterval={}", secs(cfg.server_alive_interval.get())),
+        &format!(
+            "ServerAliveInterval={}",
+            secs(cfg.server_alive_interval.get())
+        ),
         "-o",
         &format!("ServerAliveCountMax={}", cfg.server_alive_count),
         "-o",
-        &format!("StrictHostKeyChecking={}", cfg.strict_host_key_checking.as_ssh()),
+        &format!(
+            "StrictHostKeyChecking={}",
+            cfg.strict_host_key_checking.as_ssh()
+        ),
         "-o",
         "LogLevel=ERROR",
         "-p",
@@ -85,26 +98,37 @@ pub fn master_cmd(cfg: &SshConfig, target: &Target, ctl: &Path, log: &Path) -> C
         &cfg.user,
     ]);
     if let Some(kh) = &cfg.known_hosts {
-        c = c.arg("-o").arg(format!("UserKnownHostsFile={}", kh.display()));
+        c = c
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", kh.display()));
     }
     if let Some(id) = &cfg.identity {
-        c = c.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(id.display().to_string());
+        c = c
+            .args(["-o", "IdentitiesOnly=yes", "-i"])
+            .arg(id.display().to_string());
     }
     c.arg("--").arg(target.addr.clone())
 }
 
 impl Peer {
     /// Open the master connection. `run_dir` holds the control socket.
-    pub async fn connect<R: Runner>(runner: &R, cfg: &SshConfig, target: &Target, run_dir: &Path) -> Result<Peer, SshError> {
+    pub async fn connect<R: Runner>(
+        runner: &R,
+        cfg: &SshConfig,
+        target: &Target,
+        run_dir: &Path,
+    ) -> Result<Peer, SshError> {
         let err = |reason: String| SshError::Connect {
             peer: target.name.clone(),
             addr: target.addr.clone(),
             reason,
         };
-        std::fs::create_dir_all(run_dir).map_err(|e| err(format!("cannot create {}: {e}", run_dir.display())))?;
+        std::fs::create_dir_all(run_dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", run_dir.display())))?;
         let dir = run_dir.join(format!("ssh-{}-{}", target.name, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir(&dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
         restrict(&dir);
         let ctl = dir.join("master");
         let log = dir.join("log");
@@ -121,7 +145,11 @@ impl Peer {
             Ok(out) if out.success() => {}
             Ok(out) => {
                 cleanup(&dir);
-                let text = if log_text.trim().is_empty() { out.stderr } else { log_text };
+                let text = if log_text.trim().is_empty() {
+                    out.stderr
+                } else {
+                    log_text
+                };
                 return Err(err(stderr_head(&text)));
             }
             Err(e) => {
@@ -129,7 +157,8 @@ impl Peer {
                 return Err(err(e.to_string()));
             }
         }
-        let session = openssh::Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
+        let session =
+            openssh::Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
         Ok(Peer {
             name: target.name.clone(),
             addr: target.addr.clone(),
@@ -158,7 +187,17 @@ impl Peer {
             .args(["-S", &self.ctl.display().to_string()])
             // Never open a second connection: if the master is gone, fail
             // (port 9 and host `none` cannot connect).
-            .args(["-o", "ControlMaster=no", "-o", "BatchMode=yes", "-T", "-p", "9", "none", "--"])
+            .args([
+                "-o",
+                "ControlMaster=no",
+                "-o",
+                "BatchMode=yes",
+                "-T",
+                "-p",
+                "9",
+                "none",
+                "--",
+            ])
             .arg(inner.to_shell())
     }
 
@@ -170,7 +209,10 @@ impl Peer {
         match tokio::time::timeout(timeout, s.check()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.session_err(e.to_string())),
-            Err(_) => Err(self.session_err(format!("master did not answer within {}s", timeout.as_secs()))),
+            Err(_) => Err(self.session_err(format!(
+                "master did not answer within {}s",
+                timeout.as_secs()
+            ))),
         }
     }
 
@@ -247,9 +289,25 @@ mod tests {
             identity: Some("/root/.ssh/id key".into()),
             ..Default::default()
         };
-        let c = master_cmd(&cfg, &Target { name: "pve2".into(), addr: "10.0.0.12".into() }, Path::new("/run/x/master"), Path::new("/run/x/log"));
+        let c = master_cmd(
+            &cfg,
+            &Target {
+                name: "pve2".into(),
+                addr: "10.0.0.12".into(),
+            },
+            Path::new("/run/x/master"),
+            Path::new("/run/x/log"),
+        );
         let s = c.to_string();
-        for want in ["BatchMode=yes", "ConnectTimeout=10", "ServerAliveInterval=10", "ServerAliveCountMax=3", "StrictHostKeyChecking=yes", "-i '/root/.ssh/id key'", "-- 10.0.0.12"] {
+        for want in [
+            "BatchMode=yes",
+            "ConnectTimeout=10",
+            "ServerAliveInterval=10",
+            "ServerAliveCountMax=3",
+            "StrictHostKeyChecking=yes",
+            "-i '/root/.ssh/id key'",
+            "-- 10.0.0.12",
+        ] {
             assert!(s.contains(want), "{want} missing from {s}");
         }
     }

@@ -19,7 +19,12 @@ fn help_documents_the_exit_codes() {
     let out = bin().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for want in ["Exit codes:", "1  nothing to do", "2  usage or configuration error", "4  refused"] {
+    for want in [
+        "Exit codes:",
+        "1  nothing to do",
+        "2  usage or configuration error",
+        "4  refused",
+    ] {
         assert!(text.contains(want), "{want} missing from --help");
     }
 }
@@ -31,8 +36,17 @@ fn a_malformed_config_is_exit_2_with_file_and_line() {
     let out = bin().arg("--config").arg(&p).arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    let line = err.lines().find(|l| l.contains("config error")).unwrap_or_else(|| panic!("{err}"));
-    assert!(line.contains(&format!("{}:6: in [ssh]: unknown field `prot`", p.display())), "{line}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("config error"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains(&format!(
+            "{}:6: in [ssh]: unknown field `prot`",
+            p.display()
+        )),
+        "{line}"
+    );
     assert!(line.contains("did you mean `port`"), "{line}");
 }
 
@@ -40,22 +54,52 @@ fn a_malformed_config_is_exit_2_with_file_and_line() {
 fn usage_errors_are_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let p = write_config(dir.path(), GOOD);
-    assert_eq!(bin().arg("--config").arg(&p).arg("frobnicate").output().unwrap().status.code(), Some(2));
-    let out = bin().arg("--config").arg(&p).args(["run", "--pool", "zpool9"]).output().unwrap();
+    assert_eq!(
+        bin()
+            .arg("--config")
+            .arg(&p)
+            .arg("frobnicate")
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&p)
+        .args(["run", "--pool", "zpool9"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--pool zpool9: not a configured [[pool]]"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--pool zpool9: not a configured [[pool]]")
+    );
 }
 
 #[test]
 fn an_unreachable_peer_is_a_transient_failure_and_creates_nothing_in_dry_run() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let text = GOOD.replace("[[pool]]", &format!("[paths]\nrun_dir = \"{}\"\n[[pool]]", run_dir.display()));
+    let text = GOOD.replace(
+        "[[pool]]",
+        &format!("[paths]\nrun_dir = \"{}\"\n[[pool]]", run_dir.display()),
+    );
     let p = write_config(dir.path(), &text);
-    let out = bin().arg("--config").arg(&p).args(["run", "--dry-run"]).output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&p)
+        .args(["run", "--dry-run"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("ssh to pve2 (127.0.0.1): cannot connect"), "{err}");
-    let leftovers: Vec<_> = std::fs::read_dir(&run_dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    assert!(
+        err.contains("ssh to pve2 (127.0.0.1): cannot connect"),
+        "{err}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&run_dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
     assert!(leftovers.is_empty(), "dry-run left files: {leftovers:?}");
 }

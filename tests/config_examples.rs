@@ -24,18 +24,49 @@ fn the_documented_example_states_the_real_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.toml");
     let documented = config::parse(&path).unwrap();
     // The same file with every optional section removed: only defaults left.
-    let minimal = "[cluster]\nguest = 103\nnodes = { a = \"x\", b = \"y\" }\n[[pool]]\nname = \"zpool1\"\n";
+    let minimal =
+        "[cluster]\nguest = 103\nnodes = { a = \"x\", b = \"y\" }\n[[pool]]\nname = \"zpool1\"\n";
     let defaults = config::parse_str(minimal, "minimal").unwrap();
-    assert_eq!(format!("{:?}", documented.timeouts), format!("{:?}", defaults.timeouts));
-    assert_eq!(format!("{:?}", documented.paths), format!("{:?}", defaults.paths));
-    assert_eq!(format!("{:?}", documented.replication), format!("{:?}", defaults.replication));
+    assert_eq!(
+        format!("{:?}", documented.timeouts),
+        format!("{:?}", defaults.timeouts)
+    );
+    assert_eq!(
+        format!("{:?}", documented.paths),
+        format!("{:?}", defaults.paths)
+    );
+    assert_eq!(
+        format!("{:?}", documented.replication),
+        format!("{:?}", defaults.replication)
+    );
     let (d, m) = (&documented.ssh, &defaults.ssh);
-    assert_eq!((&d.user, d.port, d.connect_timeout, d.server_alive_interval, d.server_alive_count, d.strict_host_key_checking),
-               (&m.user, m.port, m.connect_timeout, m.server_alive_interval, m.server_alive_count, m.strict_host_key_checking));
+    assert_eq!(
+        (
+            &d.user,
+            d.port,
+            d.connect_timeout,
+            d.server_alive_interval,
+            d.server_alive_count,
+            d.strict_host_key_checking
+        ),
+        (
+            &m.user,
+            m.port,
+            m.connect_timeout,
+            m.server_alive_interval,
+            m.server_alive_count,
+            m.strict_host_key_checking
+        )
+    );
 }
 
 #[test]
 fn a_missing_file_is_named() {
-    let e = config::parse(Path::new("/nonexistent/config.toml")).unwrap_err().to_string();
-    assert!(e.starts_with("/nonexistent/config.toml: cannot read config"), "{e}");
+    let e = config::parse(Path::new("/nonexistent/config.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/config.toml: cannot read config"),
+        "{e}"
+    );
 }

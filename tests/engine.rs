@@ -46,20 +46,42 @@ impl Runner for Fake {
     async fn output(&self, cmd: &Cmd, _timeout: Duration) -> Result<Output, RunError> {
         let d = Self::describe(cmd);
         self.log.lock().unwrap().push(d.clone());
-        let ok = |stdout: &str| Ok(Output { status: exit(0), stdout: stdout.into(), stderr: String::new() });
+        let ok = |stdout: &str| {
+            Ok(Output {
+                status: exit(0),
+                stdout: stdout.into(),
+                stderr: String::new(),
+            })
+        };
         let (side, inner) = d.split_once(": ").unwrap();
         if inner.starts_with("zfs list ") {
-            ok(if side == "local" { &self.local_list } else { &self.remote_list })
+            ok(if side == "local" {
+                &self.local_list
+            } else {
+                &self.remote_list
+            })
         } else if inner.starts_with("zfs holds ") {
-            ok(if side == "local" { &self.local_holds } else { &self.remote_holds })
+            ok(if side == "local" {
+                &self.local_holds
+            } else {
+                &self.remote_holds
+            })
         } else if inner.starts_with("zfs hold ") || inner.starts_with("zfs release ") {
             ok("")
         } else {
-            Ok(Output { status: exit(1), stdout: String::new(), stderr: format!("fake: unexpected {inner}") })
+            Ok(Output {
+                status: exit(1),
+                stdout: String::new(),
+                stderr: format!("fake: unexpected {inner}"),
+            })
         }
     }
 
-    async fn pipe(&self, spec: PipeSpec<'_>, on_send_line: &mut dyn FnMut(&str) -> bool) -> Result<PipeOutput, RunError> {
+    async fn pipe(
+        &self,
+        spec: PipeSpec<'_>,
+        on_send_line: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<PipeOutput, RunError> {
         let (s, r) = (Self::describe(spec.send), Self::describe(spec.recv));
         self.log.lock().unwrap().push(format!("{s} | {r}"));
         on_send_line("size\t4096");
@@ -67,18 +89,32 @@ impl Runner for Fake {
         if let Some(f) = &self.fail_recv
             && r.contains(f.as_str())
         {
-            return Err(RunError::Failed { cmd: r, status: "exit status: 1".into(), stderr: "cannot receive: out of space".into() });
+            return Err(RunError::Failed {
+                cmd: r,
+                status: "exit status: 1".into(),
+                stderr: "cannot receive: out of space".into(),
+            });
         }
-        Ok(PipeOutput { send_stderr: String::new(), recv_stderr: String::new(), elapsed: Duration::from_millis(10) })
+        Ok(PipeOutput {
+            send_stderr: String::new(),
+            recv_stderr: String::new(),
+            elapsed: Duration::from_millis(10),
+        })
     }
 }
 
 /// `zfs list -H -p -o name,type,guid,createtxg,creation,used,referenced,written,userrefs,receive_resume_token,encryption`
 fn fs(name: &str, written: u64) -> String {
-    format!("{name}\tfilesystem\t{}\t1\t1700000000\t1000\t1000\t{written}\t-\t-\toff\n", name.len())
+    format!(
+        "{name}\tfilesystem\t{}\t1\t1700000000\t1000\t1000\t{written}\t-\t-\toff\n",
+        name.len()
+    )
 }
 fn snap(ds: &str, name: &str, guid: u64, userrefs: u64) -> String {
-    format!("{ds}@{name}\tsnapshot\t{guid}\t{guid}\t{}\t0\t1000\t100\t{userrefs}\t-\toff\n", 1_700_000_000 + guid)
+    format!(
+        "{ds}@{name}\tsnapshot\t{guid}\t{guid}\t{}\t0\t1000\t100\t{userrefs}\t-\toff\n",
+        1_700_000_000 + guid
+    )
 }
 
 fn settings(dry_run: bool) -> Settings {
@@ -95,11 +131,18 @@ fn settings(dry_run: bool) -> Settings {
 }
 
 fn job() -> PoolJob {
-    PoolJob { source: "zpool1".into(), target: "zpool1".into(), exclude: vec![] }
+    PoolJob {
+        source: "zpool1".into(),
+        target: "zpool1".into(),
+        exclude: vec![],
+    }
 }
 
 fn run(fake: &Fake, dry_run: bool) -> (zfs_nfs_replica::engine::PoolReport, Vec<String>) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
     let s = settings(dry_run);
     let mut silent = Silent;
@@ -150,19 +193,41 @@ fn dry_run_runs_only_read_only_commands_and_shows_every_step() {
     let fake = busy_pool();
     let (report, shown) = run(&fake, true);
     for c in fake.log() {
-        assert!(c.contains(": zfs list ") || c.contains(": zfs holds "), "dry-run ran a changing command: {c}");
+        assert!(
+            c.contains(": zfs list ") || c.contains(": zfs holds "),
+            "dry-run ran a changing command: {c}"
+        );
     }
     let text = shown.join("\n");
     assert!(text.contains("zfs send -L -c -e -P -v -p -I zpool1@a zpool1@b | [pve2] zfs receive -s -u -o readonly=on zpool1"), "{text}");
     assert!(text.contains("zfs send -L -c -e -P -v -p zpool1/new@a | [pve2] zfs receive -s -u -o readonly=on zpool1/new"), "{text}");
     assert!(text.contains("-I zpool1/new@a zpool1/new@b"), "{text}");
     assert!(text.contains("CONFLICT diverged"), "{text}");
-    assert!(text.contains("@written-on-standby"), "the evidence is shown: {text}");
-    assert!(text.contains("zpool1/bad/child") && text.contains("blocked by zpool1/bad"), "{text}");
-    assert!(text.contains("zpool1/only-here") && text.contains("never destroyed"), "{text}");
-    assert!(text.contains("holds: zfs hold zfs-nfs-replica:pve2 zpool1@b"), "{text}");
-    assert!(text.contains("holds: [pve2] zfs release zfs-nfs-replica:pve1 zpool1@a"), "{text}");
-    assert_eq!(report.outcome, Outcome::Refused, "a conflict needs the operator");
+    assert!(
+        text.contains("@written-on-standby"),
+        "the evidence is shown: {text}"
+    );
+    assert!(
+        text.contains("zpool1/bad/child") && text.contains("blocked by zpool1/bad"),
+        "{text}"
+    );
+    assert!(
+        text.contains("zpool1/only-here") && text.contains("never destroyed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("holds: zfs hold zfs-nfs-replica:pve2 zpool1@b"),
+        "{text}"
+    );
+    assert!(
+        text.contains("holds: [pve2] zfs release zfs-nfs-replica:pve1 zpool1@a"),
+        "{text}"
+    );
+    assert_eq!(
+        report.outcome,
+        Outcome::Refused,
+        "a conflict needs the operator"
+    );
 }
 
 #[test]
@@ -174,20 +239,44 @@ fn run_sends_in_order_skips_the_conflicting_subtree_and_moves_holds() {
     assert_eq!(transfers.len(), 4, "{transfers:#?}");
     assert!(transfers[0].contains("-I zpool1@a zpool1@b"));
     assert!(transfers[1].contains("-I 'zpool1/my data@a' 'zpool1/my data@b'"));
-    assert!(transfers[2].ends_with("zfs receive -s -u -o readonly=on zpool1/new") && !transfers[2].contains("-I"));
+    assert!(
+        transfers[2].ends_with("zfs receive -s -u -o readonly=on zpool1/new")
+            && !transfers[2].contains("-I")
+    );
     assert!(transfers[3].contains("-I zpool1/new@a zpool1/new@b"));
-    assert!(!log.iter().any(|c| c.contains("zpool1/bad") && c.contains(" | ")), "nothing sent for the diverged subtree");
+    assert!(
+        !log.iter()
+            .any(|c| c.contains("zpool1/bad") && c.contains(" | ")),
+        "nothing sent for the diverged subtree"
+    );
     // One hold and one release per side, hold first.
-    let pos = |p: &str| log.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("no `{p}` in {log:#?}"));
+    let pos = |p: &str| {
+        log.iter()
+            .position(|c| c.starts_with(p))
+            .unwrap_or_else(|| panic!("no `{p}` in {log:#?}"))
+    };
     assert!(pos("local: zfs hold ") < pos("local: zfs release "));
     assert!(pos("remote: zfs hold ") < pos("remote: zfs release "));
     let hold = &log[pos("local: zfs hold ")];
-    assert_eq!(hold, "local: zfs hold zfs-nfs-replica:pve2 zpool1@b 'zpool1/my data@b' zpool1/new@b");
-    assert_eq!(log[pos("local: zfs release ")], "local: zfs release zfs-nfs-replica:pve2 'zpool1/my data@a' zpool1@a");
+    assert_eq!(
+        hold,
+        "local: zfs hold zfs-nfs-replica:pve2 zpool1@b 'zpool1/my data@b' zpool1/new@b"
+    );
+    assert_eq!(
+        log[pos("local: zfs release ")],
+        "local: zfs release zfs-nfs-replica:pve2 'zpool1/my data@a' zpool1@a"
+    );
     // Someone else's hold on the receiver is left alone; the diverged dataset keeps its hold.
-    assert_eq!(log[pos("remote: zfs release ")], "remote: zfs release zfs-nfs-replica:pve1 zpool1@a");
+    assert_eq!(
+        log[pos("remote: zfs release ")],
+        "remote: zfs release zfs-nfs-replica:pve1 zpool1@a"
+    );
     assert_eq!(report.outcome, Outcome::Refused);
-    let sent = report.datasets.iter().filter(|d| matches!(d.result, DatasetResult::Sent { .. })).count();
+    let sent = report
+        .datasets
+        .iter()
+        .filter(|d| matches!(d.result, DatasetResult::Sent { .. }))
+        .count();
     assert_eq!(sent, 3);
     assert_eq!(report.receiver_only, ["zpool1/only-here"]);
 }
@@ -201,8 +290,10 @@ fn an_idle_cycle_is_two_listings_and_a_holds_check_per_side() {
     let fake = Fake {
         local_list: l.clone(),
         remote_list: l,
-        local_holds: "zpool1@a\tzfs-nfs-replica:pve2\tx\nzpool1/data@a\tzfs-nfs-replica:pve2\tx\n".into(),
-        remote_holds: "zpool1@a\tzfs-nfs-replica:pve1\tx\nzpool1/data@a\tzfs-nfs-replica:pve1\tx\n".into(),
+        local_holds: "zpool1@a\tzfs-nfs-replica:pve2\tx\nzpool1/data@a\tzfs-nfs-replica:pve2\tx\n"
+            .into(),
+        remote_holds: "zpool1@a\tzfs-nfs-replica:pve1\tx\nzpool1/data@a\tzfs-nfs-replica:pve1\tx\n"
+            .into(),
         ..Default::default()
     };
     let (report, _) = run(&fake, false);
@@ -224,21 +315,45 @@ fn a_failed_transfer_skips_the_subtree_and_is_transient() {
     l += &snap("zpool1/q", "a", 4, 0);
     let mut r = fs("zpool1", 0);
     r += &snap("zpool1", "a", 1, 0);
-    let fake = Fake { local_list: l, remote_list: r, fail_recv: Some("zpool1/p".into()), ..Default::default() };
+    let fake = Fake {
+        local_list: l,
+        remote_list: r,
+        fail_recv: Some("zpool1/p".into()),
+        ..Default::default()
+    };
     let (report, _) = run(&fake, false);
-    let res = |n: &str| &report.datasets.iter().find(|d| d.source == n).unwrap().result;
+    let res = |n: &str| {
+        &report
+            .datasets
+            .iter()
+            .find(|d| d.source == n)
+            .unwrap()
+            .result
+    };
     assert!(matches!(res("zpool1/p"), DatasetResult::Failed(m) if m.contains("out of space")));
-    assert!(matches!(res("zpool1/p/c"), DatasetResult::Skipped(m) if m.contains("zpool1/p failed")));
-    assert!(matches!(res("zpool1/q"), DatasetResult::Sent { .. }), "other subtrees go on");
+    assert!(
+        matches!(res("zpool1/p/c"), DatasetResult::Skipped(m) if m.contains("zpool1/p failed"))
+    );
+    assert!(
+        matches!(res("zpool1/q"), DatasetResult::Sent { .. }),
+        "other subtrees go on"
+    );
     assert_eq!(report.outcome, Outcome::Transient);
 }
 
 #[test]
 fn garbled_listing_fails_the_pool_with_the_command_named() {
-    let fake = Fake { local_list: fs("zpool1", 0), remote_list: "zpool1\tfilesystem\tgarbage\n".into(), ..Default::default() };
+    let fake = Fake {
+        local_list: fs("zpool1", 0),
+        remote_list: "zpool1\tfilesystem\tgarbage\n".into(),
+        ..Default::default()
+    };
     let (report, _) = run(&fake, false);
     let e = report.error.unwrap();
     assert!(e.contains("[pve2] zfs list") && e.contains("line 1"), "{e}");
     assert_eq!(report.outcome, Outcome::Refused);
-    assert!(fake.log().iter().all(|c| c.contains("zfs list")), "nothing else was attempted");
+    assert!(
+        fake.log().iter().all(|c| c.contains("zfs list")),
+        "nothing else was attempted"
+    );
 }

@@ -9,21 +9,39 @@ use zfs_nfs_replica::cmd::Cmd;
 use zfs_nfs_replica::runner::{PipeSpec, RunError, Runner, SystemRunner};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn runner() -> SystemRunner {
-    SystemRunner { kill_grace: Duration::from_secs(1) }
+    SystemRunner {
+        kill_grace: Duration::from_secs(1),
+    }
 }
 
 fn marker() -> String {
-    format!("zfsnr-test-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "zfsnr-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 #[test]
 fn output_captures_stdout_stderr_and_status() {
     rt().block_on(async {
-        let out = runner().output(&Cmd::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]), Duration::from_secs(5)).await.unwrap();
+        let out = runner()
+            .output(
+                &Cmd::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.status.code(), Some(3));
@@ -33,7 +51,13 @@ fn output_captures_stdout_stderr_and_status() {
 #[test]
 fn missing_program_is_a_spawn_error_naming_it() {
     rt().block_on(async {
-        let e = runner().output(&Cmd::new("/nonexistent/zfs").arg("list"), Duration::from_secs(5)).await.unwrap_err();
+        let e = runner()
+            .output(
+                &Cmd::new("/nonexistent/zfs").arg("list"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_err();
         assert!(matches!(e, RunError::Spawn { .. }));
         assert!(e.to_string().contains("/nonexistent/zfs list"), "{e}");
     });
@@ -46,14 +70,38 @@ fn timeout_kills_the_whole_process_group() {
         let started = Instant::now();
         // A child that starts a grandchild ignoring SIGTERM: only the group
         // SIGKILL after the grace period gets rid of it.
-        let script = format!("sh -c 'trap \"\" TERM; exec sleep 300 # {m}' & trap '' TERM; sleep 300 # {m}");
-        let e = runner().output(&Cmd::new("sh").args(["-c", &script]), Duration::from_secs(1)).await.unwrap_err();
-        assert!(matches!(e, RunError::Timeout { stuck_pid: None, .. }), "{e}");
+        let script =
+            format!("sh -c 'trap \"\" TERM; exec sleep 300 # {m}' & trap '' TERM; sleep 300 # {m}");
+        let e = runner()
+            .output(
+                &Cmd::new("sh").args(["-c", &script]),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RunError::Timeout {
+                    stuck_pid: None,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("timed out after 1s"), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     });
     std::thread::sleep(Duration::from_millis(200));
-    assert!(pids_matching(&m).is_empty(), "left running: {:?}", pids_matching(&m));
+    assert!(
+        pids_matching(&m).is_empty(),
+        "left running: {:?}",
+        pids_matching(&m)
+    );
 }
 
 #[test]
@@ -62,19 +110,39 @@ fn a_stopped_sender_is_a_stall_and_nothing_is_left_running() {
     rt().block_on(async {
         // Progress lines like `zfs send -P -v`, then the sender stops itself
         // (SIGSTOP, as a hung `zfs send` looks from outside).
-        let send = Cmd::new("sh").args(["-c", &format!("echo '00:00:01\t1\tp@s' >&2; echo data; kill -STOP $$; echo never # {m}")]);
+        let send = Cmd::new("sh").args([
+            "-c",
+            &format!("echo '00:00:01\t1\tp@s' >&2; echo data; kill -STOP $$; echo never # {m}"),
+        ]);
         let recv = Cmd::new("sh").args(["-c", &format!("cat >/dev/null # {m}")]);
         let started = Instant::now();
         let e = runner()
-            .pipe(PipeSpec { send: &send, recv: &recv, stall: Duration::from_secs(2), limit: Duration::from_secs(60), finish: Duration::from_secs(5) }, &mut |l| l.starts_with("00:"))
+            .pipe(
+                PipeSpec {
+                    send: &send,
+                    recv: &recv,
+                    stall: Duration::from_secs(2),
+                    limit: Duration::from_secs(60),
+                    finish: Duration::from_secs(5),
+                },
+                &mut |l| l.starts_with("00:"),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, RunError::Stalled { .. }), "{e}");
         assert!(e.to_string().contains("no progress for 2s"), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
     });
     std::thread::sleep(Duration::from_millis(200));
-    assert!(pids_matching(&m).is_empty(), "left running: {:?}", pids_matching(&m));
+    assert!(
+        pids_matching(&m).is_empty(),
+        "left running: {:?}",
+        pids_matching(&m)
+    );
 }
 
 #[test]
@@ -108,7 +176,16 @@ fn a_receiver_that_never_finishes_is_bounded() {
         let send = Cmd::new("true");
         let recv = Cmd::new("sh").args(["-c", &format!("cat >/dev/null; sleep 300 # {m}")]);
         let e = runner()
-            .pipe(PipeSpec { send: &send, recv: &recv, stall: Duration::from_secs(5), limit: Duration::from_secs(30), finish: Duration::from_secs(1) }, &mut |_| true)
+            .pipe(
+                PipeSpec {
+                    send: &send,
+                    recv: &recv,
+                    stall: Duration::from_secs(5),
+                    limit: Duration::from_secs(30),
+                    finish: Duration::from_secs(1),
+                },
+                &mut |_| true,
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, RunError::Timeout { .. }), "{e}");
@@ -119,9 +196,26 @@ fn a_receiver_that_never_finishes_is_bounded() {
 
 #[test]
 fn shell_quoting_round_trips_through_a_real_shell() {
-    let words = ["a b", "it's", "$(echo x)", "`id`", "\\", "\"", "*", "~", "\n", "-e", "", "é€"];
+    let words = [
+        "a b",
+        "it's",
+        "$(echo x)",
+        "`id`",
+        "\\",
+        "\"",
+        "*",
+        "~",
+        "\n",
+        "-e",
+        "",
+        "é€",
+    ];
     let cmd = Cmd::new("printf").arg("[%s]").args(words);
-    let out = std::process::Command::new("sh").arg("-c").arg(cmd.to_shell()).output().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd.to_shell())
+        .output()
+        .unwrap();
     let want: String = words.iter().map(|w| format!("[{w}]")).collect();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
 }

@@ -10,15 +10,23 @@ use zfs_nfs_replica::runner::{PipeSpec, RunError, Runner, SystemRunner};
 use zfs_nfs_replica::ssh::{Peer, SSH_FAILURE, Target};
 
 fn runner() -> SystemRunner {
-    SystemRunner { kill_grace: Duration::from_secs(2) }
+    SystemRunner {
+        kill_grace: Duration::from_secs(2),
+    }
 }
 
 fn target() -> Target {
-    Target { name: "peer".into(), addr: "127.0.0.1".into() }
+    Target {
+        name: "peer".into(),
+        addr: "127.0.0.1".into(),
+    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -47,7 +55,9 @@ fn hostile_arguments_reach_the_remote_program_intact() {
     ];
     rt().block_on(async {
         let r = runner();
-        let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path()).await.unwrap();
+        let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path())
+            .await
+            .unwrap();
         let cmd = peer.remote(&Cmd::new("printf").arg("%s\\n").args(hostile.clone()));
         let out = r.output(&cmd, Duration::from_secs(20)).await.unwrap();
         assert!(out.success(), "{}", out.stderr);
@@ -55,7 +65,10 @@ fn hostile_arguments_reach_the_remote_program_intact() {
         assert_eq!(got, hostile.iter().map(String::as_str).collect::<Vec<_>>());
         peer.close(Duration::from_secs(5)).await;
     });
-    assert!(!canary.exists(), "a hostile argument was executed by the remote shell");
+    assert!(
+        !canary.exists(),
+        "a hostile argument was executed by the remote shell"
+    );
 }
 
 #[test]
@@ -74,14 +87,29 @@ fn streams_a_large_payload_through_the_master_connection() {
     let dst = work.path().join("received");
     rt().block_on(async {
         let r = runner();
-        let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path()).await.unwrap();
+        let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path())
+            .await
+            .unwrap();
         // The sender reports progress on stderr like `zfs send -P -v` does.
-        let send = Cmd::new("sh").arg("-c").arg(format!("echo 'size\t67108864' >&2; cat '{}'; echo '00:00:01\t67108864\tx@y' >&2", src.display()));
-        let recv = peer.remote(&Cmd::new("sh").arg("-c").arg(format!("cat > '{}'", dst.display())));
+        let send = Cmd::new("sh").arg("-c").arg(format!(
+            "echo 'size\t67108864' >&2; cat '{}'; echo '00:00:01\t67108864\tx@y' >&2",
+            src.display()
+        ));
+        let recv = peer.remote(
+            &Cmd::new("sh")
+                .arg("-c")
+                .arg(format!("cat > '{}'", dst.display())),
+        );
         let mut lines = Vec::new();
         let out = r
             .pipe(
-                PipeSpec { send: &send, recv: &recv, stall: Duration::from_secs(30), limit: Duration::from_secs(120), finish: Duration::from_secs(30) },
+                PipeSpec {
+                    send: &send,
+                    recv: &recv,
+                    stall: Duration::from_secs(30),
+                    limit: Duration::from_secs(120),
+                    finish: Duration::from_secs(30),
+                },
                 &mut |l| {
                     lines.push(l.to_string());
                     true
@@ -105,21 +133,48 @@ fn a_failing_remote_command_reports_its_own_status_and_stderr() {
     let run_dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let r = runner();
-        let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path()).await.unwrap();
-        let out = r
-            .output(&peer.remote(&Cmd::new("sh").args(["-c", "echo \"cannot open 'zpool9': dataset does not exist\" >&2; exit 1"])), Duration::from_secs(20))
+        let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path())
             .await
             .unwrap();
-        assert_eq!(out.status.code(), Some(1), "the remote status, not ssh's 255");
+        let out = r
+            .output(
+                &peer.remote(&Cmd::new("sh").args([
+                    "-c",
+                    "echo \"cannot open 'zpool9': dataset does not exist\" >&2; exit 1",
+                ])),
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "the remote status, not ssh's 255"
+        );
         assert!(out.stderr.contains("dataset does not exist"));
         // A receiver that fails mid-stream: its message wins over the sender's broken pipe.
         let send = Cmd::new("sh").args(["-c", "yes"]);
-        let recv = peer.remote(&Cmd::new("sh").args(["-c", "head -c 1000 >/dev/null; echo 'cannot receive: out of space' >&2; exit 1"]));
+        let recv = peer.remote(&Cmd::new("sh").args([
+            "-c",
+            "head -c 1000 >/dev/null; echo 'cannot receive: out of space' >&2; exit 1",
+        ]));
         let e = r
-            .pipe(PipeSpec { send: &send, recv: &recv, stall: Duration::from_secs(30), limit: Duration::from_secs(60), finish: Duration::from_secs(10) }, &mut |_| true)
+            .pipe(
+                PipeSpec {
+                    send: &send,
+                    recv: &recv,
+                    stall: Duration::from_secs(30),
+                    limit: Duration::from_secs(60),
+                    finish: Duration::from_secs(10),
+                },
+                &mut |_| true,
+            )
             .await
             .unwrap_err();
-        assert!(matches!(&e, RunError::Failed { stderr, .. } if stderr.contains("out of space")), "{e}");
+        assert!(
+            matches!(&e, RunError::Failed { stderr, .. } if stderr.contains("out of space")),
+            "{e}"
+        );
         peer.close(Duration::from_secs(5)).await;
     });
 }
@@ -130,19 +185,30 @@ fn a_dropped_connection_fails_fast_with_ssh_status() {
     let run_dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let r = runner();
-        let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path()).await.unwrap();
+        let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path())
+            .await
+            .unwrap();
         assert!(peer.check(Duration::from_secs(5)).await.is_ok());
         sshd.stop();
         // The master notices the closed TCP connection.
         let deadline = Instant::now() + Duration::from_secs(15);
         while peer.check(Duration::from_secs(5)).await.is_ok() {
-            assert!(Instant::now() < deadline, "the master did not notice the dropped connection");
+            assert!(
+                Instant::now() < deadline,
+                "the master did not notice the dropped connection"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let started = Instant::now();
-        let out = r.output(&peer.remote(&Cmd::new("true")), Duration::from_secs(30)).await.unwrap();
+        let out = r
+            .output(&peer.remote(&Cmd::new("true")), Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(out.status.code(), Some(SSH_FAILURE));
-        assert!(started.elapsed() < Duration::from_secs(10), "must not try to open a new connection");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "must not try to open a new connection"
+        );
         peer.close(Duration::from_secs(5)).await;
     });
 }
@@ -157,33 +223,61 @@ fn a_peer_that_stops_answering_times_out_and_leaves_nothing_running() {
         let mut cfg = sshd.ssh_config(proxy.port);
         // Long keepalives so the deadline, not ssh, is what fires first.
         cfg.server_alive_interval = zfs_nfs_replica::config::Dur::secs(30);
-        let peer = Peer::connect(&r, &cfg, &target(), run_dir.path()).await.unwrap();
+        let peer = Peer::connect(&r, &cfg, &target(), run_dir.path())
+            .await
+            .unwrap();
         let ctl = peer.control_socket().display().to_string();
         proxy.freeze();
         let started = Instant::now();
-        let e = r.output(&peer.remote(&Cmd::new("echo").arg("hello")), Duration::from_secs(3)).await.unwrap_err();
+        let e = r
+            .output(
+                &peer.remote(&Cmd::new("echo").arg("hello")),
+                Duration::from_secs(3),
+            )
+            .await
+            .unwrap_err();
         assert!(matches!(e, RunError::Timeout { .. }), "{e}");
         assert!(e.to_string().contains("timed out after 3s"), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(3 + 2 * 2 + 2), "TERM, grace, KILL are bounded");
+        assert!(
+            started.elapsed() < Duration::from_secs(3 + 2 * 2 + 2),
+            "TERM, grace, KILL are bounded"
+        );
         // The stream variant: a stalled transfer is killed too.
         let send = Cmd::new("sh").args(["-c", "echo '00:00:01\t1\tx@y' >&2; yes"]);
         let recv = peer.remote(&Cmd::new("sh").args(["-c", "cat >/dev/null"]));
         let e = r
-            .pipe(PipeSpec { send: &send, recv: &recv, stall: Duration::from_secs(2), limit: Duration::from_secs(60), finish: Duration::from_secs(5) }, &mut |l| l.starts_with("00:"))
+            .pipe(
+                PipeSpec {
+                    send: &send,
+                    recv: &recv,
+                    stall: Duration::from_secs(2),
+                    limit: Duration::from_secs(60),
+                    finish: Duration::from_secs(5),
+                },
+                &mut |l| l.starts_with("00:"),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, RunError::Stalled { .. }), "{e}");
         // No mux client of ours is left (the master itself is closed below).
-        let left: Vec<u32> = pids_matching(&ctl).into_iter().filter(|p| !is_master(*p)).collect();
+        let left: Vec<u32> = pids_matching(&ctl)
+            .into_iter()
+            .filter(|p| !is_master(*p))
+            .collect();
         assert!(left.is_empty(), "processes left running: {left:?}");
         peer.close(Duration::from_secs(3)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(pids_matching(&ctl).is_empty(), "the master is still running after close");
+        assert!(
+            pids_matching(&ctl).is_empty(),
+            "the master is still running after close"
+        );
     });
 }
 
 fn is_master(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("\0-M\0")).unwrap_or(false)
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("\0-M\0"))
+        .unwrap_or(false)
 }
 
 #[test]
@@ -202,8 +296,14 @@ fn connecting_to_a_silent_server_is_bounded() {
     rt().block_on(async {
         let r = runner();
         let started = Instant::now();
-        let e = Peer::connect(&r, &sshd.ssh_config(port), &target(), run_dir.path()).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3 * 3 + 5 + 2 * 2 + 2), "took {:?}", started.elapsed());
+        let e = Peer::connect(&r, &sshd.ssh_config(port), &target(), run_dir.path())
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(3 * 3 + 5 + 2 * 2 + 2),
+            "took {:?}",
+            started.elapsed()
+        );
         assert!(e.to_string().contains("cannot connect"), "{e}");
     });
 }
@@ -216,7 +316,12 @@ fn unknown_host_key_is_refused() {
     std::fs::write(cfg.known_hosts.as_ref().unwrap(), "").unwrap();
     cfg.known_hosts = cfg.known_hosts.clone();
     rt().block_on(async {
-        let e = Peer::connect(&runner(), &cfg, &target(), run_dir.path()).await.unwrap_err();
-        assert!(e.to_string().contains("Host key verification failed"), "{e}");
+        let e = Peer::connect(&runner(), &cfg, &target(), run_dir.path())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("Host key verification failed"),
+            "{e}"
+        );
     });
 }

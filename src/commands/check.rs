@@ -18,14 +18,25 @@ pub async fn check(cfg: &Config) -> u8 {
             return exit::CONFIG;
         }
     };
-    println!("config: ok ({} pool(s), this node: {local})", cfg.pools.len());
-    let runner = SystemRunner { kill_grace: cfg.timeouts.kill_grace.get() };
+    println!(
+        "config: ok ({} pool(s), this node: {local})",
+        cfg.pools.len()
+    );
+    let runner = SystemRunner {
+        kill_grace: cfg.timeouts.kill_grace.get(),
+    };
     let mut code = exit::OK;
     let pools = |target: bool| -> Vec<String> {
         let mut v: Vec<String> = cfg
             .pools
             .iter()
-            .map(|p| if target { p.target() } else { p.name.as_str() }.split('/').next().unwrap_or_default().to_string())
+            .map(|p| {
+                if target { p.target() } else { p.name.as_str() }
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect();
         v.dedup();
         v
@@ -35,7 +46,9 @@ pub async fn check(cfg: &Config) -> u8 {
         match Peer::connect(&runner, &cfg.ssh, &t, &cfg.paths.run_dir).await {
             Ok(peer) => {
                 println!("ssh {} ({}): ok", t.name, t.addr);
-                code = code.max(show_pools(&runner, cfg, Side::Remote(&peer), &t.name, &pools(true)).await);
+                code = code.max(
+                    show_pools(&runner, cfg, Side::Remote(&peer), &t.name, &pools(true)).await,
+                );
                 peer.close(cfg.ssh.connect_timeout.get()).await;
             }
             Err(e) => {
@@ -48,11 +61,20 @@ pub async fn check(cfg: &Config) -> u8 {
     code
 }
 
-async fn show_pools(runner: &SystemRunner, cfg: &Config, side: Side<'_>, node: &str, pools: &[String]) -> u8 {
+async fn show_pools(
+    runner: &SystemRunner,
+    cfg: &Config,
+    side: Side<'_>,
+    node: &str,
+    pools: &[String],
+) -> u8 {
     let mut code = exit::OK;
     for pool in pools {
         let op = Op::PoolStatus { pool: pool.clone() };
-        match runner.output(&side.cmd(&op), cfg.timeouts.command.get()).await {
+        match runner
+            .output(&side.cmd(&op), cfg.timeouts.command.get())
+            .await
+        {
             Ok(out) if out.success() => match parse_pool_status(&out.stdout) {
                 Ok(rows) => {
                     for r in rows {
@@ -70,12 +92,18 @@ async fn show_pools(runner: &SystemRunner, cfg: &Config, side: Side<'_>, node: &
                     }
                 }
                 Err(e) => {
-                    println!("  {node:<12} {pool:<16} cannot parse `{}`: {e}", side.show(&op));
+                    println!(
+                        "  {node:<12} {pool:<16} cannot parse `{}`: {e}",
+                        side.show(&op)
+                    );
                     code = code.max(exit::REFUSED);
                 }
             },
             Ok(out) => {
-                println!("  {node:<12} {pool:<16} MISSING: {}", stderr_head(&out.stderr));
+                println!(
+                    "  {node:<12} {pool:<16} MISSING: {}",
+                    stderr_head(&out.stderr)
+                );
                 code = code.max(exit::REFUSED);
             }
             Err(e) => {

@@ -18,7 +18,12 @@ pub fn local_node(cfg: &Config) -> Result<String, String> {
     } else {
         Err(format!(
             "this node's hostname `{short}` is not one of [cluster] nodes ({}); set [cluster] node",
-            cfg.cluster.nodes.keys().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            cfg.cluster
+                .nodes
+                .keys()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
 }
@@ -42,6 +47,9 @@ pub fn peers(cfg: &Config, local: &str) -> Vec<Target> {
         .nodes
         .iter()
         .filter(|(n, _)| n.as_str() != local)
-        .map(|(n, a)| Target { name: n.to_string(), addr: a.clone() })
+        .map(|(n, a)| Target {
+            name: n.to_string(),
+            addr: a.clone(),
+        })
         .collect()
 }

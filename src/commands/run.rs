@@ -40,7 +40,9 @@ pub async fn run(cfg: &Config, args: &RunArgs, role_source: &impl RoleSource) ->
             return exit::REFUSED;
         }
     }
-    let runner = SystemRunner { kill_grace: cfg.timeouts.kill_grace.get() };
+    let runner = SystemRunner {
+        kill_grace: cfg.timeouts.kill_grace.get(),
+    };
     let settings = Settings {
         local_node: local.clone(),
         hold_tag: cfg.replication.hold_tag.to_string(),
@@ -53,7 +55,12 @@ pub async fn run(cfg: &Config, args: &RunArgs, role_source: &impl RoleSource) ->
     };
     let mut bar = Bar::new();
     let mut silent = Silent;
-    let progress: &mut dyn Progress = if std::io::stderr().is_terminal() && !crate::logging::under_journald() { &mut bar } else { &mut silent };
+    let progress: &mut dyn Progress =
+        if std::io::stderr().is_terminal() && !crate::logging::under_journald() {
+            &mut bar
+        } else {
+            &mut silent
+        };
     let mut engine = Engine::new(&runner, &settings, progress);
     let reports = replicate_all(cfg, args, &local, &runner, &mut engine).await;
     if args.dry_run {
@@ -68,11 +75,21 @@ pub async fn run(cfg: &Config, args: &RunArgs, role_source: &impl RoleSource) ->
     exit::combine(reports.iter().map(|r| r.outcome))
 }
 
-async fn replicate_all<R: Runner>(cfg: &Config, args: &RunArgs, local: &str, runner: &R, engine: &mut Engine<'_, R>) -> Vec<PoolReport> {
+async fn replicate_all<R: Runner>(
+    cfg: &Config,
+    args: &RunArgs,
+    local: &str,
+    runner: &R,
+    engine: &mut Engine<'_, R>,
+) -> Vec<PoolReport> {
     let mut peers: BTreeMap<String, Result<Peer, String>> = BTreeMap::new();
     let mut reports = Vec::new();
     let targets = super::peers(cfg, local);
-    for pool in cfg.pools.iter().filter(|p| args.pools.is_empty() || args.pools.iter().any(|n| n == p.name.as_str())) {
+    for pool in cfg
+        .pools
+        .iter()
+        .filter(|p| args.pools.is_empty() || args.pools.iter().any(|n| n == p.name.as_str()))
+    {
         let job = PoolJob {
             source: pool.name.to_string(),
             target: pool.target().to_string(),
@@ -88,7 +105,16 @@ async fn replicate_all<R: Runner>(cfg: &Config, args: &RunArgs, local: &str, run
                     let busy = matches!(e, LockError::Busy { .. });
                     warn!("skipping pool {}: {e}", pool.name);
                     for t in &targets {
-                        reports.push(failed_report(&job, &t.name, e.to_string(), if busy { Outcome::Transient } else { Outcome::Refused }));
+                        reports.push(failed_report(
+                            &job,
+                            &t.name,
+                            e.to_string(),
+                            if busy {
+                                Outcome::Transient
+                            } else {
+                                Outcome::Refused
+                            },
+                        ));
                     }
                     continue;
                 }
@@ -97,9 +123,13 @@ async fn replicate_all<R: Runner>(cfg: &Config, args: &RunArgs, local: &str, run
         for t in &targets {
             if !peers.contains_key(&t.name) {
                 if args.dry_run {
-                    engine.shown.push(format!("# connect to {} ({}) over ssh", t.name, t.addr));
+                    engine
+                        .shown
+                        .push(format!("# connect to {} ({}) over ssh", t.name, t.addr));
                 }
-                let p = Peer::connect(runner, &cfg.ssh, t, &cfg.paths.run_dir).await.map_err(|e| e.to_string());
+                let p = Peer::connect(runner, &cfg.ssh, t, &cfg.paths.run_dir)
+                    .await
+                    .map_err(|e| e.to_string());
                 if let Err(e) = &p {
                     error!("{e}");
                 }
@@ -108,7 +138,9 @@ async fn replicate_all<R: Runner>(cfg: &Config, args: &RunArgs, local: &str, run
             match &peers[&t.name] {
                 Ok(peer) => {
                     if args.dry_run {
-                        engine.shown.push(format!("pool {} -> {}:{}", job.source, t.name, job.target));
+                        engine
+                            .shown
+                            .push(format!("pool {} -> {}:{}", job.source, t.name, job.target));
                     }
                     reports.push(engine.replicate(&job, peer).await);
                 }

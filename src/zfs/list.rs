@@ -90,12 +90,18 @@ pub struct ParseError {
 }
 
 fn num(field: &str, what: &str) -> Result<u64, String> {
-    field.parse::<u64>().map_err(|_| format!("{what} `{field}` is not a number"))
+    field
+        .parse::<u64>()
+        .map_err(|_| format!("{what} `{field}` is not a number"))
 }
 
 /// `-` means "not applicable" in `zfs list -p`.
 fn num_or_zero(field: &str, what: &str) -> Result<u64, String> {
-    if field == "-" { Ok(0) } else { num(field, what) }
+    if field == "-" {
+        Ok(0)
+    } else {
+        num(field, what)
+    }
 }
 
 pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
@@ -113,7 +119,11 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
         };
         let f: Vec<&str> = raw.split('\t').collect();
         if f.len() != LIST_PROPS.len() {
-            return Err(err(format!("expected {} tab-separated fields, found {}", LIST_PROPS.len(), f.len())));
+            return Err(err(format!(
+                "expected {} tab-separated fields, found {}",
+                LIST_PROPS.len(),
+                f.len()
+            )));
         }
         let (name, typ) = (f[0], f[1]);
         match typ {
@@ -128,7 +138,11 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
                 };
                 let ds = Dataset {
                     name: name.to_string(),
-                    kind: if typ == "volume" { Kind::Volume } else { Kind::Filesystem },
+                    kind: if typ == "volume" {
+                        Kind::Volume
+                    } else {
+                        Kind::Filesystem
+                    },
                     guid: num(f[2], "guid").map_err(err)?,
                     used: num(f[5], "used").map_err(err)?,
                     referenced: num(f[6], "referenced").map_err(err)?,
@@ -223,10 +237,17 @@ pub fn parse_pool_status(text: &str) -> Result<Vec<PoolStatus>, ParseError> {
         if raw.is_empty() {
             continue;
         }
-        let err = |reason: String| ParseError { line: i + 1, reason, text: raw.chars().take(200).collect() };
+        let err = |reason: String| ParseError {
+            line: i + 1,
+            reason,
+            text: raw.chars().take(200).collect(),
+        };
         let f: Vec<&str> = raw.split('\t').collect();
         if f.len() != 5 {
-            return Err(err(format!("expected 5 tab-separated fields, found {}", f.len())));
+            return Err(err(format!(
+                "expected 5 tab-separated fields, found {}",
+                f.len()
+            )));
         }
         out.push(PoolStatus {
             name: f[0].to_string(),
@@ -269,7 +290,10 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
         assert_eq!(l.datasets["zpool1"].snapshots[0].userrefs, 1);
         assert_eq!(l.datasets["zpool1"].snapshots[0].creation, 1700000100);
         assert_eq!(l.datasets["zpool1/vol"].kind, Kind::Volume);
-        assert_eq!(l.datasets["zpool1/recv"].resume_token.as_deref(), Some("1-e604ea4bf-e0-789c63a2"));
+        assert_eq!(
+            l.datasets["zpool1/recv"].resume_token.as_deref(),
+            Some("1-e604ea4bf-e0-789c63a2")
+        );
         assert!(l.datasets["zpool1/enc"].encrypted);
         assert!(!l.datasets["zpool1"].encrypted);
         assert_eq!(l.datasets["zpool1"].guid, 4395412948192410397);
@@ -280,13 +304,27 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
         let bad = "zpool1\tfilesystem\t1\t1\n";
         let e = parse_list(bad).unwrap_err();
         assert_eq!(e.line, 1);
-        assert!(e.to_string().contains("expected 11 tab-separated fields, found 4"));
+        assert!(
+            e.to_string()
+                .contains("expected 11 tab-separated fields, found 4")
+        );
     }
 
     #[test]
     fn rejects_garbage_numbers_and_names() {
-        let line = |f: &str| SAMPLE.lines().next().unwrap().replacen("4395412948192410397", f, 1);
-        assert!(parse_list(&line("abc")).unwrap_err().reason.contains("guid"));
+        let line = |f: &str| {
+            SAMPLE
+                .lines()
+                .next()
+                .unwrap()
+                .replacen("4395412948192410397", f, 1)
+        };
+        assert!(
+            parse_list(&line("abc"))
+                .unwrap_err()
+                .reason
+                .contains("guid")
+        );
         let e = parse_list("zpool1/a;b\tfilesystem\t1\t1\t1\t1\t1\t0\t-\t-\toff\n").unwrap_err();
         assert!(e.reason.contains("not allowed"));
         let e = parse_list("p@s\tsnapshot\t1\t1\t1\t1\t1\t1\t0\t-\toff\n").unwrap_err();
@@ -306,10 +344,16 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
     #[test]
     fn holds() {
         let h = parse_holds("zpool1/a@s1\tzfs-nfs-replica:pve2\tSat Nov 21 10:00 2026\nzpool1/a b@s 2\tkeep\tSat Nov 21 10:00 2026\n").unwrap();
-        assert_eq!(h, vec![
-            ("zpool1/a@s1".to_string(), "zfs-nfs-replica:pve2".to_string()),
-            ("zpool1/a b@s 2".to_string(), "keep".to_string()),
-        ]);
+        assert_eq!(
+            h,
+            vec![
+                (
+                    "zpool1/a@s1".to_string(),
+                    "zfs-nfs-replica:pve2".to_string()
+                ),
+                ("zpool1/a b@s 2".to_string(), "keep".to_string()),
+            ]
+        );
         assert!(parse_holds("garbage\n").is_err());
     }
 }

@@ -12,7 +12,9 @@ use std::fmt;
 
 use crate::cmd::Cmd;
 
-pub use list::{Dataset, Kind, Listing, PoolStatus, Snapshot, parse_holds, parse_list, parse_pool_status};
+pub use list::{
+    Dataset, Kind, Listing, PoolStatus, Snapshot, parse_holds, parse_list, parse_pool_status,
+};
 
 /// How a transfer starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,18 +48,34 @@ pub struct RecvSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// `zfs list` of a whole tree (filesystems, volumes, snapshots).
-    List { root: String },
+    List {
+        root: String,
+    },
     Send(SendSpec),
     /// `zfs send -t TOKEN`.
-    SendResume { token: String },
+    SendResume {
+        token: String,
+    },
     Recv(RecvSpec),
     /// Discard a partially received stream (`zfs recv -A`).
-    RecvAbort { dataset: String },
-    Holds { snapshots: Vec<String> },
-    Hold { tag: String, snapshots: Vec<String> },
-    Release { tag: String, snapshots: Vec<String> },
+    RecvAbort {
+        dataset: String,
+    },
+    Holds {
+        snapshots: Vec<String>,
+    },
+    Hold {
+        tag: String,
+        snapshots: Vec<String>,
+    },
+    Release {
+        tag: String,
+        snapshots: Vec<String>,
+    },
     /// Pool health and space: `zpool list -H -p`.
-    PoolStatus { pool: String },
+    PoolStatus {
+        pool: String,
+    },
 }
 
 impl Op {
@@ -77,14 +95,25 @@ impl Op {
 
     /// Does it change anything? Dry-run runs only read-only operations.
     pub fn mutates(&self) -> bool {
-        !matches!(self, Op::List { .. } | Op::Holds { .. } | Op::PoolStatus { .. })
+        !matches!(
+            self,
+            Op::List { .. } | Op::Holds { .. } | Op::PoolStatus { .. }
+        )
     }
 
     pub fn to_cmd(&self) -> Cmd {
         let zfs = Cmd::new("zfs");
         match self {
             Op::List { root } => zfs
-                .args(["list", "-H", "-p", "-t", "filesystem,volume,snapshot", "-r", "-o"])
+                .args([
+                    "list",
+                    "-H",
+                    "-p",
+                    "-t",
+                    "filesystem,volume,snapshot",
+                    "-r",
+                    "-o",
+                ])
                 .arg(list::LIST_PROPS.join(","))
                 .arg(root.clone()),
             Op::Send(s) => {
@@ -117,8 +146,14 @@ impl Op {
             }
             Op::RecvAbort { dataset } => zfs.args(["receive", "-A"]).arg(dataset.clone()),
             Op::Holds { snapshots } => zfs.args(["holds", "-H"]).args(snapshots.iter().cloned()),
-            Op::Hold { tag, snapshots } => zfs.arg("hold").arg(tag.clone()).args(snapshots.iter().cloned()),
-            Op::Release { tag, snapshots } => zfs.arg("release").arg(tag.clone()).args(snapshots.iter().cloned()),
+            Op::Hold { tag, snapshots } => zfs
+                .arg("hold")
+                .arg(tag.clone())
+                .args(snapshots.iter().cloned()),
+            Op::Release { tag, snapshots } => zfs
+                .arg("release")
+                .arg(tag.clone())
+                .args(snapshots.iter().cloned()),
             Op::PoolStatus { pool } => Cmd::new("zpool")
                 .args(["list", "-H", "-p", "-o", "name,health,size,allocated,free"])
                 .arg(pool.clone()),
@@ -156,17 +191,27 @@ pub enum ZfsErrorKind {
 
 pub fn classify(stderr: &str) -> ZfsErrorKind {
     let s = stderr.to_ascii_lowercase();
-    if s.contains("does not match incremental source") || s.contains("most recent snapshot of") && s.contains("does not") {
+    if s.contains("does not match incremental source")
+        || s.contains("most recent snapshot of") && s.contains("does not")
+    {
         ZfsErrorKind::BaseMismatch
     } else if s.contains("has been modified") {
         ZfsErrorKind::ReceiverModified
-    } else if s.contains("iv set guid mismatch") || s.contains("raw") && s.contains("non-raw") || s.contains("must use --raw") || s.contains("cannot receive new filesystem stream: incompatible embedded") {
+    } else if s.contains("iv set guid mismatch")
+        || s.contains("raw") && s.contains("non-raw")
+        || s.contains("must use --raw")
+        || s.contains("cannot receive new filesystem stream: incompatible embedded")
+    {
         ZfsErrorKind::RawMismatch
-    } else if s.contains("no longer exists") || s.contains("resume token") && (s.contains("corrupt") || s.contains("invalid")) {
+    } else if s.contains("no longer exists")
+        || s.contains("resume token") && (s.contains("corrupt") || s.contains("invalid"))
+    {
         ZfsErrorKind::StaleResumeToken
     } else if s.contains("partially-complete state") || s.contains("contains partially") {
         ZfsErrorKind::PartialReceiveState
-    } else if s.contains("destination already exists") || s.contains("exists") && s.contains("must specify -f") {
+    } else if s.contains("destination already exists")
+        || s.contains("exists") && s.contains("must specify -f")
+    {
         ZfsErrorKind::DestinationExists
     } else if s.contains("out of space") || s.contains("no space left") {
         ZfsErrorKind::OutOfSpace
@@ -185,32 +230,72 @@ mod tests {
     fn send_and_recv_commands() {
         let s = Op::Send(SendSpec {
             snapshot: "zpool1/my data@b".into(),
-            from: SendFrom::Incremental { base: "zpool1/my data@a".into() },
+            from: SendFrom::Incremental {
+                base: "zpool1/my data@a".into(),
+            },
             raw: true,
             properties: true,
         });
-        assert_eq!(s.to_string(), "zfs send -L -c -e -P -v -w -p -I 'zpool1/my data@a' 'zpool1/my data@b'");
-        let r = Op::Recv(RecvSpec { dataset: "zpool1/my data".into(), force: false });
-        assert_eq!(r.to_string(), "zfs receive -s -u -o readonly=on 'zpool1/my data'");
+        assert_eq!(
+            s.to_string(),
+            "zfs send -L -c -e -P -v -w -p -I 'zpool1/my data@a' 'zpool1/my data@b'"
+        );
+        let r = Op::Recv(RecvSpec {
+            dataset: "zpool1/my data".into(),
+            force: false,
+        });
+        assert_eq!(
+            r.to_string(),
+            "zfs receive -s -u -o readonly=on 'zpool1/my data'"
+        );
         assert!(r.mutates());
-        let l = Op::List { root: "zpool1".into() };
+        let l = Op::List {
+            root: "zpool1".into(),
+        };
         assert!(!l.mutates());
-        assert!(l.to_string().starts_with("zfs list -H -p -t filesystem,volume,snapshot -r -o name,type,guid,"));
-        let h = Op::Hold { tag: "t:pve2".into(), snapshots: vec!["p/a@x".into(), "p/b@y".into()] };
+        assert!(
+            l.to_string()
+                .starts_with("zfs list -H -p -t filesystem,volume,snapshot -r -o name,type,guid,")
+        );
+        let h = Op::Hold {
+            tag: "t:pve2".into(),
+            snapshots: vec!["p/a@x".into(), "p/b@y".into()],
+        };
         assert_eq!(h.to_string(), "zfs hold t:pve2 p/a@x p/b@y");
     }
 
     #[test]
     fn classifies_known_errors() {
         let cases = [
-            ("cannot receive incremental stream: most recent snapshot of zpool1/a does not\nmatch incremental source", ZfsErrorKind::BaseMismatch),
-            ("cannot receive incremental stream: destination zpool1/a has been modified\nsince most recent snapshot", ZfsErrorKind::ReceiverModified),
-            ("cannot receive new filesystem stream: destination 'zpool1/a' exists\nmust specify -F to overwrite it", ZfsErrorKind::DestinationExists),
-            ("cannot receive incremental stream: IV set guid mismatch. See the 'zfs receive' man page section\n discussing the limitations of raw encrypted send streams.", ZfsErrorKind::RawMismatch),
-            ("cannot resume send: 'zpool1/a@s1' used in the initial send no longer exists", ZfsErrorKind::StaleResumeToken),
-            ("cannot receive new filesystem stream: destination zpool1/a contains partially-complete state from \"zfs receive -s\".", ZfsErrorKind::PartialReceiveState),
+            (
+                "cannot receive incremental stream: most recent snapshot of zpool1/a does not\nmatch incremental source",
+                ZfsErrorKind::BaseMismatch,
+            ),
+            (
+                "cannot receive incremental stream: destination zpool1/a has been modified\nsince most recent snapshot",
+                ZfsErrorKind::ReceiverModified,
+            ),
+            (
+                "cannot receive new filesystem stream: destination 'zpool1/a' exists\nmust specify -F to overwrite it",
+                ZfsErrorKind::DestinationExists,
+            ),
+            (
+                "cannot receive incremental stream: IV set guid mismatch. See the 'zfs receive' man page section\n discussing the limitations of raw encrypted send streams.",
+                ZfsErrorKind::RawMismatch,
+            ),
+            (
+                "cannot resume send: 'zpool1/a@s1' used in the initial send no longer exists",
+                ZfsErrorKind::StaleResumeToken,
+            ),
+            (
+                "cannot receive new filesystem stream: destination zpool1/a contains partially-complete state from \"zfs receive -s\".",
+                ZfsErrorKind::PartialReceiveState,
+            ),
             ("cannot receive: out of space", ZfsErrorKind::OutOfSpace),
-            ("cannot open 'zpool9': dataset does not exist", ZfsErrorKind::NoSuchDataset),
+            (
+                "cannot open 'zpool9': dataset does not exist",
+                ZfsErrorKind::NoSuchDataset,
+            ),
             ("something else entirely", ZfsErrorKind::Other),
         ];
         for (text, want) in cases {

@@ -15,10 +15,14 @@ fn check_component(full: &str, comp: &str) -> Result<(), String> {
         return Err(format!("invalid dataset name `{full}`: empty component"));
     }
     if comp == "." || comp == ".." {
-        return Err(format!("invalid dataset name `{full}`: `{comp}` is not a valid component"));
+        return Err(format!(
+            "invalid dataset name `{full}`: `{comp}` is not a valid component"
+        ));
     }
     if let Some(c) = comp.chars().find(|c| !valid_char(*c)) {
-        return Err(format!("invalid dataset name `{full}`: character {c:?} is not allowed"));
+        return Err(format!(
+            "invalid dataset name `{full}`: character {c:?} is not allowed"
+        ));
     }
     Ok(())
 }
@@ -26,13 +30,17 @@ fn check_component(full: &str, comp: &str) -> Result<(), String> {
 /// A filesystem or volume name: `pool` or `pool/a/b`.
 pub fn valid_dataset_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("invalid dataset name `{name}`: longer than {MAX_NAME_LEN} characters"));
+        return Err(format!(
+            "invalid dataset name `{name}`: longer than {MAX_NAME_LEN} characters"
+        ));
     }
     let mut comps = name.split('/');
     let pool = comps.next().unwrap_or("");
     check_component(name, pool)?;
     if !pool.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Err(format!("invalid dataset name `{name}`: a pool name starts with a letter"));
+        return Err(format!(
+            "invalid dataset name `{name}`: a pool name starts with a letter"
+        ));
     }
     for c in comps {
         check_component(name, c)?;
@@ -59,8 +67,13 @@ pub fn valid_hold_tag(tag: &str) -> Result<(), String> {
     if tag.is_empty() || tag.len() > 200 {
         return Err(format!("invalid hold tag `{tag}`: 1 to 200 characters"));
     }
-    if let Some(c) = tag.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
-        return Err(format!("invalid hold tag `{tag}`: character {c:?} is not allowed"));
+    if let Some(c) = tag
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(format!(
+            "invalid hold tag `{tag}`: character {c:?} is not allowed"
+        ));
     }
     Ok(())
 }
@@ -70,7 +83,10 @@ pub fn valid_resume_token(token: &str) -> Result<(), String> {
     if !token.is_empty() && token.len() < 64 * 1024 && token.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
     } else {
-        Err(format!("invalid receive_resume_token `{}`", token.chars().take(40).collect::<String>()))
+        Err(format!(
+            "invalid receive_resume_token `{}`",
+            token.chars().take(40).collect::<String>()
+        ))
     }
 }
 
@@ -80,12 +96,29 @@ mod tests {
 
     #[test]
     fn dataset_names() {
-        for ok in ["zpool1", "zpool1/data", "tank/my data/vm-100-disk-0", "p/a:b.c_d-e"] {
+        for ok in [
+            "zpool1",
+            "zpool1/data",
+            "tank/my data/vm-100-disk-0",
+            "p/a:b.c_d-e",
+        ] {
             assert!(valid_dataset_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "/zpool1", "zpool1/", "zpool1//a", "1pool", "p/../x", "p/.", "p/a@s", "p/a#b", "p/a;rm", "p/a\nb",
-            "p/$(x)", "p/a'b", "p/tab\tx",
+            "",
+            "/zpool1",
+            "zpool1/",
+            "zpool1//a",
+            "1pool",
+            "p/../x",
+            "p/.",
+            "p/a@s",
+            "p/a#b",
+            "p/a;rm",
+            "p/a\nb",
+            "p/$(x)",
+            "p/a'b",
+            "p/tab\tx",
         ] {
             assert!(valid_dataset_name(bad).is_err(), "{bad:?}");
         }
@@ -107,7 +140,10 @@ mod tests {
         assert!(valid_hold_tag("a b").is_err());
         assert!(valid_hold_tag("").is_err());
         assert!(valid_resume_token("1-e604ea4bf-e0-789c63a2").is_ok());
-        assert!(valid_resume_token("1-abc;rm").is_ok(), "shell specials are quoted, not rejected");
+        assert!(
+            valid_resume_token("1-abc;rm").is_ok(),
+            "shell specials are quoted, not rejected"
+        );
         assert!(valid_resume_token("1 abc").is_err());
         assert!(valid_resume_token("").is_err());
     }

@@ -28,7 +28,9 @@ impl SendProgress {
         if f.len() != 3 || !is_clock(f[0]) {
             return false;
         }
-        let Ok(n) = f[1].trim().parse::<u64>() else { return false };
+        let Ok(n) = f[1].trim().parse::<u64>() else {
+            return false;
+        };
         let before = self.bytes();
         match &mut self.current {
             Some((snap, b)) if snap == f[2] => *b = (*b).max(n),
@@ -43,7 +45,12 @@ impl SendProgress {
 
 fn is_clock(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 8 && b[2] == b':' && b[5] == b':' && b.iter().enumerate().all(|(i, c)| i == 2 || i == 5 || c.is_ascii_digit())
+    b.len() == 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 2 || i == 5 || c.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -58,7 +65,10 @@ mod tests {
         assert!(!p.feed("size\t3000"));
         assert_eq!(p.estimate, Some(3000));
         assert!(p.feed("10:00:01\t500\tzpool1/a@s2"));
-        assert!(!p.feed("10:00:02\t500\tzpool1/a@s2"), "same count is no progress");
+        assert!(
+            !p.feed("10:00:02\t500\tzpool1/a@s2"),
+            "same count is no progress"
+        );
         assert!(p.feed("10:00:03\t900\tzpool1/a@s2"));
         assert!(p.feed("10:00:04\t100\tzpool1/a@s3"));
         assert_eq!(p.bytes(), 1000);

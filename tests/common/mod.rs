@@ -14,12 +14,20 @@ use zfs_nfs_replica::config::{Dur, HostKeyChecking, Ssh};
 pub const SSHD: &str = "/usr/sbin/sshd";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn current_user() -> String {
@@ -47,14 +55,24 @@ impl TestSshd {
         let host_key = d.join("host_ed25519");
         let client_key = d.join("client_ed25519");
         for k in [&host_key, &client_key] {
-            run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(k));
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(k));
         }
         std::fs::copy(d.join("client_ed25519.pub"), d.join("authorized_keys")).unwrap();
         let port = free_port();
         let host_pub = std::fs::read_to_string(d.join("host_ed25519.pub")).unwrap();
         let known_hosts = d.join("known_hosts");
-        let key = host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {key}\n[localhost]:{port} {key}\n")).unwrap();
+        let key = host_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        std::fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{port} {key}\n[localhost]:{port} {key}\n"),
+        )
+        .unwrap();
         let config = d.join("sshd_config");
         std::fs::write(
             &config,
@@ -74,21 +92,35 @@ impl TestSshd {
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(d.join("sshd.log")).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(d.join("sshd.log")).unwrap(),
+            ))
             .spawn()
             .expect("start sshd");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen: {}", std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not listen: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        TestSshd { dir, port, child, client_key, known_hosts }
+        TestSshd {
+            dir,
+            port,
+            child,
+            client_key,
+            known_hosts,
+        }
     }
 
     /// Our `[ssh]` config for this server, on `port` (the server's or a proxy's).
     pub fn ssh_config(&self, port: u16) -> Ssh {
         let known_hosts = self.dir.path().join(format!("known_hosts_{port}"));
-        let text = std::fs::read_to_string(&self.known_hosts).unwrap().replace(&format!("]:{} ", self.port), &format!("]:{port} "));
+        let text = std::fs::read_to_string(&self.known_hosts)
+            .unwrap()
+            .replace(&format!("]:{} ", self.port), &format!("]:{port} "));
         std::fs::write(&known_hosts, text).unwrap();
         Ssh {
             user: current_user(),
@@ -106,7 +138,9 @@ impl TestSshd {
         // The listener and every per-connection sshd (they share our session's
         // process tree; kill by parent pid).
         let pid = self.child.id();
-        let _ = Command::new("pkill").args(["-KILL", "-P", &pid.to_string()]).status();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &pid.to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -134,8 +168,11 @@ impl FreezeProxy {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(a) = conn else { return };
-                let Ok(b) = std::net::TcpStream::connect(("127.0.0.1", to_port)) else { return };
-                for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)] {
+                let Ok(b) = std::net::TcpStream::connect(("127.0.0.1", to_port)) else {
+                    return;
+                };
+                for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)]
+                {
                     let f = f.clone();
                     std::thread::spawn(move || {
                         use std::io::{Read, Write};
@@ -176,7 +213,9 @@ pub fn pids_matching(needle: &str) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != me)
         .filter(|pid| {
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
             let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             // Zombies have an empty cmdline and are not running anything.
             text.contains(needle)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command (README "Testing"): installs what the tests need on a fresh
+# Debian 12 machine (as root), then runs every check and test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v ssh >/dev/null || need_pkgs+=(openssh-client)
+command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v pkill >/dev/null || need_pkgs+=(procps)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need_pkgs[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "== installing: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # The package's own sshd service is not started here (no systemd in CI);
+  # the tests start their own sshd on loopback.
+  apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets
