@@ -264,8 +264,8 @@ pub fn parse_pool_status(text: &str) -> Result<Vec<PoolStatus>, ParseError> {
 mod tests {
     use super::*;
 
-    // Shape of real `zfs list -H -p -o <LIST_PROPS> -t filesystem,volume,snapshot,bookmark -r zpool1`
-    // output from OpenZFS 2.1 (tabs between fields).
+    // Hand-made edge cases in the shape of `zfs list -H -p -o <LIST_PROPS>`;
+    // tests/real_listings.rs parses output captured from real OpenZFS.
     const SAMPLE: &str = "zpool1\tfilesystem\t4395412948192410397\t1\t1700000000\t1245184\t98304\t0\t-\t-\toff
 zpool1@autosnap_2024-01-01_00:00:00_hourly\tsnapshot\t1111\t50\t1700000100\t0\t98304\t98304\t1\t-\toff
 zpool1/my data\tfilesystem\t222\t40\t1700000050\t200704\t110592\t4096\t-\t-\toff
