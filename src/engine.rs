@@ -197,31 +197,12 @@ impl<'a, R: Runner> Engine<'a, R> {
     }
 
     async fn run_op(&mut self, side: Side<'_>, op: &Op) -> Result<String, PoolError> {
-        let cmd = side.cmd(op);
         debug!(command = %side.show(op), "run");
-        let out = self
+        let res = self
             .runner
-            .output(&cmd, self.settings.command_timeout)
-            .await
-            .map_err(|source| PoolError::Run {
-                side: side.label(),
-                source,
-            })?;
-        if !out.success() {
-            let ssh_failed =
-                matches!(side, Side::Remote(_)) && out.status.code() == Some(SSH_FAILURE);
-            return Err(PoolError::Zfs {
-                side: side.label(),
-                cmd: side.show(op),
-                stderr: stderr_head(&out.stderr),
-                kind: if ssh_failed {
-                    ZfsErrorKind::Other
-                } else {
-                    zfs::classify(&out.stderr)
-                },
-            });
-        }
-        Ok(out.stdout)
+            .output(&side.cmd(op), self.settings.command_timeout)
+            .await;
+        checked(side, op, res)
     }
 
     /// Replicate one pool to one peer. Never panics on bad input; every
@@ -324,35 +305,15 @@ impl<'a, R: Runner> Engine<'a, R> {
         };
         let (lcmd, rcmd) = (Side::Local.cmd(&lop), Side::Remote(peer).cmd(&rop));
         let (l, r) = tokio::join!(runner.output(&lcmd, timeout), runner.output(&rcmd, timeout));
-        let check = |side: Side<'_>,
-                     op: &Op,
-                     res: Result<crate::runner::Output, RunError>|
-         -> Result<Listing, PoolError> {
-            let out = res.map_err(|source| PoolError::Run {
-                side: side.label(),
-                source,
-            })?;
-            if !out.success() {
-                let kind =
-                    if matches!(side, Side::Remote(_)) && out.status.code() == Some(SSH_FAILURE) {
-                        ZfsErrorKind::Other
-                    } else {
-                        zfs::classify(&out.stderr)
-                    };
-                return Err(PoolError::Zfs {
-                    side: side.label(),
-                    cmd: side.show(op),
-                    stderr: stderr_head(&out.stderr),
-                    kind,
-                });
-            }
-            zfs::parse_list(&out.stdout).map_err(|e| PoolError::Parse {
+        let parse = |side: Side<'_>, op: &Op, res| -> Result<Listing, PoolError> {
+            let text = checked(side, op, res)?;
+            zfs::parse_list(&text).map_err(|e| PoolError::Parse {
                 side: side.label(),
                 msg: format!("`{}`: {e}", side.show(op)),
             })
         };
-        let src = check(Side::Local, &lop, l)?;
-        let dst = check(Side::Remote(peer), &rop, r)?;
+        let src = parse(Side::Local, &lop, l)?;
+        let dst = parse(Side::Remote(peer), &rop, r)?;
         if !src.datasets.contains_key(&job.source) {
             return Err(PoolError::Parse {
                 side: "local".into(),
@@ -743,6 +704,33 @@ impl<'a, R: Runner> Engine<'a, R> {
         }
         Ok(())
     }
+}
+
+/// A command's stdout, or the error that names the side, the command and its stderr.
+fn checked(
+    side: Side<'_>,
+    op: &Op,
+    res: Result<crate::runner::Output, RunError>,
+) -> Result<String, PoolError> {
+    let out = res.map_err(|source| PoolError::Run {
+        side: side.label(),
+        source,
+    })?;
+    if !out.success() {
+        // 255 from ssh is ssh's own failure, not zfs's: do not read zfs meaning into it.
+        let ssh_failed = matches!(side, Side::Remote(_)) && out.status.code() == Some(SSH_FAILURE);
+        return Err(PoolError::Zfs {
+            side: side.label(),
+            cmd: side.show(op),
+            stderr: stderr_head(&out.stderr),
+            kind: if ssh_failed {
+                ZfsErrorKind::Other
+            } else {
+                zfs::classify(&out.stderr)
+            },
+        });
+    }
+    Ok(out.stdout)
 }
 
 fn dry_result(item: &Item) -> DatasetReport {
