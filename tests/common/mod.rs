@@ -1,6 +1,8 @@
-//! Test fixtures shared by the integration tests: a real OpenSSH server on
+//! Test fixtures shared by the integration tests: the real-ZFS lab, a real OpenSSH server on
 //! loopback with generated keys, and a TCP proxy that can freeze a connection.
 #![allow(dead_code)]
+
+pub mod lab;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

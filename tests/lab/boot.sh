@@ -6,7 +6,8 @@
 #
 # env (defaults in brackets):
 #   LAB_CACHE          cache dir [$CARGO_TARGET_DIR/lab or <repo>/target/lab]
-#   LAB_IMAGE_DIR      image dir [<cache>/current]
+#   LAB_IMAGE_DIR      image dir [<cache>/current, or <cache>/current-backports
+#                      with LAB_ZFS_SUITE=bookworm-backports]
 #   LAB_RUN_DIR        run dir: pid files, consoles, keys, ssh_config [<cache>/run]
 #   LAB_SSH_PORT_A     host port forwarded to pve1:22 [10022]
 #   LAB_SSH_PORT_B     host port forwarded to pve2:22 [10023]
@@ -16,12 +17,14 @@
 #   LAB_POOLS          pools created at boot [zpool1,zpool2] ("none": no pools)
 #   LAB_POOL_SIZE      size of each pool's sparse file (guest tmpfs) [512M]
 #   LAB_ARC_MAX        zfs_arc_max in bytes [268435456]
-#   LAB_BOOT_TIMEOUT   seconds until both nodes must answer ssh [120]
+#   LAB_BOOT_TIMEOUT   seconds until both nodes must answer ssh [120]; on
+#                      timeout the nodes are stopped unless LAB_KEEP_ON_FAIL=1
 #   LAB_APPEND         extra kernel command line
+#   LAB_KERNEL         vmlinux (PVH boot, default) or vmlinuz (bzImage)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-IMG=$(realpath -m "${LAB_IMAGE_DIR:-$LAB_CACHE/current}")
+IMG=$(realpath -m "${LAB_IMAGE_DIR:-$LAB_CACHE/$LAB_CURRENT_LINK}")
 RUN=$LAB_RUN
 QEMU=$IMG/qemu/qemu-system-x86_64
 PORT_A=${LAB_SSH_PORT_A:-10022}
@@ -38,7 +41,10 @@ declare -A PORT=([pve1]=$PORT_A [pve2]=$PORT_B)
 declare -A LINK_IP=([pve1]=192.168.100.10 [pve2]=192.168.100.20)
 declare -A IDX=([pve1]=1 [pve2]=2)
 
-[[ -f "$IMG/vmlinuz" && -f "$IMG/initramfs.img" && -x "$QEMU" ]] ||
+# the uncompressed vmlinux (PVH boot) starts ~3 s faster under TCG than the bzImage
+KERNEL=$IMG/${LAB_KERNEL:-vmlinux}
+[[ -f "$KERNEL" ]] || KERNEL=$IMG/vmlinuz
+[[ -f "$KERNEL" && -f "$IMG/initramfs.img" && -x "$QEMU" ]] ||
     lab_die "no lab images in $IMG: run tests/lab/build.sh first"
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null ||
     lab_die "ssh/ssh-keygen not found on the host (apt-get install openssh-client)"
@@ -113,7 +119,7 @@ else
             -nodefaults -display none -no-reboot \
             -serial "file:$RUN/$n.console" \
             -qmp "unix:$RUN/$n.qmp,server=on,wait=off" \
-            -kernel "$IMG/vmlinuz" -initrd "$IMG/initramfs.img" \
+            -kernel "$KERNEL" -initrd "$IMG/initramfs.img" \
             -append "console=ttyS0 panic=-1 quiet lab.node=$n lab.ip=${LINK_IP[$n]} lab.pools=$POOLS lab.poolsize=$POOL_SIZE lab.arcmax=$ARC_MAX ${LAB_APPEND:-}" \
             -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${PORT[$n]}-:22" \
             -device "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:0$i,addr=0x3,romfile=" \
@@ -157,7 +163,11 @@ while ((${#up[@]} < ${#NODES[@]})); do
             echo "---- $n console (last 30 lines) ----" >&2
             tail -30 "$RUN/$n.console" >&2 || true
         done
-        lab_die "lab nodes not reachable over ssh within ${TIMEOUT}s (stop them with tests/lab/stop.sh)"
+        if [[ "${LAB_KEEP_ON_FAIL:-0}" == 1 ]]; then
+            lab_die "lab nodes not reachable over ssh within ${TIMEOUT}s (left running: tests/lab/stop.sh)"
+        fi
+        "$LAB_DIR/stop.sh" >/dev/null 2>&1 || true
+        lab_die "lab nodes not reachable over ssh within ${TIMEOUT}s (stopped; LAB_KEEP_ON_FAIL=1 keeps them)"
     fi
     sleep 0.5
 done

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Common paths and helpers for the ZFS lab scripts (sourced, not executed).
 #
 #   LAB_DIR     this directory (tests/lab)
@@ -16,6 +16,11 @@ else
 fi
 LAB_CACHE=$(realpath -m "${LAB_CACHE:-$TARGET_DIR/lab}")
 LAB_RUN=$(realpath -m "${LAB_RUN_DIR:-$LAB_CACHE/run}")
+# image dir symlink written by build.sh and read by boot.sh, per ZFS suite
+case "${LAB_ZFS_SUITE:-bookworm}" in
+bookworm) LAB_CURRENT_LINK=current ;;
+*) LAB_CURRENT_LINK=current-${LAB_ZFS_SUITE#bookworm-} ;;
+esac
 
 lab_now() { echo "${EPOCHREALTIME/,/.}"; }
 # lab_elapsed START -> seconds since START with one decimal

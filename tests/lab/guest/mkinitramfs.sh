@@ -57,6 +57,15 @@ for b in busybox bash sshd ssh ssh-keygen scp zfs zpool zdb zstream perl pv mbuf
     copy_bin "$p"
 done
 copy_bin /usr/lib/openssh/sftp-server
+# Debian userland where behaviour matters (as on a Proxmox node): GNU
+# coreutils/grep/sed/findutils/gzip, procps (ps/pgrep/pkill: sanoid needs
+# `ps -p PID -o args=`), mawk as awk, and dash as /bin/sh. busybox only fills
+# the gaps (ip, hostname, insmod, mount, init, ...), see below.
+for f in $(dpkg -L coreutils grep sed findutils gzip procps mawk dash | grep -E '^(/usr)?/s?bin/[^/]+$'); do
+    [[ -f "$f" && -x "$f" ]] && copy_bin "$f"
+done
+copy_bin /usr/bin/awk
+copy_file /usr/bin/ldd
 ln -s zstream "$S/usr/sbin/zstreamdump"
 # libgcc_s: glibc dlopen()s it for pthread_cancel/unwinding (zfs send -t
 # aborts without it) and Rust binaries link it. Also libssl/libz for Rust
@@ -72,7 +81,7 @@ while read -r applet; do
     mkdir -p "$S$(dirname "$dst")"
     ln -s /usr/bin/busybox "$S$dst"
 done < <(/usr/bin/busybox --list-full)
-ln -sf busybox "$S/usr/bin/sh"
+ln -sfn dash "$S/usr/bin/sh"
 
 # ---- perl + sanoid (sanoid, syncoid, findoid and their perl modules)
 for d in /usr/lib/x86_64-linux-gnu/perl-base /usr/lib/x86_64-linux-gnu/perl/5.* \
@@ -93,7 +102,18 @@ while read -r so; do copy_libs "$so"; done < <(find "$S/usr/lib/x86_64-linux-gnu
 for f in /usr/sbin/sanoid /usr/sbin/syncoid /usr/sbin/findoid; do [[ -e $f ]] && copy_file "$f"; done
 [[ -d /usr/share/sanoid ]] && cp -a /usr/share/sanoid "$S/usr/share/"
 cat >"$S/etc/sanoid/sanoid.conf" <<'EOF'
-# ZFS lab: empty sanoid config; write your own to /etc/sanoid/sanoid.conf.
+# ZFS lab: no dataset is managed by default. Add sections like
+#   [zpool1/data]
+#       use_template = lab
+# (sanoid refuses a file without any section, hence the template below)
+[template_lab]
+	frequently = 0
+	hourly = 24
+	daily = 7
+	monthly = 0
+	yearly = 0
+	autosnap = yes
+	autoprune = yes
 EOF
 
 # ---- kernel modules: zfs + virtio net/rng/9p, in dependency order

@@ -1,0 +1,204 @@
+//! The real-ZFS lab, from the test's side: boots the two qemu nodes once per
+//! test binary (tests/lab/build.sh + boot.sh), serializes scenarios, gives
+//! each scenario fresh pools, and runs commands on the nodes over ssh.
+//!
+//! Teardown: a watchdog process, started with the lab, stops the nodes (by
+//! pid, tests/lab/stop.sh) as soon as the test process is gone, however it
+//! ended (success, panic, abort or SIGKILL).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const NODES: [&str; 2] = ["pve1", "pve2"];
+pub const POOLS: [&str; 2] = ["zpool1", "zpool2"];
+
+pub struct Lab {
+    pub run_dir: PathBuf,
+    pub ssh_config: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+static LAB: OnceLock<Mutex<Lab>> = OnceLock::new();
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"))
+}
+
+/// The binary under test, as the nodes see it through the 9p share.
+pub fn guest_binary() -> String {
+    let host = PathBuf::from(env!("CARGO_BIN_EXE_zfs-nfs-replica"));
+    let rel = host.strip_prefix(target_dir()).expect("the binary lives in the cargo target dir");
+    format!("/mnt/host/{}", rel.display())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn script(name: &str, envs: &[(&str, String)]) {
+    let started = Instant::now();
+    let mut c = Command::new("bash");
+    c.arg(repo().join("tests/lab").join(name));
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let st = c.status().unwrap_or_else(|e| panic!("tests/lab/{name}: {e}"));
+    assert!(st.success(), "tests/lab/{name} failed ({st})");
+    eprintln!("[lab] {name} took {:.1}s", started.elapsed().as_secs_f64());
+}
+
+impl Lab {
+    /// The lab, booted on first use; holding the guard serializes scenarios.
+    pub fn get() -> MutexGuard<'static, Lab> {
+        let m = LAB.get_or_init(|| Mutex::new(Lab::boot()));
+        // A panicking scenario poisons the mutex; the next one starts from
+        // fresh pools anyway.
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn boot() -> Lab {
+        script("build.sh", &[]);
+        let run_dir = target_dir().join("lab").join(format!("run-test-{}", std::process::id()));
+        let envs = vec![
+            ("LAB_RUN_DIR", run_dir.display().to_string()),
+            ("LAB_SSH_PORT_A", free_port().to_string()),
+            ("LAB_SSH_PORT_B", free_port().to_string()),
+            ("LAB_LINK_PORT", free_port().to_string()),
+            ("LAB_SHARE", target_dir().display().to_string()),
+        ];
+        // The watchdog first: if boot.sh itself dies half-way, it still cleans up.
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let stop = repo().join("tests/lab/stop.sh");
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; LAB_RUN_DIR='{run}' bash '{stop}' >/dev/null 2>&1; rm -rf '{run}'",
+            pid = std::process::id(),
+            run = run_dir.display(),
+            stop = stop.display()
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the lab watchdog");
+        script("boot.sh", &envs);
+        let lab = Lab { ssh_config: run_dir.join("ssh_config"), run_dir };
+        for n in NODES {
+            lab.ok(n, &format!(
+                "mkdir -p /etc/zfs-nfs-replica /usr/bin && ln -sf {} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version",
+                guest_binary()
+            ));
+        }
+        lab
+    }
+
+    /// Run a shell script on a node (bounded).
+    pub fn sh(&self, node: &str, script: &str) -> Out {
+        self.sh_timeout(node, script, Duration::from_secs(300))
+    }
+
+    pub fn sh_timeout(&self, node: &str, script: &str, limit: Duration) -> Out {
+        let out = Command::new("timeout")
+            .arg("--kill-after=5")
+            .arg(limit.as_secs().to_string())
+            .arg("ssh")
+            .arg("-F")
+            .arg(&self.ssh_config)
+            .arg(node)
+            .arg(script)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh to a lab node");
+        Out {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, node: &str, script: &str) -> String {
+        let o = self.sh(node, script);
+        assert_eq!(o.code, Some(0), "on {node}: {script}\n{}", o.all());
+        o.stdout
+    }
+
+    /// Destroy and recreate both pools on both nodes, stop any leftover run,
+    /// reset the tool's config and state.
+    pub fn fresh_pools(&self) {
+        for n in NODES {
+            let mut s = String::from(
+                "pkill -KILL -f /usr/bin/zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; \
+                 rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid; pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log; ",
+            );
+            for p in POOLS {
+                s += &format!(
+                    "zpool destroy -f {p} 2>/dev/null; rm -f /pools/{p}.img; truncate -s 512M /pools/{p}.img && \
+                     zpool create -f -o cachefile=none -o ashift=12 {p} /pools/{p}.img || exit 1; "
+                );
+            }
+            self.ok(n, &s);
+        }
+    }
+
+    /// Write the tool's config on a node (as the package would install it).
+    pub fn configure(&self, node: &str, extra: &str) {
+        let cfg = format!(
+            "[cluster]\nguest = 103\nnode = \"{node}\"\nnodes = {{ pve1 = \"192.168.100.10\", pve2 = \"192.168.100.20\" }}\n\
+             [ssh]\nidentity = \"/root/.ssh/id_ed25519\"\nstrict_host_key_checking = \"accept-new\"\nconnect_timeout = \"3s\"\n\
+             server_alive_interval = \"2s\"\nserver_alive_count = 3\n{extra}\n[[pool]]\nname = \"zpool1\"\n\n[[pool]]\nname = \"zpool2\"\n"
+        );
+        self.ok(node, &format!("cat > /etc/zfs-nfs-replica/config.toml <<'EOF'\n{cfg}EOF"));
+    }
+
+    /// `zfs-nfs-replica ARGS` on a node, as the systemd unit runs it
+    /// (journald-style output, default config path).
+    pub fn replica(&self, node: &str, args: &str) -> Out {
+        self.sh(node, &format!("JOURNAL_STREAM=8:1 /usr/bin/zfs-nfs-replica {args}"))
+    }
+
+    /// Every property of every dataset and snapshot of both pools, to prove
+    /// that something changed nothing.
+    pub fn zfs_state(&self, node: &str) -> String {
+        self.ok(node, "zfs list -H -p -t all -o all -r zpool1 zpool2; zfs holds -H -r zpool1 zpool2 2>/dev/null | sort; zpool list -H -p -o name,alloc")
+    }
+
+    pub fn guid(&self, node: &str, snap: &str) -> String {
+        self.ok(node, &format!("zfs get -H -p -o value guid '{snap}'")).trim().to_string()
+    }
+}
+
+/// Poll `f` until it is true or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

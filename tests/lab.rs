@@ -1,0 +1,370 @@
+//! Scenarios on real OpenZFS: two qemu nodes (tests/lab/), each with its own
+//! kernel and pools `zpool1`/`zpool2`, the tool run inside the nodes exactly
+//! as the systemd unit runs it. Assertions are on real ZFS state: snapshot
+//! guids on both sides, file checksums, holds, readonly, resume tokens.
+//!
+//! Until the Proxmox master checks exist, the node a scenario runs the tool
+//! on is the master.
+
+mod common;
+
+use std::time::Duration;
+
+use common::lab::{Lab, NODES, wait_until};
+
+const A: &str = "pve1";
+const B: &str = "pve2";
+
+/// `--dry-run` changes nothing on either node: every property of every
+/// dataset and snapshot, and every hold, is the same before and after.
+fn dry_run_changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
+    let before: Vec<String> = NODES.iter().map(|n| lab.zfs_state(n)).collect();
+    let out = lab.replica(node, &format!("run --dry-run {args}"));
+    assert!(matches!(out.code, Some(0..=4)), "dry-run crashed: {}", out.all());
+    let after: Vec<String> = NODES.iter().map(|n| lab.zfs_state(n)).collect();
+    for (i, n) in NODES.iter().enumerate() {
+        assert_eq!(before[i], after[i], "dry-run changed ZFS state on {n}:\n{}", out.all());
+    }
+    assert_eq!(lab.ok(node, "ls /run/zfs-nfs-replica 2>/dev/null | grep -v '^ssh-' || true"), "", "dry-run left files");
+    out.stdout
+}
+
+fn sha(lab: &Lab, node: &str, files: &str) -> String {
+    lab.ok(node, &format!("cd / && sha256sum {files}"))
+}
+
+/// Mount the standby's copy read-only for a moment, checksum, unmount.
+fn standby_sha(lab: &Lab, dataset: &str, files: &str) -> String {
+    lab.ok(B, &format!("zfs mount '{dataset}' 2>/dev/null; cd / && sha256sum {files}; rc=$?; zfs unmount '{dataset}'; exit $rc"))
+}
+
+fn all_snapshot_guids(lab: &Lab, node: &str, pool: &str) -> Vec<String> {
+    let mut v: Vec<String> = lab
+        .ok(node, &format!("zfs list -H -p -t snapshot -o name,guid -r {pool}"))
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+fn holds(lab: &Lab, node: &str) -> String {
+    lab.ok(node, "zfs holds -H -r zpool1 | cut -f1,2 | sort")
+}
+
+fn setup(lab: &Lab) {
+    lab.fresh_pools();
+    lab.configure(A, "[timeouts]\nstall = \"10s\"\nkill_grace = \"2s\"\n");
+    lab.configure(B, "[timeouts]\nstall = \"10s\"\nkill_grace = \"2s\"\n");
+}
+
+/// Initial state on A: nested datasets (one with a space in its name), a
+/// zvol with data, two recursive snapshots.
+fn populate(lab: &Lab) {
+    lab.ok(
+        A,
+        "set -e
+         zfs create zpool1/a; zfs create zpool1/a/b; zfs create 'zpool1/a/b c'
+         zfs create -V 16M zpool1/vol
+         dd if=/dev/urandom of=/zpool1/a/f bs=1M count=4 status=none
+         dd if=/dev/urandom of=/zpool1/a/b/g bs=1M count=2 status=none
+         dd if=/dev/urandom of='/zpool1/a/b c/h' bs=1M count=1 status=none
+         dd if=/dev/urandom of=/dev/zd0 bs=1M count=4 status=none
+         zfs snapshot -r zpool1@s1
+         dd if=/dev/urandom of=/zpool1/a/f2 bs=1M count=1 status=none
+         zfs snapshot -r zpool1@s2",
+    );
+}
+
+fn initial_sync(lab: &Lab) {
+    populate(lab);
+    let out = lab.replica(A, "run --overwrite-empty-target");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+}
+
+#[test]
+fn lab_initial_full_sync_of_nested_datasets_and_a_zvol() {
+    let lab = Lab::get();
+    setup(&lab);
+    populate(&lab);
+    // Without the explicit flag the existing (empty) root is not overwritten.
+    let plan = dry_run_changes_nothing(&lab, A, "");
+    assert!(plan.contains("receiver-exists-empty"), "{plan}");
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(lab.ok(B, "zfs list -H -t snapshot -r zpool1").is_empty(), "nothing was sent");
+
+    let plan = dry_run_changes_nothing(&lab, A, "--overwrite-empty-target");
+    assert!(plan.contains("DESTRUCTIVE"), "the -F step is flagged: {plan}");
+    let out = lab.replica(A, "run --overwrite-empty-target");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(out.stderr.contains("<6>"), "journald priority prefixes under systemd: {}", out.stderr);
+
+    assert_eq!(all_snapshot_guids(&lab, A, "zpool1"), all_snapshot_guids(&lab, B, "zpool1"));
+    assert_eq!(all_snapshot_guids(&lab, B, "zpool1").len(), 10, "5 datasets x 2 snapshots");
+    let ro = lab.ok(B, "zfs get -H -o name,value readonly -r -t filesystem,volume zpool1");
+    assert!(ro.lines().all(|l| l.ends_with("\ton")), "standby copies are read-only:\n{ro}");
+    let files = "zpool1/a/f zpool1/a/f2 zpool1/a/b/g 'zpool1/a/b c/h'";
+    assert_eq!(sha(&lab, A, files), lab.ok(B, &format!(
+        "for d in zpool1/a zpool1/a/b 'zpool1/a/b c'; do zfs mount \"$d\"; done; cd / && sha256sum {files}; \
+         for d in 'zpool1/a/b c' zpool1/a/b zpool1/a; do zfs unmount \"$d\"; done")));
+    assert_eq!(lab.ok(A, "head -c 16777216 /dev/zd0 | sha256sum"), lab.ok(B, "head -c 16777216 /dev/zd0 | sha256sum"), "zvol contents");
+    let h = holds(&lab, A);
+    assert_eq!(h.lines().count(), 5, "{h}");
+    assert!(h.lines().all(|l| l.ends_with("@s2\tzfs-nfs-replica:pve2")), "{h}");
+    assert!(holds(&lab, B).lines().all(|l| l.ends_with("@s2\tzfs-nfs-replica:pve1")));
+
+    // In sync: the next run has nothing to do.
+    let again = lab.replica(A, "run");
+    assert_eq!(again.code, Some(1), "{}", again.all());
+}
+
+#[test]
+fn lab_incrementals_with_intermediates_and_a_child_added_later() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    lab.ok(
+        A,
+        "set -e
+         echo three > /zpool1/a/three; zfs snapshot -r zpool1@s3
+         echo four > /zpool1/a/four; zfs snapshot -r zpool1@s4
+         zfs create zpool1/a/later; echo later > /zpool1/a/later/x; zfs snapshot -r zpool1@s5",
+    );
+    let plan = dry_run_changes_nothing(&lab, A, "");
+    assert!(plan.contains("incremental @s2 -> @s5 (3 snapshot(s))"), "{plan}");
+    assert!(plan.contains("zpool1/a/later") && plan.contains("full send of @s5"), "{plan}");
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_eq!(all_snapshot_guids(&lab, A, "zpool1"), all_snapshot_guids(&lab, B, "zpool1"), "every intermediate snapshot arrived");
+    assert_eq!(standby_sha(&lab, "zpool1/a/later", "zpool1/a/later/x"), sha(&lab, A, "zpool1/a/later/x"));
+    let h = holds(&lab, A);
+    assert!(h.lines().all(|l| l.contains("@s5\t")), "only the new base is held:\n{h}");
+    assert_eq!(h.lines().count(), 6);
+}
+
+/// Start a run in the background on a node; its exit code lands in /tmp/run.rc.
+fn start_background_run(lab: &Lab, node: &str) {
+    lab.ok(node, "rm -f /tmp/run.rc /tmp/run.log; (JOURNAL_STREAM=8:1 /usr/bin/zfs-nfs-replica run > /tmp/run.log 2>&1; echo $? > /tmp/run.rc) > /dev/null 2>&1 &");
+}
+
+fn background_result(lab: &Lab, node: &str, limit: Duration) -> (i32, String) {
+    assert!(wait_until(limit, || lab.sh(node, "test -f /tmp/run.rc").code == Some(0)), "background run did not finish in {limit:?}");
+    let code = lab.ok(node, "cat /tmp/run.rc").trim().parse().unwrap();
+    (code, lab.ok(node, "cat /tmp/run.log"))
+}
+
+fn big_snapshot(lab: &Lab, mib: u32) {
+    lab.ok(A, &format!("dd if=/dev/urandom of=/zpool1/a/big bs=1M count={mib} status=none && zfs snapshot -r zpool1@big"));
+}
+
+fn wait_for_send(lab: &Lab) {
+    assert!(wait_until(Duration::from_secs(60), || lab.sh(A, "pgrep -f 'zfs send.*zpool1/a@' >/dev/null").code == Some(0)), "no zfs send started");
+}
+
+#[test]
+fn lab_a_transfer_killed_mid_stream_resumes_from_the_token() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    big_snapshot(&lab, 96);
+    start_background_run(&lab, A);
+    wait_for_send(&lab);
+    std::thread::sleep(Duration::from_secs(2));
+    lab.ok(A, "pkill -KILL -f 'zfs send.*zpool1/a@'");
+    let (code, log) = background_result(&lab, A, Duration::from_secs(60));
+    assert_eq!(code, 3, "a killed transfer is transient: {log}");
+    let token = lab.ok(B, "zfs get -H -o value receive_resume_token zpool1/a").trim().to_string();
+    assert!(token.starts_with("1-"), "a resume token was kept: {token}");
+    let plan = dry_run_changes_nothing(&lab, A, "");
+    assert!(plan.contains("resume the interrupted receive"), "{plan}");
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(out.stderr.contains("resume the interrupted receive"), "{}", out.stderr);
+    assert_eq!(lab.ok(B, "zfs get -H -o value receive_resume_token zpool1/a").trim(), "-");
+    assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
+    assert_eq!(standby_sha(&lab, "zpool1/a", "zpool1/a/big"), sha(&lab, A, "zpool1/a/big"));
+}
+
+#[test]
+fn lab_a_stalled_send_is_killed_and_nothing_is_left_running() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    big_snapshot(&lab, 96);
+    start_background_run(&lab, A);
+    wait_for_send(&lab);
+    lab.ok(A, "pkill -STOP -f 'zfs send.*zpool1/a@'");
+    // stall = 10s, kill_grace = 2s.
+    let (code, log) = background_result(&lab, A, Duration::from_secs(60));
+    assert_eq!(code, 3, "{log}");
+    assert!(log.contains("no progress for 10s"), "{log}");
+    assert!(wait_until(Duration::from_secs(10), || lab.sh(A, "pgrep -x zfs").code == Some(1)), "zfs left running on pve1");
+    assert!(wait_until(Duration::from_secs(20), || lab.sh(B, "pgrep -x zfs").code == Some(1)), "zfs receive left running on pve2");
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "the next run recovers: {}", out.all());
+    assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
+}
+
+#[test]
+fn lab_two_runs_at_once_the_second_skips_the_busy_pool() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    big_snapshot(&lab, 64);
+    start_background_run(&lab, A);
+    wait_for_send(&lab);
+    let second = lab.replica(A, "run --pool zpool1");
+    assert_eq!(second.code, Some(3), "{}", second.all());
+    assert!(second.stderr.contains("pool zpool1 is busy"), "{}", second.stderr);
+    let (code, log) = background_result(&lab, A, Duration::from_secs(120));
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
+}
+
+#[test]
+fn lab_the_peers_sshd_stopped_is_a_clean_timeout() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    lab.ok(A, "echo x > /zpool1/a/x; zfs snapshot -r zpool1@s3");
+    // Stop (SIGSTOP) B's listening sshd: connections are accepted by the
+    // kernel but never answered. It is continued 25 s later by itself, since
+    // reaching B to continue it needs that very sshd.
+    lab.ok(
+        B,
+        "for p in $(pidof sshd); do [ \"$(cut -d' ' -f4 /proc/$p/stat)\" = 1 ] && l=$p; done; \
+         kill -STOP $l && nohup sh -c \"sleep 25; kill -CONT $l\" >/dev/null 2>&1 &",
+    );
+    let started = std::time::Instant::now();
+    let out = lab.replica(A, "run");
+    let took = started.elapsed();
+    assert!(wait_until(Duration::from_secs(90), || lab.sh_timeout(B, "true", Duration::from_secs(10)).code == Some(0)), "pve2's sshd did not come back");
+    assert_eq!(out.code, Some(3), "{}", out.all());
+    assert!(out.stderr.contains("ssh to pve2 (192.168.100.20): cannot connect"), "{}", out.stderr);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    // Nothing of ours is left on A.
+    assert_eq!(lab.sh(A, "pgrep -f 'ssh.*192.168.100.20'").code, Some(1), "an ssh client was left running");
+}
+
+#[test]
+fn lab_raw_send_of_an_encrypted_dataset() {
+    let lab = Lab::get();
+    setup(&lab);
+    lab.ok(
+        A,
+        "set -e
+         printf 'correct horse battery\\ncorrect horse battery\\n' | zfs create -o encryption=on -o keyformat=passphrase zpool2/secret
+         echo classified > /zpool2/secret/doc; zfs snapshot zpool2/secret@e1
+         echo more > /zpool2/secret/doc2; zfs snapshot zpool2/secret@e2",
+    );
+    let out = lab.replica(A, "run --pool zpool2");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(out.stderr.contains("zfs send -L -c -e -P -v -w -p zpool2/secret@e1"), "{}", out.stderr);
+    let props = lab.ok(B, "zfs get -H -o value encryption,keystatus zpool2/secret");
+    assert_eq!(props, "aes-256-gcm\nunavailable\n", "received raw: still encrypted, no key on the standby");
+    assert_eq!(lab.guid(A, "zpool2/secret@e2"), lab.guid(B, "zpool2/secret@e2"));
+    lab.ok(A, "echo even-more > /zpool2/secret/doc3; zfs snapshot zpool2/secret@e3");
+    let out = lab.replica(A, "run --pool zpool2");
+    assert_eq!(out.code, Some(0), "raw incremental: {}", out.all());
+    // With the key, the standby's copy reads back.
+    let doc = lab.ok(B, "printf 'correct horse battery\\n' | zfs load-key zpool2/secret && zfs mount zpool2/secret && cat /zpool2/secret/doc3; zfs unmount zpool2/secret; zfs unload-key zpool2/secret");
+    assert_eq!(doc, "even-more\n");
+}
+
+#[test]
+fn lab_the_base_snapshot_survives_sanoid_pruning_on_the_master() {
+    let lab = Lab::get();
+    setup(&lab);
+    lab.ok(
+        A,
+        "set -e
+         zfs create zpool1/data; echo 1 > /zpool1/data/f
+         zfs snapshot zpool1/data@autosnap_2026-11-20_10:00:00_hourly
+         zfs snapshot zpool1/data@autosnap_2026-11-20_11:00:00_hourly
+         zfs snapshot zpool1@autosnap_2026-11-20_11:00:00_hourly",
+    );
+    let out = lab.replica(A, "run --overwrite-empty-target --pool zpool1");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    // sanoid keeps no hourly snapshot: it prunes everything it may.
+    lab.ok(
+        A,
+        "mkdir -p /etc/sanoid && cat > /etc/sanoid/sanoid.conf <<'EOF'
+[zpool1/data]
+	use_template = none
+[template_none]
+	frequently = 0
+	hourly = 0
+	daily = 0
+	weekly = 0
+	monthly = 0
+	yearly = 0
+	autosnap = no
+	autoprune = yes
+EOF
+         sanoid --prune-snapshots --verbose > /tmp/sanoid.log 2>&1; true",
+    );
+    let snaps = lab.ok(A, "zfs list -H -o name -t snapshot zpool1/data");
+    assert_eq!(snaps, "zpool1/data@autosnap_2026-11-20_11:00:00_hourly\n", "the held base survived, the rest was pruned: {}", lab.ok(A, "cat /tmp/sanoid.log"));
+    lab.ok(A, "echo 2 > /zpool1/data/g; zfs snapshot zpool1/data@autosnap_2026-11-20_12:00:00_hourly");
+    let out = lab.replica(A, "run --pool zpool1");
+    assert_eq!(out.code, Some(0), "incremental from the held base: {}", out.all());
+    assert!(out.stderr.contains("incremental @autosnap_2026-11-20_11:00:00_hourly -> @autosnap_2026-11-20_12:00:00_hourly"), "{}", out.stderr);
+}
+
+#[test]
+fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    // Writes on A after the last replication...
+    lab.ok(A, "echo precious > /zpool1/a/after-last-run; zfs snapshot zpool1/a@on-a-only");
+    // ...then A fails and B takes over: writable, new writes, new snapshots.
+    lab.ok(B, "zfs inherit -r readonly zpool1 && zfs mount -a && echo new-master > /zpool1/a/on-b && zfs snapshot -r zpool1@on-b");
+    let plan = dry_run_changes_nothing(&lab, B, "--pool zpool1");
+    assert!(plan.contains("CONFLICT diverged") && plan.contains("@on-a-only"), "{plan}");
+    let out = lab.replica(B, "run --pool zpool1");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(out.stderr.contains("receiver-only newer snapshots: @on-a-only"), "{}", out.stderr);
+    assert_eq!(lab.ok(A, "cat /zpool1/a/after-last-run"), "precious\n", "A's writes are kept");
+    assert_eq!(
+        lab.ok(A, "zfs list -H -o name -t snapshot zpool1/a"),
+        "zpool1/a@s1\nzpool1/a@s2\nzpool1/a@on-a-only\n",
+        "nothing destroyed on A"
+    );
+    // Datasets that did not diverge replicate B -> A.
+    assert_eq!(lab.guid(A, "zpool1/a/b@on-b"), lab.guid(B, "zpool1/a/b@on-b"));
+}
+
+#[test]
+fn lab_a_receiver_modified_behind_our_back_is_refused() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    lab.ok(B, "zfs set readonly=off zpool1/a/b && zfs mount zpool1/a/b && echo sneaky > /zpool1/a/b/sneaky && sync");
+    lab.ok(A, "echo next > /zpool1/a/b/next; zfs snapshot -r zpool1@s3");
+    let plan = dry_run_changes_nothing(&lab, A, "");
+    assert!(plan.contains("receiver-modified"), "{plan}");
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert_eq!(lab.ok(B, "cat /zpool1/a/b/sneaky"), "sneaky\n", "nothing rolled back");
+    assert_eq!(lab.guid(A, "zpool1/a@s3"), lab.guid(B, "zpool1/a@s3"), "the rest of the pool still replicates");
+}
+
+#[test]
+fn lab_a_full_standby_pool_fails_cleanly_and_the_next_run_recovers() {
+    let lab = Lab::get();
+    setup(&lab);
+    // A small standby pool.
+    lab.ok(B, "zpool destroy zpool1 && rm /pools/zpool1.img && truncate -s 160M /pools/zpool1.img && zpool create -f -o cachefile=none zpool1 /pools/zpool1.img");
+    initial_sync(&lab);
+    lab.ok(B, "zfs create -o readonly=off zpool1/filler && (dd if=/dev/urandom of=/zpool1/filler/x bs=1M status=none 2>/dev/null; true) && sync");
+    lab.ok(A, "dd if=/dev/urandom of=/zpool1/a/big bs=1M count=48 status=none && zfs snapshot -r zpool1@big");
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(3), "{}", out.all());
+    assert!(out.stderr.to_lowercase().contains("space"), "the error says why: {}", out.stderr);
+    lab.ok(B, "zfs destroy -r zpool1/filler");
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
+}
