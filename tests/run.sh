@@ -9,6 +9,7 @@ need_pkgs=()
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
 command -v pkill >/dev/null || need_pkgs+=(procps)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -27,5 +28,16 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
-echo "== cargo test"
+echo "== cargo test (includes the real-ZFS lab: tests/lab.rs boots two qemu nodes)"
 cargo test --locked --all-targets
+
+# The lab's watchdog stops the nodes once the test process is gone; make sure
+# it did: no test run may leave a qemu behind.
+for _ in $(seq 1 30); do
+  pgrep -f '[l]ab/run-test-' >/dev/null || break
+  sleep 0.5
+done
+if pgrep -af '[l]ab/run-test-'; then
+  echo "qemu processes of the lab are still running after the tests" >&2
+  exit 1
+fi

@@ -17,6 +17,9 @@ pub const POOLS: [&str; 2] = ["zpool1", "zpool2"];
 pub struct Lab {
     pub run_dir: PathBuf,
     pub ssh_config: PathBuf,
+    /// The Proxmox API stand-in; each node reaches its own listener at
+    /// https://10.0.2.100:8006.
+    pub pve: super::pve::FakePve,
 }
 
 #[derive(Debug)]
@@ -76,6 +79,7 @@ impl Lab {
 
     fn boot() -> Lab {
         script("build.sh", &[]);
+        let pve = super::pve::FakePve::start(&[("pve1", "192.168.100.10"), ("pve2", "192.168.100.20")], 103);
         let run_dir = target_dir().join("lab").join(format!("run-test-{}", std::process::id()));
         let envs = vec![
             ("LAB_RUN_DIR", run_dir.display().to_string()),
@@ -83,6 +87,8 @@ impl Lab {
             ("LAB_SSH_PORT_B", free_port().to_string()),
             ("LAB_LINK_PORT", free_port().to_string()),
             ("LAB_SHARE", target_dir().display().to_string()),
+            ("LAB_API_PORT_A", pve.ports["pve1"].to_string()),
+            ("LAB_API_PORT_B", pve.ports["pve2"].to_string()),
         ];
         // The watchdog first: if boot.sh itself dies half-way, it still cleans up.
         std::fs::create_dir_all(&run_dir).unwrap();
@@ -101,7 +107,7 @@ impl Lab {
             .spawn()
             .expect("start the lab watchdog");
         script("boot.sh", &envs);
-        let lab = Lab { ssh_config: run_dir.join("ssh_config"), run_dir };
+        let lab = Lab { ssh_config: run_dir.join("ssh_config"), run_dir, pve };
         for n in NODES {
             lab.ok(n, &format!(
                 "mkdir -p /etc/zfs-nfs-replica /usr/bin && ln -sf {} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version",
@@ -147,12 +153,12 @@ impl Lab {
     pub fn fresh_pools(&self) {
         for n in NODES {
             let mut s = String::from(
-                "pkill -KILL -f /usr/bin/zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; \
+                "pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; \
                  rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid; pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log; ",
             );
             for p in POOLS {
                 s += &format!(
-                    "zpool destroy -f {p} 2>/dev/null; rm -f /pools/{p}.img; truncate -s 512M /pools/{p}.img && \
+                    "zpool destroy -f {p} 2>/dev/null; rm -rf /pools/{p}.img /{p}; truncate -s 512M /pools/{p}.img && \
                      zpool create -f -o cachefile=none -o ashift=12 {p} /pools/{p}.img || exit 1; "
                 );
             }
@@ -179,7 +185,9 @@ impl Lab {
     /// Every property of every dataset and snapshot of both pools, to prove
     /// that something changed nothing.
     pub fn zfs_state(&self, node: &str) -> String {
-        self.ok(node, "zfs list -H -p -t all -o all -r zpool1 zpool2; zfs holds -H -r zpool1 zpool2 2>/dev/null | sort; zpool list -H -p -o name,alloc")
+        // Settle pending transaction groups first: space accounting of writes
+        // made just before would otherwise change under us.
+        self.ok(node, "zpool sync && zfs list -H -p -t all -o all -r zpool1 zpool2; zfs holds -H -r zpool1 zpool2 2>/dev/null | sort")
     }
 
     pub fn guid(&self, node: &str, snap: &str) -> String {

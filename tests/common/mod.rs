@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod pve;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

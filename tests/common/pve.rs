@@ -1,0 +1,341 @@
+//! A stand-in for the Proxmox VE API: a real HTTPS server (its own CA, node
+//! certificates with the SANs Proxmox issues) that answers the endpoints the
+//! tool uses with the shapes recorded in shared/REFERENCE.md. Tests change the
+//! cluster state (move the guest, crash a node, lose quorum, HA states) and
+//! inject faults (slow or hanging answers, 401, 5xx, garbage).
+//!
+//! One listener per node, sharing one cluster state: each answers as that
+//! node's local API (`"local":1` on its own row), like `https://127.0.0.1:8006`
+//! on a real node.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The address the lab nodes reach their API stand-in at (qemu `guestfwd`).
+pub const LAB_API_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    None,
+    /// Answer every request with this status and body.
+    Status(u16, String),
+    /// Accept, read the request, never answer.
+    Hang,
+    /// Answer after this delay.
+    Slow(Duration),
+    /// `200` with a body that is not JSON.
+    Garbage,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub ip: String,
+    pub online: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub cluster: String,
+    pub nodes: BTreeMap<String, Node>,
+    pub quorate: bool,
+    pub vmid: u32,
+    /// Where the guest is configured (None: absent, as when the token lacks VM.Audit).
+    pub guest_node: Option<String>,
+    /// `running`, `stopped`; `unknown` is derived when its node is offline.
+    pub guest_status: String,
+    pub lock: Option<String>,
+    pub ha_managed: bool,
+    /// HA `crm_state` of the guest's service.
+    pub crm_state: String,
+    pub fault: Fault,
+    /// Requests seen, as `NODE METHOD PATH`.
+    pub log: Vec<String>,
+}
+
+pub struct FakePve {
+    pub ca_pem: String,
+    pub ca_file: tempfile::NamedTempFile,
+    /// Node name -> port on 127.0.0.1.
+    pub ports: BTreeMap<String, u16>,
+    pub token: String,
+    state: Arc<Mutex<State>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl FakePve {
+    /// `nodes`: (name, ip). The guest starts running, HA-managed, on the first node.
+    pub fn start(nodes: &[(&str, &str)], vmid: u32) -> FakePve {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "Proxmox Virtual Environment");
+        ca_params.distinguished_name.push(DnType::OrganizationName, "PVE Cluster Manager CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca_pem = ca_cert.pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let state = Arc::new(Mutex::new(State {
+            cluster: "lab".into(),
+            nodes: nodes.iter().map(|(n, ip)| (n.to_string(), Node { ip: ip.to_string(), online: true })).collect(),
+            quorate: true,
+            vmid,
+            guest_node: Some(nodes[0].0.to_string()),
+            guest_status: "running".into(),
+            lock: None,
+            ha_managed: true,
+            crm_state: "started".into(),
+            fault: Fault::None,
+            log: Vec::new(),
+        }));
+        let token = "repl@pve!ro=5e1c1d2a-0b7e-4f00-9b2f-lab0token0000".to_string();
+        let mut listeners = Vec::new();
+        let mut ports = BTreeMap::new();
+        for (name, ip) in nodes {
+            // The SANs pve-cluster puts on a node certificate, plus the lab's
+            // forwarded API address.
+            let mut p = CertificateParams::new(vec!["localhost".to_string(), name.to_string()]).unwrap();
+            p.distinguished_name.push(DnType::CommonName, format!("{name}.lab"));
+            for addr in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), ip.parse().unwrap(), IpAddr::V4(LAB_API_IP)] {
+                p.subject_alt_names.push(SanType::IpAddress(addr));
+            }
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &issuer).unwrap();
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.set_nonblocking(true).unwrap();
+            ports.insert(name.to_string(), l.local_addr().unwrap().port());
+            let chain = vec![cert.der().clone()];
+            let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+            let cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key_der).unwrap();
+            listeners.push((name.to_string(), l, Arc::new(cfg)));
+        }
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let tok = token.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                for (node, l, cfg) in listeners {
+                    let l = tokio::net::TcpListener::from_std(l).unwrap();
+                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                    let (st, tok) = (st.clone(), tok.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let Ok((tcp, _)) = l.accept().await else { continue };
+                            let (acceptor, st, tok, node) = (acceptor.clone(), st.clone(), tok.clone(), node.clone());
+                            tokio::spawn(async move {
+                                if let Ok(tls) = acceptor.accept(tcp).await {
+                                    let _ = serve(tls, &node, &st, &tok).await;
+                                }
+                            });
+                        }
+                    });
+                }
+                let _ = stop_rx.await;
+            });
+        });
+        let mut ca_file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut ca_file, ca_pem.as_bytes()).unwrap();
+        FakePve { ca_pem, ca_file, ports, token, state, _stop: stop_tx }
+    }
+
+    pub fn set(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.state.lock().unwrap());
+    }
+
+    pub fn state(&self) -> State {
+        self.state.lock().unwrap().clone()
+    }
+
+    /// A planned migration: the guest now runs on `to`.
+    pub fn migrate(&self, to: &str) {
+        self.set(|s| {
+            s.guest_node = Some(to.to_string());
+            s.guest_status = "running".into();
+            s.crm_state = "started".into();
+            s.lock = None;
+        });
+    }
+
+    /// `node` dies: it goes offline, the guest on it shows `unknown`, HA fences.
+    pub fn crash(&self, node: &str) {
+        self.set(|s| {
+            if let Some(n) = s.nodes.get_mut(node) {
+                n.online = false;
+            }
+            if s.guest_node.as_deref() == Some(node) {
+                s.crm_state = "fence".into();
+            }
+        });
+    }
+
+    pub fn url(&self, node: &str) -> String {
+        format!("https://127.0.0.1:{}", self.ports[node])
+    }
+}
+
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, node: &str, state: &Mutex<State>, token: &str) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Ok(());
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request = lines.next().unwrap_or_default().to_string();
+    let mut parts = request.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .collect();
+    let header = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone());
+    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+    let fault = {
+        let mut st = state.lock().unwrap();
+        st.log.push(format!("{node} {method} {target}"));
+        st.fault.clone()
+    };
+    let (status, payload) = match fault {
+        Fault::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Fault::Status(code, text) => (code, text),
+        Fault::Garbage => (200, "<html>not json".to_string()),
+        Fault::Slow(d) => {
+            tokio::time::sleep(d).await;
+            route(node, &method, &target, &body, header("authorization"), state, token).await
+        }
+        Fault::None => route(node, &method, &target, &body, header("authorization"), state, token).await,
+    };
+    let reason = match status {
+        200 => "OK",
+        401 => "authentication failure",
+        403 => "Permission check failed",
+        500 => "Internal Server Error",
+        501 => "Method not implemented",
+        _ => "Error",
+    };
+    let resp = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    s.write_all(resp.as_bytes()).await?;
+    s.shutdown().await
+}
+
+async fn route(node: &str, method: &str, target: &str, body: &str, auth: Option<String>, state: &Mutex<State>, token: &str) -> (u16, String) {
+    if auth.as_deref() != Some(&format!("PVEAPIToken={token}")) {
+        return (401, String::new());
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let Some(path) = path.strip_prefix("/api2/json") else {
+        return (501, json!({"data": null}).to_string());
+    };
+    let st = state.lock().unwrap().clone();
+    let online = |n: &str| st.nodes.get(n).is_some_and(|x| x.online);
+    let sid = format!("ct:{}", st.vmid);
+    let data: Value = match (method, path) {
+        ("GET", "/cluster/resources") => {
+            let mut rows = vec![json!({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": st.nodes.keys().next().unwrap(), "status": "running", "name": "other-vm", "template": 0})];
+            if let Some(gn) = &st.guest_node {
+                if online(gn) {
+                    let mut r = json!({"id": format!("lxc/{}", st.vmid), "type": "lxc", "vmid": st.vmid, "node": gn, "status": st.guest_status, "name": "nfs", "maxmem": 1073741824, "uptime": 1234, "template": 0});
+                    if st.ha_managed {
+                        r["hastate"] = json!(st.crm_state);
+                    }
+                    if let Some(l) = &st.lock {
+                        r["lock"] = json!(l);
+                    }
+                    rows.push(r);
+                } else {
+                    // A guest on a dead node: only these fields.
+                    rows.push(json!({"id": format!("lxc/{}", st.vmid), "vmid": st.vmid, "node": gn, "type": "lxc", "status": "unknown"}));
+                }
+            }
+            if query.contains("type=vm") || query.is_empty() { json!(rows) } else { json!([]) }
+        }
+        ("GET", "/cluster/status") => {
+            let mut rows = vec![json!({"type": "cluster", "id": "cluster", "name": st.cluster, "nodes": st.nodes.len(), "quorate": i32::from(st.quorate), "version": 5})];
+            for (i, (n, x)) in st.nodes.iter().enumerate() {
+                rows.push(json!({"type": "node", "id": format!("node/{n}"), "name": n, "nodeid": i + 1, "ip": x.ip, "online": i32::from(x.online), "local": i32::from(n == node), "level": ""}));
+            }
+            json!(rows)
+        }
+        ("GET", "/cluster/ha/status/current") => {
+            let master = st.nodes.iter().find(|(_, x)| x.online).map(|(n, _)| n.clone()).unwrap_or_default();
+            let mut rows = vec![
+                json!({"id": "quorum", "type": "quorum", "node": node, "status": if st.quorate { "OK" } else { "No quorum on node" }, "quorate": i32::from(st.quorate)}),
+                json!({"id": "master", "type": "master", "node": master, "status": format!("{master} (active, Sat Nov 21 10:00:00 2026)"), "timestamp": 1795251600}),
+            ];
+            for (n, x) in &st.nodes {
+                rows.push(json!({"id": format!("lrm:{n}"), "type": "lrm", "node": n, "status": if x.online { format!("{n} (active, Sat Nov 21 10:00:00 2026)") } else { format!("{n} (old timestamp - dead?)") }}));
+            }
+            if st.ha_managed
+                && let Some(gn) = &st.guest_node
+            {
+                rows.push(json!({"id": format!("service:{sid}"), "type": "service", "sid": sid, "node": gn, "crm_state": st.crm_state, "state": st.crm_state, "request_state": "started", "max_restart": 1, "max_relocate": 1}));
+            }
+            json!(rows)
+        }
+        ("POST", p) if p == format!("/cluster/ha/resources/{sid}/migrate") => {
+            let Some(to) = body.split('&').find_map(|kv| kv.strip_prefix("node=")) else {
+                return (400, json!({"data": null, "errors": {"node": "property is missing and it is not optional"}}).to_string());
+            };
+            let to = to.to_string();
+            drop(st);
+            let mut s = state.lock().unwrap();
+            s.crm_state = "migrate".into();
+            s.guest_node = Some(to);
+            json!(format!("UPID:{node}:0000ABCD:00000000:00000000:hamigrate:{sid}:root@pam:"))
+        }
+        ("GET", p) if p.starts_with("/nodes/") => {
+            let rest: Vec<&str> = p.trim_start_matches("/nodes/").split('/').collect();
+            let want = ["lxc", &st.vmid.to_string(), "status", "current"];
+            if rest.len() != 5 || rest[1..] != want {
+                return (501, json!({"data": null}).to_string());
+            }
+            let asked = rest[0];
+            if !online(asked) {
+                // The request is forwarded to that node: it hangs.
+                std::future::pending::<()>().await;
+            }
+            if st.guest_node.as_deref() != Some(asked) {
+                return (500, json!({"data": null, "message": format!("Configuration file 'nodes/{asked}/lxc/{}.conf' does not exist\n", st.vmid)}).to_string());
+            }
+            let mut r = json!({"vmid": st.vmid, "status": st.guest_status, "name": "nfs", "uptime": 1234, "ha": {"managed": i32::from(st.ha_managed)}});
+            if st.ha_managed {
+                r["ha"]["state"] = json!(st.crm_state);
+            }
+            if let Some(l) = &st.lock {
+                r["lock"] = json!(l);
+            }
+            r
+        }
+        _ => return (501, json!({"data": null, "message": format!("Method '{method} {path}' not implemented")}).to_string()),
+    };
+    (200, json!({"data": data}).to_string())
+}
