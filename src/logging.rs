@@ -32,7 +32,7 @@ pub fn init(verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if under_journald() {
-        let _ = builder.event_format(Journald).try_init();
+        let _ = builder.with_ansi(false).event_format(Journald).try_init();
     } else {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let _ = builder

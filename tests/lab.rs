@@ -19,13 +19,28 @@ const B: &str = "pve2";
 /// dataset and snapshot, and every hold, is the same before and after.
 fn dry_run_changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
     let before: Vec<String> = NODES.iter().map(|n| lab.zfs_state(n)).collect();
+    let files = "find /run/zfs-nfs-replica /var/lib/zfs-nfs-replica -newer /etc/zfs-nfs-replica/config.toml 2>/dev/null; ls -l --time-style=+%s /run/zfs-nfs-replica 2>/dev/null | grep -v ' ssh-'; true";
+    let files_before = lab.ok(node, files);
     let out = lab.replica(node, &format!("run --dry-run {args}"));
-    assert!(matches!(out.code, Some(0..=4)), "dry-run crashed: {}", out.all());
+    assert!(
+        matches!(out.code, Some(0..=4)),
+        "dry-run crashed: {}",
+        out.all()
+    );
     let after: Vec<String> = NODES.iter().map(|n| lab.zfs_state(n)).collect();
     for (i, n) in NODES.iter().enumerate() {
-        assert_eq!(before[i], after[i], "dry-run changed ZFS state on {n}:\n{}", out.all());
+        assert_eq!(
+            before[i],
+            after[i],
+            "dry-run changed ZFS state on {n}:\n{}",
+            out.all()
+        );
     }
-    assert_eq!(lab.ok(node, "ls /run/zfs-nfs-replica 2>/dev/null | grep -v '^ssh-' || true"), "", "dry-run left files");
+    assert_eq!(
+        lab.ok(node, files),
+        files_before,
+        "dry-run created or changed files"
+    );
     out.stdout
 }
 
@@ -40,7 +55,10 @@ fn standby_sha(lab: &Lab, dataset: &str, files: &str) -> String {
 
 fn all_snapshot_guids(lab: &Lab, node: &str, pool: &str) -> Vec<String> {
     let mut v: Vec<String> = lab
-        .ok(node, &format!("zfs list -H -p -t snapshot -o name,guid -r {pool}"))
+        .ok(
+            node,
+            &format!("zfs list -H -p -t snapshot -o name,guid -r {pool}"),
+        )
         .lines()
         .map(String::from)
         .collect();
@@ -49,7 +67,7 @@ fn all_snapshot_guids(lab: &Lab, node: &str, pool: &str) -> Vec<String> {
 }
 
 fn holds(lab: &Lab, node: &str) -> String {
-    lab.ok(node, "zfs holds -H -r zpool1 | cut -f1,2 | sort")
+    lab.ok(node, common::lab::ALL_HOLDS)
 }
 
 fn setup(lab: &Lab) {
@@ -66,10 +84,10 @@ fn populate(lab: &Lab) {
         "set -e
          zfs create zpool1/a; zfs create zpool1/a/b; zfs create 'zpool1/a/b c'
          zfs create -V 16M zpool1/vol
-         dd if=/dev/urandom of=/zpool1/a/f bs=1M count=4 status=none
-         dd if=/dev/urandom of=/zpool1/a/b/g bs=1M count=2 status=none
+         dd if=/dev/urandom of=/zpool1/a/f bs=1M count=2 status=none
+         dd if=/dev/urandom of=/zpool1/a/b/g bs=1M count=1 status=none
          dd if=/dev/urandom of='/zpool1/a/b c/h' bs=1M count=1 status=none
-         dd if=/dev/urandom of=/dev/zd0 bs=1M count=4 status=none
+         dd if=/dev/urandom of=/dev/zd0 bs=1M count=2 status=none
          zfs snapshot -r zpool1@s1
          dd if=/dev/urandom of=/zpool1/a/f2 bs=1M count=1 status=none
          zfs snapshot -r zpool1@s2",
@@ -92,27 +110,61 @@ fn lab_initial_full_sync_of_nested_datasets_and_a_zvol() {
     assert!(plan.contains("receiver-exists-empty"), "{plan}");
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(4), "{}", out.all());
-    assert!(lab.ok(B, "zfs list -H -t snapshot -r zpool1").is_empty(), "nothing was sent");
+    assert!(
+        lab.ok(B, "zfs list -H -t snapshot -r zpool1").is_empty(),
+        "nothing was sent"
+    );
 
     let plan = dry_run_changes_nothing(&lab, A, "--overwrite-empty-target");
-    assert!(plan.contains("DESTRUCTIVE"), "the -F step is flagged: {plan}");
+    assert!(
+        plan.contains("DESTRUCTIVE"),
+        "the -F step is flagged: {plan}"
+    );
     let out = lab.replica(A, "run --overwrite-empty-target");
     assert_eq!(out.code, Some(0), "{}", out.all());
-    assert!(out.stderr.contains("<6>"), "journald priority prefixes under systemd: {}", out.stderr);
+    assert!(
+        out.stderr.contains("<6>"),
+        "journald priority prefixes under systemd: {}",
+        out.stderr
+    );
 
-    assert_eq!(all_snapshot_guids(&lab, A, "zpool1"), all_snapshot_guids(&lab, B, "zpool1"));
-    assert_eq!(all_snapshot_guids(&lab, B, "zpool1").len(), 10, "5 datasets x 2 snapshots");
-    let ro = lab.ok(B, "zfs get -H -o name,value readonly -r -t filesystem,volume zpool1");
-    assert!(ro.lines().all(|l| l.ends_with("\ton")), "standby copies are read-only:\n{ro}");
+    assert_eq!(
+        all_snapshot_guids(&lab, A, "zpool1"),
+        all_snapshot_guids(&lab, B, "zpool1")
+    );
+    assert_eq!(
+        all_snapshot_guids(&lab, B, "zpool1").len(),
+        10,
+        "5 datasets x 2 snapshots"
+    );
+    let ro = lab.ok(
+        B,
+        "zfs get -H -o name,value readonly -r -t filesystem,volume zpool1",
+    );
+    assert!(
+        ro.lines().all(|l| l.ends_with("\ton")),
+        "standby copies are read-only:\n{ro}"
+    );
     let files = "zpool1/a/f zpool1/a/f2 zpool1/a/b/g 'zpool1/a/b c/h'";
     assert_eq!(sha(&lab, A, files), lab.ok(B, &format!(
         "for d in zpool1/a zpool1/a/b 'zpool1/a/b c'; do zfs mount \"$d\"; done; cd / && sha256sum {files}; \
          for d in 'zpool1/a/b c' zpool1/a/b zpool1/a; do zfs unmount \"$d\"; done")));
-    assert_eq!(lab.ok(A, "head -c 16777216 /dev/zd0 | sha256sum"), lab.ok(B, "head -c 16777216 /dev/zd0 | sha256sum"), "zvol contents");
+    assert_eq!(
+        lab.ok(A, "head -c 16777216 /dev/zd0 | sha256sum"),
+        lab.ok(B, "head -c 16777216 /dev/zd0 | sha256sum"),
+        "zvol contents"
+    );
     let h = holds(&lab, A);
     assert_eq!(h.lines().count(), 5, "{h}");
-    assert!(h.lines().all(|l| l.ends_with("@s2\tzfs-nfs-replica:pve2")), "{h}");
-    assert!(holds(&lab, B).lines().all(|l| l.ends_with("@s2\tzfs-nfs-replica:pve1")));
+    assert!(
+        h.lines().all(|l| l.ends_with("@s2\tzfs-nfs-replica:pve2")),
+        "{h}"
+    );
+    assert!(
+        holds(&lab, B)
+            .lines()
+            .all(|l| l.ends_with("@s2\tzfs-nfs-replica:pve1"))
+    );
 
     // In sync: the next run has nothing to do.
     let again = lab.replica(A, "run");
@@ -132,14 +184,30 @@ fn lab_incrementals_with_intermediates_and_a_child_added_later() {
          zfs create zpool1/a/later; echo later > /zpool1/a/later/x; zfs snapshot -r zpool1@s5",
     );
     let plan = dry_run_changes_nothing(&lab, A, "");
-    assert!(plan.contains("incremental @s2 -> @s5 (3 snapshot(s))"), "{plan}");
-    assert!(plan.contains("zpool1/a/later") && plan.contains("full send of @s5"), "{plan}");
+    assert!(
+        plan.contains("incremental @s2 -> @s5 (3 snapshot(s))"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("zpool1/a/later") && plan.contains("full send of @s5"),
+        "{plan}"
+    );
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(0), "{}", out.all());
-    assert_eq!(all_snapshot_guids(&lab, A, "zpool1"), all_snapshot_guids(&lab, B, "zpool1"), "every intermediate snapshot arrived");
-    assert_eq!(standby_sha(&lab, "zpool1/a/later", "zpool1/a/later/x"), sha(&lab, A, "zpool1/a/later/x"));
+    assert_eq!(
+        all_snapshot_guids(&lab, A, "zpool1"),
+        all_snapshot_guids(&lab, B, "zpool1"),
+        "every intermediate snapshot arrived"
+    );
+    assert_eq!(
+        standby_sha(&lab, "zpool1/a/later", "zpool1/a/later/x"),
+        sha(&lab, A, "zpool1/a/later/x")
+    );
     let h = holds(&lab, A);
-    assert!(h.lines().all(|l| l.contains("@s5\t")), "only the new base is held:\n{h}");
+    assert!(
+        h.lines().all(|l| l.contains("@s5\t")),
+        "only the new base is held:\n{h}"
+    );
     assert_eq!(h.lines().count(), 6);
 }
 
@@ -149,7 +217,11 @@ fn start_background_run(lab: &Lab, node: &str) {
 }
 
 fn background_result(lab: &Lab, node: &str, limit: Duration) -> (i32, String) {
-    assert!(wait_until(limit, || lab.sh(node, "test -f /tmp/run.rc").code == Some(0)), "background run did not finish in {limit:?}");
+    assert!(
+        wait_until(limit, || lab.sh(node, "test -f /tmp/run.rc").code
+            == Some(0)),
+        "background run did not finish in {limit:?}"
+    );
     let code = lab.ok(node, "cat /tmp/run.rc").trim().parse().unwrap();
     (code, lab.ok(node, "cat /tmp/run.log"))
 }
@@ -159,7 +231,13 @@ fn big_snapshot(lab: &Lab, mib: u32) {
 }
 
 fn wait_for_send(lab: &Lab) {
-    assert!(wait_until(Duration::from_secs(60), || lab.sh(A, "pgrep -f 'zfs send.*zpool1/a@' >/dev/null").code == Some(0)), "no zfs send started");
+    assert!(
+        wait_until(Duration::from_secs(60), || lab
+            .sh(A, "pgrep -f '[z]fs send.*zpool1/a@' >/dev/null")
+            .code
+            == Some(0)),
+        "no zfs send started"
+    );
 }
 
 #[test]
@@ -167,23 +245,37 @@ fn lab_a_transfer_killed_mid_stream_resumes_from_the_token() {
     let lab = Lab::get();
     setup(&lab);
     initial_sync(&lab);
-    big_snapshot(&lab, 96);
+    big_snapshot(&lab, 40);
     start_background_run(&lab, A);
     wait_for_send(&lab);
     std::thread::sleep(Duration::from_secs(2));
-    lab.ok(A, "pkill -KILL -f 'zfs send.*zpool1/a@'");
+    lab.ok(A, "pkill -KILL -f '[z]fs send.*zpool1/a@'");
     let (code, log) = background_result(&lab, A, Duration::from_secs(60));
     assert_eq!(code, 3, "a killed transfer is transient: {log}");
-    let token = lab.ok(B, "zfs get -H -o value receive_resume_token zpool1/a").trim().to_string();
+    let token = lab
+        .ok(B, "zfs get -H -o value receive_resume_token zpool1/a")
+        .trim()
+        .to_string();
     assert!(token.starts_with("1-"), "a resume token was kept: {token}");
     let plan = dry_run_changes_nothing(&lab, A, "");
     assert!(plan.contains("resume the interrupted receive"), "{plan}");
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(0), "{}", out.all());
-    assert!(out.stderr.contains("resume the interrupted receive"), "{}", out.stderr);
-    assert_eq!(lab.ok(B, "zfs get -H -o value receive_resume_token zpool1/a").trim(), "-");
+    assert!(
+        out.stderr.contains("resume the interrupted receive"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        lab.ok(B, "zfs get -H -o value receive_resume_token zpool1/a")
+            .trim(),
+        "-"
+    );
     assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
-    assert_eq!(standby_sha(&lab, "zpool1/a", "zpool1/a/big"), sha(&lab, A, "zpool1/a/big"));
+    assert_eq!(
+        standby_sha(&lab, "zpool1/a", "zpool1/a/big"),
+        sha(&lab, A, "zpool1/a/big")
+    );
 }
 
 #[test]
@@ -191,16 +283,26 @@ fn lab_a_stalled_send_is_killed_and_nothing_is_left_running() {
     let lab = Lab::get();
     setup(&lab);
     initial_sync(&lab);
-    big_snapshot(&lab, 96);
+    big_snapshot(&lab, 40);
     start_background_run(&lab, A);
     wait_for_send(&lab);
-    lab.ok(A, "pkill -STOP -f 'zfs send.*zpool1/a@'");
+    lab.ok(A, "pkill -STOP -f '[z]fs send.*zpool1/a@'");
     // stall = 10s, kill_grace = 2s.
     let (code, log) = background_result(&lab, A, Duration::from_secs(60));
+    let plan = dry_run_changes_nothing(&lab, A, "--pool zpool1");
+    assert!(plan.contains("resume the interrupted receive"), "{plan}");
     assert_eq!(code, 3, "{log}");
     assert!(log.contains("no progress for 10s"), "{log}");
-    assert!(wait_until(Duration::from_secs(10), || lab.sh(A, "pgrep -x zfs").code == Some(1)), "zfs left running on pve1");
-    assert!(wait_until(Duration::from_secs(20), || lab.sh(B, "pgrep -x zfs").code == Some(1)), "zfs receive left running on pve2");
+    assert!(
+        wait_until(Duration::from_secs(10), || lab.sh(A, "pgrep -x zfs").code
+            == Some(1)),
+        "zfs left running on pve1"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || lab.sh(B, "pgrep -x zfs").code
+            == Some(1)),
+        "zfs receive left running on pve2"
+    );
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(0), "the next run recovers: {}", out.all());
     assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
@@ -211,12 +313,16 @@ fn lab_two_runs_at_once_the_second_skips_the_busy_pool() {
     let lab = Lab::get();
     setup(&lab);
     initial_sync(&lab);
-    big_snapshot(&lab, 64);
+    big_snapshot(&lab, 40);
     start_background_run(&lab, A);
     wait_for_send(&lab);
     let second = lab.replica(A, "run --pool zpool1");
     assert_eq!(second.code, Some(3), "{}", second.all());
-    assert!(second.stderr.contains("pool zpool1 is busy"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("pool zpool1 is busy"),
+        "{}",
+        second.stderr
+    );
     let (code, log) = background_result(&lab, A, Duration::from_secs(120));
     assert_eq!(code, 0, "{log}");
     assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
@@ -229,22 +335,32 @@ fn lab_the_peers_sshd_stopped_is_a_clean_timeout() {
     initial_sync(&lab);
     lab.ok(A, "echo x > /zpool1/a/x; zfs snapshot -r zpool1@s3");
     // Stop (SIGSTOP) B's listening sshd: connections are accepted by the
-    // kernel but never answered. It is continued 25 s later by itself, since
-    // reaching B to continue it needs that very sshd.
+    // kernel but never answered. A timer continues it in case this test dies
+    // before it does.
     lab.ok(
         B,
         "for p in $(pidof sshd); do [ \"$(cut -d' ' -f4 /proc/$p/stat)\" = 1 ] && l=$p; done; \
-         kill -STOP $l && nohup sh -c \"sleep 25; kill -CONT $l\" >/dev/null 2>&1 &",
+         kill -STOP $l && (nohup sh -c \"sleep 25; kill -CONT $l\" >/dev/null 2>&1 &)",
     );
     let started = std::time::Instant::now();
     let out = lab.replica(A, "run");
     let took = started.elapsed();
-    assert!(wait_until(Duration::from_secs(90), || lab.sh_timeout(B, "true", Duration::from_secs(10)).code == Some(0)), "pve2's sshd did not come back");
+    // The harness reaches B over its already open connection.
+    lab.ok(B, "pkill -CONT -x sshd");
     assert_eq!(out.code, Some(3), "{}", out.all());
-    assert!(out.stderr.contains("ssh to pve2 (192.168.100.20): cannot connect"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("ssh to pve2 (192.168.100.20): cannot connect"),
+        "{}",
+        out.stderr
+    );
     assert!(took < Duration::from_secs(60), "took {took:?}");
     // Nothing of ours is left on A.
-    assert_eq!(lab.sh(A, "pgrep -f 'ssh.*192.168.100.20'").code, Some(1), "an ssh client was left running");
+    assert_eq!(
+        lab.sh(A, "pgrep -f '[s]sh.*192.168.100.20'").code,
+        Some(1),
+        "an ssh client was left running"
+    );
 }
 
 #[test]
@@ -258,13 +374,32 @@ fn lab_raw_send_of_an_encrypted_dataset() {
          echo classified > /zpool2/secret/doc; zfs snapshot zpool2/secret@e1
          echo more > /zpool2/secret/doc2; zfs snapshot zpool2/secret@e2",
     );
+    let plan = dry_run_changes_nothing(&lab, A, "--pool zpool2");
+    assert!(
+        plan.contains("zfs send -L -c -e -P -v -w -p zpool2/secret@e1"),
+        "{plan}"
+    );
     let out = lab.replica(A, "run --pool zpool2");
     assert_eq!(out.code, Some(0), "{}", out.all());
-    assert!(out.stderr.contains("zfs send -L -c -e -P -v -w -p zpool2/secret@e1"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("zfs send -L -c -e -P -v -w -p zpool2/secret@e1"),
+        "{}",
+        out.stderr
+    );
     let props = lab.ok(B, "zfs get -H -o value encryption,keystatus zpool2/secret");
-    assert_eq!(props, "aes-256-gcm\nunavailable\n", "received raw: still encrypted, no key on the standby");
-    assert_eq!(lab.guid(A, "zpool2/secret@e2"), lab.guid(B, "zpool2/secret@e2"));
-    lab.ok(A, "echo even-more > /zpool2/secret/doc3; zfs snapshot zpool2/secret@e3");
+    assert_eq!(
+        props, "aes-256-gcm\nunavailable\n",
+        "received raw: still encrypted, no key on the standby"
+    );
+    assert_eq!(
+        lab.guid(A, "zpool2/secret@e2"),
+        lab.guid(B, "zpool2/secret@e2")
+    );
+    lab.ok(
+        A,
+        "echo even-more > /zpool2/secret/doc3; zfs snapshot zpool2/secret@e3",
+    );
     let out = lab.replica(A, "run --pool zpool2");
     assert_eq!(out.code, Some(0), "raw incremental: {}", out.all());
     // With the key, the standby's copy reads back.
@@ -305,10 +440,24 @@ EOF
          sanoid --prune-snapshots --verbose > /tmp/sanoid.log 2>&1; true",
     );
     let snaps = lab.ok(A, "zfs list -H -o name -t snapshot zpool1/data");
-    assert_eq!(snaps, "zpool1/data@autosnap_2026-11-20_11:00:00_hourly\n", "the held base survived, the rest was pruned: {}", lab.ok(A, "cat /tmp/sanoid.log"));
-    lab.ok(A, "echo 2 > /zpool1/data/g; zfs snapshot zpool1/data@autosnap_2026-11-20_12:00:00_hourly");
+    assert_eq!(
+        snaps,
+        "zpool1/data@autosnap_2026-11-20_11:00:00_hourly\n",
+        "the held base survived, the rest was pruned: {}",
+        lab.ok(A, "cat /tmp/sanoid.log")
+    );
+    lab.ok(
+        A,
+        "echo 2 > /zpool1/data/g; zfs snapshot zpool1/data@autosnap_2026-11-20_12:00:00_hourly",
+    );
+    dry_run_changes_nothing(&lab, A, "--pool zpool1");
     let out = lab.replica(A, "run --pool zpool1");
-    assert_eq!(out.code, Some(0), "incremental from the held base: {}", out.all());
+    assert_eq!(
+        out.code,
+        Some(0),
+        "incremental from the held base: {}",
+        out.all()
+    );
     assert!(out.stderr.contains("incremental @autosnap_2026-11-20_11:00:00_hourly -> @autosnap_2026-11-20_12:00:00_hourly"), "{}", out.stderr);
 }
 
@@ -318,22 +467,45 @@ fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept(
     setup(&lab);
     initial_sync(&lab);
     // Writes on A after the last replication...
-    lab.ok(A, "echo precious > /zpool1/a/after-last-run; zfs snapshot zpool1/a@on-a-only");
+    lab.ok(
+        A,
+        "echo precious > /zpool1/a/after-last-run; zfs snapshot zpool1/a@on-a-only",
+    );
     // ...then A fails and B takes over: writable, new writes, new snapshots.
     lab.ok(B, "zfs inherit -r readonly zpool1 && zfs mount -a && echo new-master > /zpool1/a/on-b && zfs snapshot -r zpool1@on-b");
     let plan = dry_run_changes_nothing(&lab, B, "--pool zpool1");
-    assert!(plan.contains("CONFLICT diverged") && plan.contains("@on-a-only"), "{plan}");
+    assert!(
+        plan.contains("CONFLICT diverged") && plan.contains("@on-a-only"),
+        "{plan}"
+    );
     let out = lab.replica(B, "run --pool zpool1");
     assert_eq!(out.code, Some(4), "{}", out.all());
-    assert!(out.stderr.contains("receiver-only newer snapshots: @on-a-only"), "{}", out.stderr);
-    assert_eq!(lab.ok(A, "cat /zpool1/a/after-last-run"), "precious\n", "A's writes are kept");
+    assert!(
+        out.stderr
+            .contains("receiver-only newer snapshots: @on-a-only"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        lab.ok(A, "cat /zpool1/a/after-last-run"),
+        "precious\n",
+        "A's writes are kept"
+    );
     assert_eq!(
         lab.ok(A, "zfs list -H -o name -t snapshot zpool1/a"),
         "zpool1/a@s1\nzpool1/a@s2\nzpool1/a@on-a-only\n",
         "nothing destroyed on A"
     );
-    // Datasets that did not diverge replicate B -> A.
-    assert_eq!(lab.guid(A, "zpool1/a/b@on-b"), lab.guid(B, "zpool1/a/b@on-b"));
+    // The diverged subtree waits for the operator; the rest replicates B -> A.
+    assert_eq!(
+        lab.sh(A, "zfs list zpool1/a/b@on-b").code,
+        Some(1),
+        "the diverged dataset's children are not touched"
+    );
+    assert_eq!(
+        lab.guid(A, "zpool1/vol@on-b"),
+        lab.guid(B, "zpool1/vol@on-b")
+    );
 }
 
 #[test]
@@ -347,8 +519,16 @@ fn lab_a_receiver_modified_behind_our_back_is_refused() {
     assert!(plan.contains("receiver-modified"), "{plan}");
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(4), "{}", out.all());
-    assert_eq!(lab.ok(B, "cat /zpool1/a/b/sneaky"), "sneaky\n", "nothing rolled back");
-    assert_eq!(lab.guid(A, "zpool1/a@s3"), lab.guid(B, "zpool1/a@s3"), "the rest of the pool still replicates");
+    assert_eq!(
+        lab.ok(B, "cat /zpool1/a/b/sneaky"),
+        "sneaky\n",
+        "nothing rolled back"
+    );
+    assert_eq!(
+        lab.guid(A, "zpool1/a@s3"),
+        lab.guid(B, "zpool1/a@s3"),
+        "the rest of the pool still replicates"
+    );
 }
 
 #[test]
@@ -356,15 +536,37 @@ fn lab_a_full_standby_pool_fails_cleanly_and_the_next_run_recovers() {
     let lab = Lab::get();
     setup(&lab);
     // A small standby pool.
-    lab.ok(B, "zpool destroy zpool1 && rm /pools/zpool1.img && truncate -s 160M /pools/zpool1.img && zpool create -f -o cachefile=none zpool1 /pools/zpool1.img");
+    // (ZFS keeps up to half of a small pool as slop space: 256M leaves ~110M usable.)
+    lab.ok(B, "zpool destroy zpool1 && rm -rf /pools/zpool1.img /zpool1 && truncate -s 256M /pools/zpool1.img && zpool create -f -o cachefile=none zpool1 /pools/zpool1.img");
     initial_sync(&lab);
     lab.ok(B, "zfs create -o readonly=off zpool1/filler && (dd if=/dev/urandom of=/zpool1/filler/x bs=1M status=none 2>/dev/null; true) && sync");
     lab.ok(A, "dd if=/dev/urandom of=/zpool1/a/big bs=1M count=48 status=none && zfs snapshot -r zpool1@big");
+    dry_run_changes_nothing(&lab, A, "");
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(3), "{}", out.all());
-    assert!(out.stderr.to_lowercase().contains("space"), "the error says why: {}", out.stderr);
-    lab.ok(B, "zfs destroy -r zpool1/filler");
+    assert!(
+        out.stderr.to_lowercase().contains("space"),
+        "the error says why: {}",
+        out.stderr
+    );
+    // Space is freed asynchronously after a destroy: wait until it is back.
+    lab.ok(B, "zfs destroy -r zpool1/filler && zpool sync && while [ \"$(zpool get -H -p -o value freeing zpool1)\" != 0 ]; do sleep 0.5; done");
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
+}
+
+#[test]
+fn lab_each_node_reaches_its_proxmox_api_stand_in() {
+    let lab = Lab::get();
+    for n in NODES {
+        // A truncated TLS ClientHello through qemu's guestfwd: the node's own
+        // listener answers with a TLS alert record (content type 0x15).
+        let first = lab.ok(n, "exec 3<>/dev/tcp/10.0.2.100/8006 && printf '\\x16\\x03\\x01\\x00\\x05\\x01\\x00\\x00\\x01\\x00' >&3 && timeout 5 head -c 1 <&3 | od -An -tx1");
+        assert_eq!(first.trim(), "15", "{n}: {first:?}");
+    }
+    // The scenario side moves the guest; every node's API then agrees.
+    lab.pve.migrate(B);
+    assert_eq!(lab.pve.state().guest_node.as_deref(), Some(B));
+    lab.pve.migrate(A);
 }

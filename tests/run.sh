@@ -34,10 +34,10 @@ cargo test --locked --all-targets
 # The lab's watchdog stops the nodes once the test process is gone; make sure
 # it did: no test run may leave a qemu behind.
 for _ in $(seq 1 30); do
-  pgrep -f '[l]ab/run-test-' >/dev/null || break
+  pgrep -f '[q]emu-system.*lab/run-test-' >/dev/null || break
   sleep 0.5
 done
-if pgrep -af '[l]ab/run-test-'; then
+if pgrep -af '[q]emu-system.*lab/run-test-'; then
   echo "qemu processes of the lab are still running after the tests" >&2
   exit 1
 fi

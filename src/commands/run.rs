@@ -127,7 +127,14 @@ async fn replicate_all<R: Runner>(
                         .shown
                         .push(format!("# connect to {} ({}) over ssh", t.name, t.addr));
                 }
-                let p = Peer::connect(runner, &cfg.ssh, t, &cfg.paths.run_dir)
+                // Dry-run creates nothing in run_dir: its ssh control socket
+                // lives in a temporary directory.
+                let sock_dir = if args.dry_run {
+                    std::env::temp_dir()
+                } else {
+                    cfg.paths.run_dir.clone()
+                };
+                let p = Peer::connect(runner, &cfg.ssh, t, &sock_dir)
                     .await
                     .map_err(|e| e.to_string());
                 if let Err(e) = &p {

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 pub const NODES: [&str; 2] = ["pve1", "pve2"];
 pub const POOLS: [&str; 2] = ["zpool1", "zpool2"];
 
+/// Every hold on every snapshot of both pools (`zfs holds` takes snapshot names).
+pub const ALL_HOLDS: &str = "zfs list -H -t snapshot -o name -r zpool1 zpool2 | tr '\\n' '\\0' | xargs -0 -r zfs holds -H | cut -f1,2 | sort";
+
 pub struct Lab {
     pub run_dir: PathBuf,
     pub ssh_config: PathBuf,
@@ -42,18 +45,26 @@ fn repo() -> PathBuf {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
 }
 
 /// The binary under test, as the nodes see it through the 9p share.
 pub fn guest_binary() -> String {
     let host = PathBuf::from(env!("CARGO_BIN_EXE_zfs-nfs-replica"));
-    let rel = host.strip_prefix(target_dir()).expect("the binary lives in the cargo target dir");
+    let rel = host
+        .strip_prefix(target_dir())
+        .expect("the binary lives in the cargo target dir");
     format!("/mnt/host/{}", rel.display())
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn script(name: &str, envs: &[(&str, String)]) {
@@ -63,7 +74,9 @@ fn script(name: &str, envs: &[(&str, String)]) {
     for (k, v) in envs {
         c.env(k, v);
     }
-    let st = c.status().unwrap_or_else(|e| panic!("tests/lab/{name}: {e}"));
+    let st = c
+        .status()
+        .unwrap_or_else(|e| panic!("tests/lab/{name}: {e}"));
     assert!(st.success(), "tests/lab/{name} failed ({st})");
     eprintln!("[lab] {name} took {:.1}s", started.elapsed().as_secs_f64());
 }
@@ -79,8 +92,13 @@ impl Lab {
 
     fn boot() -> Lab {
         script("build.sh", &[]);
-        let pve = super::pve::FakePve::start(&[("pve1", "192.168.100.10"), ("pve2", "192.168.100.20")], 103);
-        let run_dir = target_dir().join("lab").join(format!("run-test-{}", std::process::id()));
+        let pve = super::pve::FakePve::start(
+            &[("pve1", "192.168.100.10"), ("pve2", "192.168.100.20")],
+            103,
+        );
+        let run_dir = target_dir()
+            .join("lab")
+            .join(format!("run-test-{}", std::process::id()));
         let envs = vec![
             ("LAB_RUN_DIR", run_dir.display().to_string()),
             ("LAB_SSH_PORT_A", free_port().to_string()),
@@ -99,15 +117,22 @@ impl Lab {
             run = run_dir.display(),
             stop = stop.display()
         );
-        Command::new("setsid")
-            .args(["sh", "-c", &watchdog])
+        // `setsid -f` forks the watchdog into its own session and returns at
+        // once: it outlives this process by design.
+        let st = Command::new("setsid")
+            .args(["-f", "sh", "-c", &watchdog])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("start the lab watchdog");
+        assert!(st.success(), "setsid -f failed: {st}");
         script("boot.sh", &envs);
-        let lab = Lab { ssh_config: run_dir.join("ssh_config"), run_dir, pve };
+        let lab = Lab {
+            ssh_config: run_dir.join("ssh_config"),
+            run_dir,
+            pve,
+        };
         for n in NODES {
             lab.ok(n, &format!(
                 "mkdir -p /etc/zfs-nfs-replica /usr/bin && ln -sf {} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version",
@@ -123,17 +148,31 @@ impl Lab {
     }
 
     pub fn sh_timeout(&self, node: &str, script: &str, limit: Duration) -> Out {
+        let started = Instant::now();
         let out = Command::new("timeout")
             .arg("--kill-after=5")
             .arg(limit.as_secs().to_string())
             .arg("ssh")
             .arg("-F")
             .arg(&self.ssh_config)
+            // One connection per node for the whole test run: a new ssh
+            // handshake costs the TCG guest about half a second.
+            .args(["-o", "ControlMaster=auto", "-o", "ControlPersist=20"])
+            .arg("-o")
+            .arg(format!("ControlPath={}/cm-%n", self.run_dir.display()))
             .arg(node)
             .arg(script)
             .stdin(Stdio::null())
             .output()
             .expect("ssh to a lab node");
+        if std::env::var_os("LAB_TRACE").is_some() {
+            let first: String = script.chars().take(70).collect();
+            eprintln!(
+                "[lab] {node} {:>5.2}s {}",
+                started.elapsed().as_secs_f64(),
+                first.replace('\n', " ")
+            );
+        }
         Out {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -173,13 +212,19 @@ impl Lab {
              [ssh]\nidentity = \"/root/.ssh/id_ed25519\"\nstrict_host_key_checking = \"accept-new\"\nconnect_timeout = \"3s\"\n\
              server_alive_interval = \"2s\"\nserver_alive_count = 3\n{extra}\n[[pool]]\nname = \"zpool1\"\n\n[[pool]]\nname = \"zpool2\"\n"
         );
-        self.ok(node, &format!("cat > /etc/zfs-nfs-replica/config.toml <<'EOF'\n{cfg}EOF"));
+        self.ok(
+            node,
+            &format!("cat > /etc/zfs-nfs-replica/config.toml <<'EOF'\n{cfg}EOF"),
+        );
     }
 
     /// `zfs-nfs-replica ARGS` on a node, as the systemd unit runs it
     /// (journald-style output, default config path).
     pub fn replica(&self, node: &str, args: &str) -> Out {
-        self.sh(node, &format!("JOURNAL_STREAM=8:1 /usr/bin/zfs-nfs-replica {args}"))
+        self.sh(
+            node,
+            &format!("JOURNAL_STREAM=8:1 /usr/bin/zfs-nfs-replica {args}"),
+        )
     }
 
     /// Every property of every dataset and snapshot of both pools, to prove
@@ -187,11 +232,16 @@ impl Lab {
     pub fn zfs_state(&self, node: &str) -> String {
         // Settle pending transaction groups first: space accounting of writes
         // made just before would otherwise change under us.
-        self.ok(node, "zpool sync && zfs list -H -p -t all -o all -r zpool1 zpool2; zfs holds -H -r zpool1 zpool2 2>/dev/null | sort")
+        self.ok(
+            node,
+            &format!("zpool sync && zfs list -H -p -t all -o all -r zpool1 zpool2; {ALL_HOLDS}"),
+        )
     }
 
     pub fn guid(&self, node: &str, snap: &str) -> String {
-        self.ok(node, &format!("zfs get -H -p -o value guid '{snap}'")).trim().to_string()
+        self.ok(node, &format!("zfs get -H -p -o value guid '{snap}'"))
+            .trim()
+            .to_string()
     }
 }
 

@@ -75,14 +75,29 @@ impl FakePve {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "Proxmox Virtual Environment");
-        ca_params.distinguished_name.push(DnType::OrganizationName, "PVE Cluster Manager CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Proxmox Virtual Environment");
+        ca_params
+            .distinguished_name
+            .push(DnType::OrganizationName, "PVE Cluster Manager CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let ca_pem = ca_cert.pem();
         let issuer = Issuer::new(ca_params, ca_key);
         let state = Arc::new(Mutex::new(State {
             cluster: "lab".into(),
-            nodes: nodes.iter().map(|(n, ip)| (n.to_string(), Node { ip: ip.to_string(), online: true })).collect(),
+            nodes: nodes
+                .iter()
+                .map(|(n, ip)| {
+                    (
+                        n.to_string(),
+                        Node {
+                            ip: ip.to_string(),
+                            online: true,
+                        },
+                    )
+                })
+                .collect(),
             quorate: true,
             vmid,
             guest_node: Some(nodes[0].0.to_string()),
@@ -99,9 +114,16 @@ impl FakePve {
         for (name, ip) in nodes {
             // The SANs pve-cluster puts on a node certificate, plus the lab's
             // forwarded API address.
-            let mut p = CertificateParams::new(vec!["localhost".to_string(), name.to_string()]).unwrap();
-            p.distinguished_name.push(DnType::CommonName, format!("{name}.lab"));
-            for addr in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), ip.parse().unwrap(), IpAddr::V4(LAB_API_IP)] {
+            let mut p =
+                CertificateParams::new(vec!["localhost".to_string(), name.to_string()]).unwrap();
+            p.distinguished_name
+                .push(DnType::CommonName, format!("{name}.lab"));
+            for addr in [
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip.parse().unwrap(),
+                IpAddr::V4(LAB_API_IP),
+            ] {
                 p.subject_alt_names.push(SanType::IpAddress(addr));
             }
             let key = KeyPair::generate().unwrap();
@@ -111,14 +133,20 @@ impl FakePve {
             ports.insert(name.to_string(), l.local_addr().unwrap().port());
             let chain = vec![cert.der().clone()];
             let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-            let cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key_der).unwrap();
+            let cfg = rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(chain, key_der)
+                .unwrap();
             listeners.push((name.to_string(), l, Arc::new(cfg)));
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
         let tok = token.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 for (node, l, cfg) in listeners {
                     let l = tokio::net::TcpListener::from_std(l).unwrap();
@@ -126,8 +154,11 @@ impl FakePve {
                     let (st, tok) = (st.clone(), tok.clone());
                     tokio::spawn(async move {
                         loop {
-                            let Ok((tcp, _)) = l.accept().await else { continue };
-                            let (acceptor, st, tok, node) = (acceptor.clone(), st.clone(), tok.clone(), node.clone());
+                            let Ok((tcp, _)) = l.accept().await else {
+                                continue;
+                            };
+                            let (acceptor, st, tok, node) =
+                                (acceptor.clone(), st.clone(), tok.clone(), node.clone());
                             tokio::spawn(async move {
                                 if let Ok(tls) = acceptor.accept(tcp).await {
                                     let _ = serve(tls, &node, &st, &tok).await;
@@ -141,7 +172,14 @@ impl FakePve {
         });
         let mut ca_file = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut ca_file, ca_pem.as_bytes()).unwrap();
-        FakePve { ca_pem, ca_file, ports, token, state, _stop: stop_tx }
+        FakePve {
+            ca_pem,
+            ca_file,
+            ports,
+            token,
+            state,
+            _stop: stop_tx,
+        }
     }
 
     pub fn set(&self, f: impl FnOnce(&mut State)) {
@@ -179,7 +217,12 @@ impl FakePve {
     }
 }
 
-async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, node: &str, state: &Mutex<State>, token: &str) -> std::io::Result<()> {
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    node: &str,
+    state: &Mutex<State>,
+    token: &str,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -199,12 +242,20 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S
     let mut lines = head.split("\r\n");
     let request = lines.next().unwrap_or_default().to_string();
     let mut parts = request.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
+    let (method, target) = (
+        parts.next().unwrap_or_default().to_string(),
+        parts.next().unwrap_or_default().to_string(),
+    );
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
         .collect();
     let header = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone());
-    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     while buf.len() < head_end + len {
         let n = s.read(&mut chunk).await?;
         if n == 0 {
@@ -227,9 +278,29 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S
         Fault::Garbage => (200, "<html>not json".to_string()),
         Fault::Slow(d) => {
             tokio::time::sleep(d).await;
-            route(node, &method, &target, &body, header("authorization"), state, token).await
+            route(
+                node,
+                &method,
+                &target,
+                &body,
+                header("authorization"),
+                state,
+                token,
+            )
+            .await
         }
-        Fault::None => route(node, &method, &target, &body, header("authorization"), state, token).await,
+        Fault::None => {
+            route(
+                node,
+                &method,
+                &target,
+                &body,
+                header("authorization"),
+                state,
+                token,
+            )
+            .await
+        }
     };
     let reason = match status {
         200 => "OK",
@@ -247,7 +318,15 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S
     s.shutdown().await
 }
 
-async fn route(node: &str, method: &str, target: &str, body: &str, auth: Option<String>, state: &Mutex<State>, token: &str) -> (u16, String) {
+async fn route(
+    node: &str,
+    method: &str,
+    target: &str,
+    body: &str,
+    auth: Option<String>,
+    state: &Mutex<State>,
+    token: &str,
+) -> (u16, String) {
     if auth.as_deref() != Some(&format!("PVEAPIToken={token}")) {
         return (401, String::new());
     }
@@ -260,7 +339,9 @@ async fn route(node: &str, method: &str, target: &str, body: &str, auth: Option<
     let sid = format!("ct:{}", st.vmid);
     let data: Value = match (method, path) {
         ("GET", "/cluster/resources") => {
-            let mut rows = vec![json!({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": st.nodes.keys().next().unwrap(), "status": "running", "name": "other-vm", "template": 0})];
+            let mut rows = vec![
+                json!({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": st.nodes.keys().next().unwrap(), "status": "running", "name": "other-vm", "template": 0}),
+            ];
             if let Some(gn) = &st.guest_node {
                 if online(gn) {
                     let mut r = json!({"id": format!("lxc/{}", st.vmid), "type": "lxc", "vmid": st.vmid, "node": gn, "status": st.guest_status, "name": "nfs", "maxmem": 1073741824, "uptime": 1234, "template": 0});
@@ -276,17 +357,28 @@ async fn route(node: &str, method: &str, target: &str, body: &str, auth: Option<
                     rows.push(json!({"id": format!("lxc/{}", st.vmid), "vmid": st.vmid, "node": gn, "type": "lxc", "status": "unknown"}));
                 }
             }
-            if query.contains("type=vm") || query.is_empty() { json!(rows) } else { json!([]) }
+            if query.contains("type=vm") || query.is_empty() {
+                json!(rows)
+            } else {
+                json!([])
+            }
         }
         ("GET", "/cluster/status") => {
-            let mut rows = vec![json!({"type": "cluster", "id": "cluster", "name": st.cluster, "nodes": st.nodes.len(), "quorate": i32::from(st.quorate), "version": 5})];
+            let mut rows = vec![
+                json!({"type": "cluster", "id": "cluster", "name": st.cluster, "nodes": st.nodes.len(), "quorate": i32::from(st.quorate), "version": 5}),
+            ];
             for (i, (n, x)) in st.nodes.iter().enumerate() {
                 rows.push(json!({"type": "node", "id": format!("node/{n}"), "name": n, "nodeid": i + 1, "ip": x.ip, "online": i32::from(x.online), "local": i32::from(n == node), "level": ""}));
             }
             json!(rows)
         }
         ("GET", "/cluster/ha/status/current") => {
-            let master = st.nodes.iter().find(|(_, x)| x.online).map(|(n, _)| n.clone()).unwrap_or_default();
+            let master = st
+                .nodes
+                .iter()
+                .find(|(_, x)| x.online)
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
             let mut rows = vec![
                 json!({"id": "quorum", "type": "quorum", "node": node, "status": if st.quorate { "OK" } else { "No quorum on node" }, "quorate": i32::from(st.quorate)}),
                 json!({"id": "master", "type": "master", "node": master, "status": format!("{master} (active, Sat Nov 21 10:00:00 2026)"), "timestamp": 1795251600}),
@@ -310,7 +402,9 @@ async fn route(node: &str, method: &str, target: &str, body: &str, auth: Option<
             let mut s = state.lock().unwrap();
             s.crm_state = "migrate".into();
             s.guest_node = Some(to);
-            json!(format!("UPID:{node}:0000ABCD:00000000:00000000:hamigrate:{sid}:root@pam:"))
+            json!(format!(
+                "UPID:{node}:0000ABCD:00000000:00000000:hamigrate:{sid}:root@pam:"
+            ))
         }
         ("GET", p) if p.starts_with("/nodes/") => {
             let rest: Vec<&str> = p.trim_start_matches("/nodes/").split('/').collect();
@@ -335,7 +429,11 @@ async fn route(node: &str, method: &str, target: &str, body: &str, auth: Option<
             }
             r
         }
-        _ => return (501, json!({"data": null, "message": format!("Method '{method} {path}' not implemented")}).to_string()),
+        _ => return (
+            501,
+            json!({"data": null, "message": format!("Method '{method} {path}' not implemented")})
+                .to_string(),
+        ),
     };
     (200, json!({"data": data}).to_string())
 }

@@ -20,6 +20,8 @@
 #   LAB_BOOT_TIMEOUT   seconds until both nodes must answer ssh [120]; on
 #                      timeout the nodes are stopped unless LAB_KEEP_ON_FAIL=1
 #   LAB_APPEND         extra kernel command line
+#   LAB_API_PORT_A/B   if set: 127.0.0.1 port of pve1's/pve2's Proxmox API stand-in,
+#                      reachable in that node at https://10.0.2.100:8006 (qemu guestfwd)
 #   LAB_KERNEL         vmlinux (PVH boot, default) or vmlinuz (bzImage)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -40,6 +42,9 @@ NODES=(pve1 pve2)
 declare -A PORT=([pve1]=$PORT_A [pve2]=$PORT_B)
 declare -A LINK_IP=([pve1]=192.168.100.10 [pve2]=192.168.100.20)
 declare -A IDX=([pve1]=1 [pve2]=2)
+declare -A API_FWD=()
+[[ -n "${LAB_API_PORT_A:-}" ]] && API_FWD[pve1]=",guestfwd=tcp:10.0.2.100:8006-tcp:127.0.0.1:$LAB_API_PORT_A"
+[[ -n "${LAB_API_PORT_B:-}" ]] && API_FWD[pve2]=",guestfwd=tcp:10.0.2.100:8006-tcp:127.0.0.1:$LAB_API_PORT_B"
 
 # the uncompressed vmlinux (PVH boot) starts ~3 s faster under TCG than the bzImage
 KERNEL=$IMG/${LAB_KERNEL:-vmlinux}
@@ -121,7 +126,7 @@ else
             -qmp "unix:$RUN/$n.qmp,server=on,wait=off" \
             -kernel "$KERNEL" -initrd "$IMG/initramfs.img" \
             -append "console=ttyS0 panic=-1 quiet lab.node=$n lab.ip=${LINK_IP[$n]} lab.pools=$POOLS lab.poolsize=$POOL_SIZE lab.arcmax=$ARC_MAX ${LAB_APPEND:-}" \
-            -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${PORT[$n]}-:22" \
+            -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${PORT[$n]}-:22${API_FWD[$n]:-}" \
             -device "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:0$i,addr=0x3,romfile=" \
             -netdev "socket,id=n1,$link" \
             -device "virtio-net-pci,netdev=n1,mac=52:54:00:01:00:0$i,addr=0x4,romfile=" \
