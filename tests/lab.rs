@@ -18,7 +18,7 @@ const B: &str = "pve2";
 /// `--dry-run` changes nothing on either node: every property of every
 /// dataset and snapshot, and every hold, is the same before and after.
 fn dry_run_changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
-    let before: Vec<String> = NODES.iter().map(|n| lab.zfs_state(n)).collect();
+    let before = lab.on_both(|n| lab.zfs_state(n));
     let files = "find /run/zfs-nfs-replica /var/lib/zfs-nfs-replica -newer /etc/zfs-nfs-replica/config.toml 2>/dev/null; ls -l --time-style=+%s /run/zfs-nfs-replica 2>/dev/null | grep -v ' ssh-'; true";
     let files_before = lab.ok(node, files);
     let out = lab.replica(node, &format!("run --dry-run {args}"));
@@ -27,7 +27,7 @@ fn dry_run_changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
         "dry-run crashed: {}",
         out.all()
     );
-    let after: Vec<String> = NODES.iter().map(|n| lab.zfs_state(n)).collect();
+    let after = lab.on_both(|n| lab.zfs_state(n));
     for (i, n) in NODES.iter().enumerate() {
         assert_eq!(
             before[i],

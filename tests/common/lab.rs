@@ -187,10 +187,21 @@ impl Lab {
         o.stdout
     }
 
+    /// `f` on both nodes at once (each node is its own machine: no need to wait).
+    pub fn on_both<T: Send>(&self, f: impl Fn(&str) -> T + Sync) -> Vec<T> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = NODES.iter().map(|n| s.spawn(|| f(n))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("lab thread"))
+                .collect()
+        })
+    }
+
     /// Destroy and recreate both pools on both nodes, stop any leftover run,
     /// reset the tool's config and state.
     pub fn fresh_pools(&self) {
-        for n in NODES {
+        self.on_both(|n| {
             let mut s = String::from(
                 "pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; \
                  rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid; pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log; ",
@@ -202,7 +213,7 @@ impl Lab {
                 );
             }
             self.ok(n, &s);
-        }
+        });
     }
 
     /// Write the tool's config on a node (as the package would install it).
