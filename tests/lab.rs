@@ -570,3 +570,36 @@ fn lab_each_node_reaches_its_proxmox_api_stand_in() {
     assert_eq!(lab.pve.state().guest_node.as_deref(), Some(B));
     lab.pve.migrate(A);
 }
+
+#[test]
+fn lab_check_reaches_the_peer_and_lists_both_sides() {
+    let lab = Lab::get();
+    setup(&lab);
+    let out = lab.replica(A, "check");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("config: ok (2 pool(s), this node: pve1)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("ssh pve2 (192.168.100.20): ok"),
+        "{}",
+        out.stdout
+    );
+    for (node, pool) in [(A, "zpool1"), (A, "zpool2"), (B, "zpool1"), (B, "zpool2")] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains(node) && l.contains(pool) && l.contains("ONLINE")),
+            "{node} {pool}:\n{}",
+            out.stdout
+        );
+    }
+    // A pool missing on the peer is reported, with the refusal code.
+    lab.ok(B, "zpool destroy zpool2");
+    let out = lab.replica(A, "check");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(out.stdout.contains("MISSING"), "{}", out.stdout);
+}
