@@ -13,5 +13,6 @@ pub mod plan;
 pub mod progress;
 pub mod role;
 pub mod runner;
+pub mod sanoid;
 pub mod ssh;
 pub mod zfs;
