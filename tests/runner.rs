@@ -32,6 +32,13 @@ fn marker() -> String {
     )
 }
 
+/// No process whose command line carries `marker` is still running.
+fn assert_nothing_left(marker: &str) {
+    std::thread::sleep(Duration::from_millis(200));
+    let left = pids_matching(marker);
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
 #[test]
 fn output_captures_stdout_stderr_and_status() {
     rt().block_on(async {
@@ -96,12 +103,7 @@ fn timeout_kills_the_whole_process_group() {
             started.elapsed()
         );
     });
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        pids_matching(&m).is_empty(),
-        "left running: {:?}",
-        pids_matching(&m)
-    );
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -137,12 +139,7 @@ fn a_stopped_sender_is_a_stall_and_nothing_is_left_running() {
             started.elapsed()
         );
     });
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        pids_matching(&m).is_empty(),
-        "left running: {:?}",
-        pids_matching(&m)
-    );
+    assert_nothing_left(&m);
 }
 
 #[test]
@@ -190,8 +187,7 @@ fn a_receiver_that_never_finishes_is_bounded() {
             .unwrap_err();
         assert!(matches!(e, RunError::Timeout { .. }), "{e}");
     });
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(pids_matching(&m).is_empty());
+    assert_nothing_left(&m);
 }
 
 #[test]

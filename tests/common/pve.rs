@@ -276,20 +276,10 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         }
         Fault::Status(code, text) => (code, text),
         Fault::Garbage => (200, "<html>not json".to_string()),
-        Fault::Slow(d) => {
-            tokio::time::sleep(d).await;
-            route(
-                node,
-                &method,
-                &target,
-                &body,
-                header("authorization"),
-                state,
-                token,
-            )
-            .await
-        }
-        Fault::None => {
+        Fault::Slow(_) | Fault::None => {
+            if let Fault::Slow(d) = fault {
+                tokio::time::sleep(d).await;
+            }
             route(
                 node,
                 &method,
