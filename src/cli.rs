@@ -29,6 +29,17 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration, reach every peer and list the pools on both sides.
     Check,
+    /// Proxmox hookscript entry (`pre-start` promotes this node at once).
+    /// Always exits 0: it never blocks the guest's start.
+    Hook(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// The guest id Proxmox passes.
+    pub vmid: u32,
+    /// `pre-start`, `post-start`, `pre-stop` or `post-stop`.
+    pub phase: String,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,14 @@ pub struct Config {
     pub replication: Replication,
     #[serde(default)]
     pub paths: Paths,
+    #[serde(default)]
+    pub proxmox: Proxmox,
+    #[serde(default)]
+    pub checks: Checks,
+    #[serde(default)]
+    pub sanoid: Sanoid,
+    #[serde(default)]
+    pub hook: Hook,
     #[serde(rename = "pool", default)]
     pub pools: Vec<Pool>,
 }
@@ -148,6 +156,165 @@ impl Default for Paths {
         Paths {
             run_dir: "/run/zfs-nfs-replica".into(),
             state_dir: "/var/lib/zfs-nfs-replica".into(),
+        }
+    }
+}
+
+/// How this node asks Proxmox who hosts the guest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Proxmox {
+    /// The local node's API (`https://` only).
+    pub url: String,
+    /// File holding `USER@REALM!TOKENID=SECRET`; must not be readable by
+    /// group or others.
+    pub token_file: PathBuf,
+    /// The cluster CA that signs every node certificate. Default (when no
+    /// `fingerprint` is set): `/etc/pve/pve-root-ca.pem`.
+    pub ca_file: Option<PathBuf>,
+    /// Instead of the CA: the SHA-256 fingerprint of the node certificate,
+    /// `AA:BB:...` as Proxmox shows it.
+    pub fingerprint: Option<Fingerprint>,
+    /// Bound on each API request (connect, TLS, answer).
+    pub timeout: Dur,
+    /// The cluster filesystem's guest list, read as a local cross-check when
+    /// it exists.
+    pub vmlist: PathBuf,
+}
+
+pub const DEFAULT_CA_FILE: &str = "/etc/pve/pve-root-ca.pem";
+
+impl Default for Proxmox {
+    fn default() -> Self {
+        Proxmox {
+            url: "https://127.0.0.1:8006".into(),
+            token_file: "/etc/zfs-nfs-replica/pve-token".into(),
+            ca_file: None,
+            fingerprint: None,
+            timeout: Dur::secs(10),
+            vmlist: "/etc/pve/.vmlist".into(),
+        }
+    }
+}
+
+/// What the TLS connection to the API trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    CaFile(PathBuf),
+    Fingerprint([u8; 32]),
+}
+
+impl Proxmox {
+    pub fn trust(&self) -> Trust {
+        match (&self.fingerprint, &self.ca_file) {
+            (Some(f), _) => Trust::Fingerprint(f.0),
+            (None, Some(p)) => Trust::CaFile(p.clone()),
+            (None, None) => Trust::CaFile(DEFAULT_CA_FILE.into()),
+        }
+    }
+}
+
+/// A SHA-256 certificate fingerprint, `AA:BB:...` (32 bytes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex: Vec<String> = self.0.iter().map(|b| format!("{b:02X}")).collect();
+        f.write_str(&hex.join(":"))
+    }
+}
+
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
+    let bad = || {
+        format!(
+            "invalid fingerprint `{s}`: write the SHA-256 fingerprint as 32 hex bytes separated by `:` (AA:BB:...)"
+        )
+    };
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    if parts.len() != 32 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        out[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_fingerprint(&s)
+            .map(Fingerprint)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The repeated master check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checks {
+    /// How many times every check must agree (the triple check).
+    pub count: u32,
+    /// Pause between two checks.
+    pub interval: Dur,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            count: 3,
+            interval: Dur::secs(2),
+        }
+    }
+}
+
+/// The sanoid config whose `autosnap` follows this node's role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sanoid {
+    pub config: PathBuf,
+    /// Dataset sections whose `autosnap` follows the role. Default: the
+    /// configured pools' names. `[]` leaves sanoid.conf alone.
+    pub datasets: Option<Vec<DatasetName>>,
+}
+
+impl Default for Sanoid {
+    fn default() -> Self {
+        Sanoid {
+            config: "/etc/sanoid/sanoid.conf".into(),
+            datasets: None,
+        }
+    }
+}
+
+/// The Proxmox hookscript (`zfs-nfs-replica hook <vmid> <phase>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hook {
+    /// Everything the hook does is bounded by this: the guest's start never
+    /// waits longer.
+    pub timeout: Dur,
+}
+
+impl Default for Hook {
+    fn default() -> Self {
+        Hook {
+            timeout: Dur::secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// The sanoid sections whose autosnap this tool manages.
+    pub fn sanoid_datasets(&self) -> Vec<String> {
+        match &self.sanoid.datasets {
+            Some(d) => d.iter().map(|d| d.to_string()).collect(),
+            None => self.pools.iter().map(|p| p.name.to_string()).collect(),
         }
     }
 }
@@ -365,6 +532,34 @@ fn validate(cfg: &Config) -> Result<(), String> {
                 "[timeouts] {k}: must be more than 0 (a deadline is required)"
             ));
         }
+    }
+    let px = &cfg.proxmox;
+    let Some(rest) = px.url.strip_prefix("https://") else {
+        return Err(format!(
+            "[proxmox] url `{}`: must start with https:// (the API is only spoken over verified TLS)",
+            px.url
+        ));
+    };
+    if rest.is_empty()
+        || rest.contains(char::is_whitespace)
+        || reqwest::Url::parse(&px.url).is_err()
+    {
+        return Err(format!("[proxmox] url `{}`: not a valid URL", px.url));
+    }
+    if px.ca_file.is_some() && px.fingerprint.is_some() {
+        return Err(
+            "[proxmox] set either ca_file or fingerprint, not both (which one to trust would be ambiguous)"
+                .into(),
+        );
+    }
+    if px.timeout.get().is_zero() {
+        return Err("[proxmox] timeout: must be more than 0 (a deadline is required)".into());
+    }
+    if cfg.checks.count == 0 || cfg.checks.count > 10 {
+        return Err("[checks] count: must be between 1 and 10".into());
+    }
+    if cfg.hook.timeout.get().is_zero() {
+        return Err("[hook] timeout: must be more than 0 (a deadline is required)".into());
     }
     if cfg.ssh.connect_timeout.get() < Duration::from_secs(1) {
         return Err("[ssh] connect_timeout: must be at least 1s (ssh counts whole seconds)".into());

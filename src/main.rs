@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use zfs_nfs_replica::cli::{Cli, Command};
-use zfs_nfs_replica::{commands, config, exit, logging, role};
+use zfs_nfs_replica::{commands, config, exit, logging};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -17,11 +17,13 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.quiet);
+    // The hookscript must never fail the guest's start: whatever happens, 0.
+    let is_hook = matches!(cli.command, Command::Hook(_));
     let cfg = match config::parse(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("config error: {e}");
-            return ExitCode::from(exit::CONFIG);
+            return ExitCode::from(if is_hook { exit::OK } else { exit::CONFIG });
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -37,8 +39,12 @@ fn main() -> ExitCode {
     let code = rt.block_on(async {
         let work = async {
             match &cli.command {
-                Command::Run(args) => commands::run::run(&cfg, args, &role::AssumeMaster).await,
+                Command::Run(args) => commands::run::run(&cfg, args).await,
                 Command::Check => commands::check::check(&cfg).await,
+                Command::Hook(args) => {
+                    commands::hook::hook(&cfg, args).await;
+                    exit::OK
+                }
             }
         };
         tokio::select! {
@@ -51,7 +57,7 @@ fn main() -> ExitCode {
             }
         }
     });
-    ExitCode::from(code)
+    ExitCode::from(if is_hook { exit::OK } else { code })
 }
 
 async fn interrupted() -> &'static str {

@@ -1,7 +1,15 @@
-//! Who is master. This is the seam where the Proxmox checks plug in: `run`
-//! asks a [`RoleSource`] and replicates only when the answer is `Master`.
+//! What each role does to this node, besides replicating: sanoid's
+//! `autosnap`, the pools' `readonly`, and (on a standby) how far behind the
+//! received copy is. Who is master is decided in [`crate::pve`].
 
-use std::future::Future;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::runner::{Runner, stderr_head};
+use crate::sanoid;
+use crate::zfs::{self, Op};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -13,16 +21,208 @@ pub enum Role {
     Unsure { reason: String },
 }
 
-pub trait RoleSource {
-    fn decide(&self, local_node: &str) -> impl Future<Output = Role>;
+/// The outcome of the master checks: which node this is, and its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub local: String,
+    pub role: Role,
 }
 
-/// Treat this node as master (`run --assume-master`; until the Proxmox
-/// checks exist, the only source).
-pub struct AssumeMaster;
+/// What a role change did (or, in dry-run, would do): one line each.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    pub done: Vec<String>,
+    pub errors: Vec<String>,
+}
 
-impl RoleSource for AssumeMaster {
-    async fn decide(&self, _local_node: &str) -> Role {
-        Role::Master
+/// Set the managed sections' `autosnap` to `on` (master) or off (standby).
+/// Returns a line describing the change, or None when there was nothing to do.
+pub fn set_autosnap(cfg: &Config, on: bool, dry_run: bool) -> Result<Option<String>, String> {
+    let managed = cfg.sanoid_datasets();
+    if managed.is_empty() {
+        return Ok(None);
+    }
+    let path = &cfg.sanoid.config;
+    let value = if on { "yes" } else { "no" };
+    let sections = managed
+        .iter()
+        .map(|m| format!("[{m}]"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if dry_run {
+        let origin = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{origin}: cannot read: {e}"))?;
+        let new = sanoid::rewrite(&text, &managed, on, &origin).map_err(|e| e.to_string())?;
+        return Ok((new != text)
+            .then(|| format!("would set autosnap = {value} in {sections} of {origin}")));
+    }
+    match sanoid::apply(path, &managed, on)? {
+        sanoid::Applied::Unchanged => Ok(None),
+        sanoid::Applied::Rewritten { backup } => Ok(Some(format!(
+            "set autosnap = {value} in {sections} of {} (previous file kept as {})",
+            path.display(),
+            backup.display()
+        ))),
+    }
+}
+
+fn excluded(pool: &crate::config::Pool, ds: &str) -> bool {
+    pool.exclude
+        .iter()
+        .any(|e| ds == e.as_str() || ds.starts_with(&format!("{e}/")))
+}
+
+/// Make the pools' datasets writable again: every dataset a standby receive
+/// left `readonly=on` (a local value) goes back to its received or inherited
+/// value; filesystems that this unlocks and that should be mounted are
+/// mounted, so the guest finds its data. Excluded subtrees are not touched.
+pub async fn make_writable<R: Runner>(
+    runner: &R,
+    cfg: &Config,
+    dry_run: bool,
+    timeout: Duration,
+) -> Changes {
+    let mut ch = Changes::default();
+    for pool in &cfg.pools {
+        let get = Op::RoleProps {
+            root: pool.name.to_string(),
+        };
+        let props = match runner.output(&get.to_cmd(), timeout).await {
+            Ok(o) if o.success() => match zfs::parse_role_props(&o.stdout) {
+                Ok(p) => p,
+                Err(e) => {
+                    ch.errors.push(format!("`{get}`: {e}"));
+                    continue;
+                }
+            },
+            Ok(o) => {
+                ch.errors
+                    .push(format!("`{get}` failed: {}", stderr_head(&o.stderr)));
+                continue;
+            }
+            Err(e) => {
+                ch.errors.push(e.to_string());
+                continue;
+            }
+        };
+        let datasets: Vec<String> = props
+            .iter()
+            .filter(|(name, p)| p.readonly && p.readonly_source == "local" && !excluded(pool, name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if datasets.is_empty() {
+            continue;
+        }
+        let op = Op::RevertReadonly {
+            datasets: datasets.clone(),
+        };
+        if dry_run {
+            ch.done.push(format!("would run: {op}"));
+            continue;
+        }
+        match runner.output(&op.to_cmd(), timeout).await {
+            Ok(o) if o.success() => ch.done.push(op.to_string()),
+            Ok(o) => {
+                ch.errors
+                    .push(format!("`{op}` failed: {}", stderr_head(&o.stderr)));
+                continue;
+            }
+            Err(e) => {
+                ch.errors.push(e.to_string());
+                continue;
+            }
+        }
+        // Parents sort before children, so mounts nest correctly.
+        for ds in datasets {
+            let p = &props[&ds];
+            let mountable = p.mounted == Some(false)
+                && p.canmount.as_deref() == Some("on")
+                && !matches!(p.mountpoint.as_deref(), None | Some("none" | "legacy"));
+            if !mountable {
+                continue;
+            }
+            let m = Op::Mount { dataset: ds };
+            match runner.output(&m.to_cmd(), timeout).await {
+                Ok(o) if o.success() => ch.done.push(m.to_string()),
+                Ok(o) => ch
+                    .errors
+                    .push(format!("`{m}` failed: {}", stderr_head(&o.stderr))),
+                Err(e) => ch.errors.push(e.to_string()),
+            }
+        }
+    }
+    ch
+}
+
+/// On a standby: the age of the newest snapshot of each pool's received
+/// copy, one line per pool (how far behind this node is).
+pub async fn standby_lag<R: Runner>(runner: &R, cfg: &Config, timeout: Duration) -> Vec<String> {
+    let now = chrono::Utc::now().timestamp();
+    let mut lines = Vec::new();
+    for pool in &cfg.pools {
+        let target = pool.target().to_string();
+        let op = Op::List {
+            root: target.clone(),
+        };
+        let line = match runner.output(&op.to_cmd(), timeout).await {
+            Ok(o) if o.success() => match zfs::parse_list(&o.stdout) {
+                Ok(l) => {
+                    let newest = l
+                        .datasets
+                        .values()
+                        .flat_map(|d| d.snapshots.iter().map(move |s| (s.creation, d, s)))
+                        .max_by_key(|(c, _, _)| *c);
+                    match newest {
+                        Some((created, d, s)) => format!(
+                            "{target}: newest snapshot {}@{} is {} old",
+                            d.name,
+                            s.name,
+                            human_age(now - created)
+                        ),
+                        None => format!("{target}: no snapshot received yet"),
+                    }
+                }
+                Err(e) => format!("{target}: `{op}`: {e}"),
+            },
+            Ok(o) => format!("{target}: `{op}` failed: {}", stderr_head(&o.stderr)),
+            Err(e) => format!("{target}: {e}"),
+        };
+        lines.push(line);
+    }
+    lines
+}
+
+pub fn human_age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// Log a role change's lines.
+pub fn log_changes(what: &str, ch: &Changes) {
+    for d in &ch.done {
+        info!("{what}: {d}");
+    }
+    for e in &ch.errors {
+        warn!("{what}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(human_age(-5), "0s");
+        assert_eq!(human_age(59), "59s");
+        assert_eq!(human_age(600), "10m");
+        assert_eq!(human_age(3 * 3600 + 5 * 60), "3h05m");
+        assert_eq!(human_age(3 * 86400 + 7200), "3d02h");
     }
 }

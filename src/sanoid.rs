@@ -234,8 +234,7 @@ pub enum Applied {
 /// `<path>.bak` once per change. A file the rewriter cannot read with
 /// certainty is left untouched.
 pub fn apply(path: &Path, managed: &[String], on: bool) -> Result<Applied, String> {
-    use std::io::Write;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{origin}: cannot read: {e}"))?;
     let new = rewrite(&text, managed, on, &origin).map_err(|e| e.to_string())?;
@@ -252,25 +251,16 @@ pub fn apply(path: &Path, managed: &[String], on: bool) -> Result<Applied, Strin
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let backup = dir.join(format!("{name}.bak"));
-    let tmp = dir.join(format!(".{name}.zfs-nfs-replica.tmp"));
-    let write = || -> std::io::Result<()> {
-        std::fs::copy(path, &backup)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(new.as_bytes())?;
-        f.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-        std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{origin}: cannot rewrite: {e}")
-    })?;
+    std::fs::copy(path, &backup)
+        .and_then(|_| {
+            crate::state::replace_atomically(
+                path,
+                new.as_bytes(),
+                meta.mode() & 0o7777,
+                Some((meta.uid(), meta.gid())),
+            )
+        })
+        .map_err(|e| format!("{origin}: cannot rewrite: {e}"))?;
     Ok(Applied::Rewritten { backup })
 }
 

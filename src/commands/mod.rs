@@ -1,18 +1,26 @@
 //! One file per subcommand. Each returns an exit code from [`crate::exit`].
 
 pub mod check;
+pub mod hook;
 pub mod run;
 
 use crate::config::Config;
 use crate::ssh::Target;
 
-/// This node's Proxmox name: `[cluster] node`, else the short hostname.
+/// The short hostname (Proxmox node names are short hostnames).
+pub fn short_hostname() -> Option<String> {
+    let host = hostname()?;
+    Some(host.split('.').next().unwrap_or(&host).to_string())
+}
+
+/// This node's Proxmox name without asking the API: `[cluster] node`, else
+/// the short hostname.
 pub fn local_node(cfg: &Config) -> Result<String, String> {
     if let Some(n) = &cfg.cluster.node {
         return Ok(n.to_string());
     }
-    let host = hostname().ok_or("cannot read this machine's hostname; set [cluster] node")?;
-    let short = host.split('.').next().unwrap_or(&host).to_string();
+    let short =
+        short_hostname().ok_or("cannot read this machine's hostname; set [cluster] node")?;
     if cfg.cluster.nodes.keys().any(|n| n.as_str() == short) {
         Ok(short)
     } else {

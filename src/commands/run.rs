@@ -11,38 +11,87 @@ use crate::engine::{Engine, Outcome, PoolJob, PoolReport, Settings};
 use crate::exit;
 use crate::lock::{LockError, try_lock_pool};
 use crate::progress::{Bar, Progress, Silent};
-use crate::role::{Role, RoleSource};
+use crate::pve::{self, Purpose};
+use crate::role::{self, Role};
 use crate::runner::{Runner, SystemRunner};
 use crate::ssh::Peer;
 
-pub async fn run(cfg: &Config, args: &RunArgs, role_source: &impl RoleSource) -> u8 {
-    let local = match super::local_node(cfg) {
-        Ok(n) => n,
-        Err(e) => {
-            error!("{e}");
-            return exit::CONFIG;
-        }
-    };
+pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
     for p in &args.pools {
         if !cfg.pools.iter().any(|c| c.name.as_str() == p) {
             error!("--pool {p}: not a configured [[pool]]");
             return exit::CONFIG;
         }
     }
-    match role_source.decide(&local).await {
-        Role::Master => info!(node = %local, "this node is master"),
-        Role::Standby { master } => {
-            info!(node = %local, master = %master, "this node is a standby: nothing to send");
-            return exit::NOTHING_TO_DO;
-        }
-        Role::Unsure { reason } => {
-            error!(node = %local, "refusing to replicate: master checks failed: {reason}");
-            return exit::REFUSED;
-        }
-    }
+    let decision = pve::decide(cfg, Purpose::Run).await;
+    let local = decision.local.clone();
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
+    let cmd_timeout = cfg.timeouts.command.get();
+    // What dry-run prints before the replication plan.
+    let mut shown: Vec<String> = Vec::new();
+    let mut role_code = exit::NOTHING_TO_DO;
+    match decision.role {
+        Role::Unsure { reason } => {
+            error!(
+                node = %local,
+                "refusing: nobody is surely master ({reason}); sanoid.conf and ZFS left as they are"
+            );
+            if args.dry_run {
+                println!(
+                    "# this node ({local}): nobody is surely master: {reason}\n# nothing would be done"
+                );
+            }
+            return exit::REFUSED;
+        }
+        Role::Standby { master } => {
+            info!(node = %local, master = %master, "this node is a standby: nothing to send");
+            shown.push(format!(
+                "# this node ({local}) is a standby; {master} is master"
+            ));
+            match role::set_autosnap(cfg, false, args.dry_run) {
+                Ok(Some(line)) => {
+                    info!("sanoid: {line}");
+                    shown.push(format!("# sanoid: {line}"));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    error!("refusing: sanoid config: {e}; left untouched");
+                    return exit::REFUSED;
+                }
+            }
+            for line in role::standby_lag(&runner, cfg, cmd_timeout).await {
+                info!("standby: {line}");
+                shown.push(format!("# {line}"));
+            }
+            if args.dry_run {
+                println!("{}", shown.join("\n"));
+            }
+            return exit::NOTHING_TO_DO;
+        }
+        Role::Master => {
+            info!(node = %local, "this node is master");
+            shown.push(format!("# this node ({local}) is master"));
+            match role::set_autosnap(cfg, true, args.dry_run) {
+                Ok(Some(line)) => {
+                    info!("sanoid: {line}");
+                    shown.push(format!("# sanoid: {line}"));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    error!("refusing: sanoid config: {e}; left untouched");
+                    return exit::REFUSED;
+                }
+            }
+            let ch = role::make_writable(&runner, cfg, args.dry_run, cmd_timeout).await;
+            role::log_changes("master", &ch);
+            shown.extend(ch.done.iter().map(|d| format!("# {d}")));
+            if !ch.errors.is_empty() {
+                role_code = exit::TRANSIENT;
+            }
+        }
+    }
     let settings = Settings {
         local_node: local.clone(),
         hold_tag: cfg.replication.hold_tag.to_string(),
@@ -62,6 +111,7 @@ pub async fn run(cfg: &Config, args: &RunArgs, role_source: &impl RoleSource) ->
             &mut silent
         };
     let mut engine = Engine::new(&runner, &settings, progress);
+    engine.shown = shown;
     let reports = replicate_all(cfg, args, &local, &runner, &mut engine).await;
     if args.dry_run {
         println!("{}", engine.shown.join("\n"));
@@ -72,7 +122,13 @@ pub async fn run(cfg: &Config, args: &RunArgs, role_source: &impl RoleSource) ->
             _ => info!("{}", r.summary()),
         }
     }
-    exit::combine(reports.iter().map(|r| r.outcome))
+    let code = exit::combine(reports.iter().map(|r| r.outcome));
+    // A failed role change (readonly) counts, but never hides a worse outcome.
+    if role_code > exit::NOTHING_TO_DO && (code <= exit::NOTHING_TO_DO || role_code > code) {
+        role_code
+    } else {
+        code
+    }
 }
 
 async fn replicate_all<R: Runner>(

@@ -260,6 +260,69 @@ pub fn parse_pool_status(text: &str) -> Result<Vec<PoolStatus>, ParseError> {
     Ok(out)
 }
 
+/// What a role change reads of each filesystem and volume.
+pub const ROLE_PROPS: &[&str] = &["readonly", "mounted", "canmount", "mountpoint"];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleProps {
+    pub readonly: bool,
+    /// `zfs get` source: `local`, `default`, `received`, `inherited from X`.
+    pub readonly_source: String,
+    /// None for volumes (`-`).
+    pub mounted: Option<bool>,
+    pub canmount: Option<String>,
+    pub mountpoint: Option<String>,
+}
+
+fn on_off(v: &str, what: &str) -> Result<bool, String> {
+    match v {
+        "on" | "yes" => Ok(true),
+        "off" | "no" => Ok(false),
+        _ => Err(format!("{what} `{v}` is not on/off")),
+    }
+}
+
+/// `zfs get -H -p -o name,property,value,source ROLE_PROPS`, by dataset.
+pub fn parse_role_props(text: &str) -> Result<BTreeMap<String, RoleProps>, ParseError> {
+    let mut out: BTreeMap<String, RoleProps> = BTreeMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        let err = |reason: String| ParseError {
+            line: i + 1,
+            reason,
+            text: raw.to_string(),
+        };
+        let f: Vec<&str> = raw.split('\t').collect();
+        if f.len() != 4 {
+            return Err(err(format!(
+                "expected 4 tab-separated fields, got {}",
+                f.len()
+            )));
+        }
+        valid_dataset_name(f[0]).map_err(&err)?;
+        let e = out.entry(f[0].to_string()).or_default();
+        let value = (f[2] != "-").then(|| f[2].to_string());
+        match f[1] {
+            "readonly" => {
+                e.readonly = on_off(f[2], "readonly").map_err(&err)?;
+                e.readonly_source = f[3].to_string();
+            }
+            "mounted" => {
+                e.mounted = value
+                    .map(|v| on_off(&v, "mounted"))
+                    .transpose()
+                    .map_err(&err)?
+            }
+            "canmount" => e.canmount = value,
+            "mountpoint" => e.mountpoint = value,
+            p => return Err(err(format!("unexpected property `{p}`"))),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +402,34 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
         assert_eq!(p[0].health, "ONLINE");
         assert_eq!(p[0].free, 518914048);
         assert!(parse_pool_status("zpool1\tONLINE\n").is_err());
+    }
+
+    #[test]
+    fn role_props() {
+        // The shape of `zfs get -H -p -r -t filesystem,volume -o
+        // name,property,value,source readonly,mounted,canmount,mountpoint`.
+        let text = "zpool1\treadonly\ton\tlocal\nzpool1\tmounted\tno\t-\nzpool1\tcanmount\ton\tdefault\nzpool1\tmountpoint\t/zpool1\tdefault\n\
+                    zpool1/vol\treadonly\toff\treceived\nzpool1/vol\tmounted\t-\t-\nzpool1/vol\tcanmount\t-\t-\nzpool1/vol\tmountpoint\t-\t-\n";
+        let m = parse_role_props(text).unwrap();
+        assert_eq!(
+            m["zpool1"],
+            RoleProps {
+                readonly: true,
+                readonly_source: "local".into(),
+                mounted: Some(false),
+                canmount: Some("on".into()),
+                mountpoint: Some("/zpool1".into()),
+            }
+        );
+        assert_eq!(m["zpool1/vol"].mounted, None);
+        assert_eq!(m["zpool1/vol"].readonly_source, "received");
+        for bad in [
+            "zpool1\treadonly\tmaybe\tlocal\n",
+            "zpool1\treadonly\ton\n",
+            "zpool1\tcompression\ton\tlocal\n",
+        ] {
+            assert!(parse_role_props(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::fmt;
 use crate::cmd::Cmd;
 
 pub use list::{
-    Dataset, Kind, Listing, PoolStatus, Snapshot, parse_holds, parse_list, parse_pool_status,
+    Dataset, Kind, Listing, PoolStatus, RoleProps, Snapshot, parse_holds, parse_list,
+    parse_pool_status, parse_role_props,
 };
 
 /// How a transfer starts.
@@ -76,6 +77,19 @@ pub enum Op {
     PoolStatus {
         pool: String,
     },
+    /// The properties a role change looks at, for a whole tree:
+    /// [`list::ROLE_PROPS`].
+    RoleProps {
+        root: String,
+    },
+    /// `zfs inherit -S readonly`: back to the received value, else the
+    /// inherited one (undoes the `readonly=on` every standby receive sets).
+    RevertReadonly {
+        datasets: Vec<String>,
+    },
+    Mount {
+        dataset: String,
+    },
 }
 
 impl Op {
@@ -90,6 +104,9 @@ impl Op {
             Op::Hold { .. } => "hold",
             Op::Release { .. } => "release",
             Op::PoolStatus { .. } => "pool-status",
+            Op::RoleProps { .. } => "get",
+            Op::RevertReadonly { .. } => "inherit",
+            Op::Mount { .. } => "mount",
         }
     }
 
@@ -97,7 +114,7 @@ impl Op {
     pub fn mutates(&self) -> bool {
         !matches!(
             self,
-            Op::List { .. } | Op::Holds { .. } | Op::PoolStatus { .. }
+            Op::List { .. } | Op::Holds { .. } | Op::PoolStatus { .. } | Op::RoleProps { .. }
         )
     }
 
@@ -154,6 +171,23 @@ impl Op {
                 .arg("release")
                 .arg(tag.clone())
                 .args(snapshots.iter().cloned()),
+            Op::RoleProps { root } => zfs
+                .args([
+                    "get",
+                    "-H",
+                    "-p",
+                    "-r",
+                    "-t",
+                    "filesystem,volume",
+                    "-o",
+                    "name,property,value,source",
+                ])
+                .arg(list::ROLE_PROPS.join(","))
+                .arg(root.clone()),
+            Op::RevertReadonly { datasets } => zfs
+                .args(["inherit", "-S", "readonly"])
+                .args(datasets.iter().cloned()),
+            Op::Mount { dataset } => zfs.arg("mount").arg(dataset.clone()),
             Op::PoolStatus { pool } => Cmd::new("zpool")
                 .args(["list", "-H", "-p", "-o", "name,health,size,allocated,free"])
                 .arg(pool.clone()),
