@@ -39,6 +39,9 @@ pub struct Node {
     pub online: bool,
 }
 
+/// A change to the cluster state, applied by a scenario step.
+pub type Step = fn(&mut State);
+
 #[derive(Debug, Clone)]
 pub struct State {
     pub cluster: String,
@@ -54,8 +57,15 @@ pub struct State {
     /// HA `crm_state` of the guest's service.
     pub crm_state: String,
     pub fault: Fault,
+    /// The fault applies only to requests whose path contains this.
+    pub fault_only: Option<&'static str>,
     /// Requests seen, as `NODE METHOD PATH`.
     pub log: Vec<String>,
+    /// Scenario steps: when request number N+1 arrives (requests 1..=N have
+    /// already read the state), apply the change.
+    pub after: Vec<(usize, Step)>,
+    /// Edit an answer's `data` before it is sent (drop fields, change types).
+    pub edit: Option<fn(&str, &mut Value)>,
 }
 
 pub struct FakePve {
@@ -64,6 +74,8 @@ pub struct FakePve {
     /// Node name -> port on 127.0.0.1.
     pub ports: BTreeMap<String, u16>,
     pub token: String,
+    /// Node name -> its certificate (DER).
+    pub certs: BTreeMap<String, Vec<u8>>,
     state: Arc<Mutex<State>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -106,11 +118,15 @@ impl FakePve {
             ha_managed: true,
             crm_state: "started".into(),
             fault: Fault::None,
+            fault_only: None,
             log: Vec::new(),
+            after: Vec::new(),
+            edit: None,
         }));
         let token = "repl@pve!ro=5e1c1d2a-0b7e-4f00-9b2f-lab0token0000".to_string();
         let mut listeners = Vec::new();
         let mut ports = BTreeMap::new();
+        let mut certs = BTreeMap::new();
         for (name, ip) in nodes {
             // The SANs pve-cluster puts on a node certificate, plus the lab's
             // forwarded API address.
@@ -131,6 +147,7 @@ impl FakePve {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.set_nonblocking(true).unwrap();
             ports.insert(name.to_string(), l.local_addr().unwrap().port());
+            certs.insert(name.to_string(), cert.der().to_vec());
             let chain = vec![cert.der().clone()];
             let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
             let cfg = rustls::ServerConfig::builder()
@@ -177,6 +194,7 @@ impl FakePve {
             ca_file,
             ports,
             token,
+            certs,
             state,
             _stop: stop_tx,
         }
@@ -210,6 +228,15 @@ impl FakePve {
                 s.crm_state = "fence".into();
             }
         });
+    }
+
+    /// The node certificate's SHA-256 fingerprint, `AA:BB:...` like Proxmox shows it.
+    pub fn fingerprint(&self, node: &str) -> String {
+        zfs_nfs_replica::pve::client::fingerprint_of(&self.certs[node])
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
     }
 
     pub fn url(&self, node: &str) -> String {
@@ -267,7 +294,20 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let fault = {
         let mut st = state.lock().unwrap();
         st.log.push(format!("{node} {method} {target}"));
-        st.fault.clone()
+        let n = st.log.len() - 1;
+        let due: Vec<Step> = st
+            .after
+            .iter()
+            .filter(|(at, _)| *at == n)
+            .map(|(_, f)| *f)
+            .collect();
+        for f in due {
+            f(&mut st);
+        }
+        match st.fault_only {
+            Some(p) if !target.contains(p) => Fault::None,
+            _ => st.fault.clone(),
+        }
     };
     let (status, payload) = match fault {
         Fault::Hang => {
@@ -425,5 +465,9 @@ async fn route(
                 .to_string(),
         ),
     };
+    let mut data = data;
+    if let Some(edit) = state.lock().unwrap().edit {
+        edit(path, &mut data);
+    }
     (200, json!({"data": data}).to_string())
 }
