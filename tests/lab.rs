@@ -3,8 +3,10 @@
 //! as the systemd unit runs it. Assertions are on real ZFS state: snapshot
 //! guids on both sides, file checksums, holds, readonly, resume tokens.
 //!
-//! Until the Proxmox master checks exist, the node a scenario runs the tool
-//! on is the master.
+//! Who is master comes from the real detection path: each node asks its own
+//! Proxmox API stand-in (https://10.0.2.100:8006, verified TLS, token file)
+//! and reads its `/etc/pve/.vmlist`; scenarios move the guest with
+//! `Lab::place_guest`.
 
 mod common;
 
@@ -72,6 +74,7 @@ fn holds(lab: &Lab, node: &str) -> String {
 
 fn setup(lab: &Lab) {
     lab.fresh_pools();
+    lab.place_guest(A);
     lab.configure(A, "[timeouts]\nstall = \"10s\"\nkill_grace = \"2s\"\n");
     lab.configure(B, "[timeouts]\nstall = \"10s\"\nkill_grace = \"2s\"\n");
 }
@@ -478,8 +481,58 @@ fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept(
         A,
         "echo precious > /zpool1/a/after-last-run; zfs snapshot zpool1/a@on-a-only",
     );
-    // ...then A fails and B takes over: writable, new writes, new snapshots.
-    lab.ok(B, "zfs inherit -r readonly zpool1 && zfs mount -a && echo new-master > /zpool1/a/on-b && zfs snapshot -r zpool1@on-b");
+    // ...then A fails and HA starts the guest on B. Before the guest starts,
+    // its hookscript promotes B: writable, mounted, sanoid on.
+    lab.place_guest(B);
+    lab.pve.set(|s| s.guest_status = "stopped".into());
+    let started = std::time::Instant::now();
+    let hook = lab.replica(B, "hook 103 pre-start");
+    let took = started.elapsed();
+    assert_eq!(hook.code, Some(0), "{}", hook.all());
+    assert!(
+        took < Duration::from_secs(30),
+        "within [hook] timeout: {took:?}"
+    );
+    eprintln!(
+        "[lab] pre-start hook promoted pve2 in {:.2}s",
+        took.as_secs_f64()
+    );
+    let ro = lab.ok(
+        B,
+        "zfs get -H -o name,value,source readonly -r -t filesystem,volume zpool1 zpool2",
+    );
+    assert!(
+        ro.lines().all(|l| l.contains("\toff\t")),
+        "promoted datasets are writable:\n{ro}\n{}",
+        hook.all()
+    );
+    assert_eq!(
+        lab.ok(
+            B,
+            "zfs get -H -o value mounted zpool1/a zpool1/a/b 'zpool1/a/b c'"
+        ),
+        "yes\nyes\nyes\n",
+        "{}",
+        hook.all()
+    );
+    assert!(
+        lab.ok(B, "cat /etc/sanoid/sanoid.conf").contains(
+            "[zpool1]\n\tuse_template = production\n\trecursive = yes\n\tautosnap = yes\n"
+        ),
+        "{}",
+        hook.all()
+    );
+    let rec = lab.ok(B, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
+    assert!(
+        rec.contains("\"promoted\": true") && rec.contains("zfs inherit -S readonly zpool1"),
+        "{rec}"
+    );
+    // The guest runs on B now; its writes and snapshots.
+    lab.pve.set(|s| s.guest_status = "running".into());
+    lab.ok(
+        B,
+        "echo new-master > /zpool1/a/on-b && zfs snapshot -r zpool1@on-b",
+    );
     let plan = dry_run_changes_nothing(&lab, B, "--pool zpool1");
     assert!(
         plan.contains("CONFLICT diverged") && plan.contains("@on-a-only"),
@@ -513,6 +566,119 @@ fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept(
         lab.guid(A, "zpool1/vol@on-b"),
         lab.guid(B, "zpool1/vol@on-b")
     );
+}
+
+/// The role follows the guest: A (hosting it) snapshots and sends, B turns
+/// its snapshots off and reports how far behind it is; any doubt (HA fencing,
+/// lost quorum, an API error, a lock, a migration starting between two
+/// checks) stops both nodes with the reason and changes nothing anywhere.
+#[test]
+fn lab_roles_follow_the_guest_and_any_doubt_changes_nothing() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    let sanoid = "cat /etc/sanoid/sanoid.conf";
+    let on_a = common::lab::SANOID_CONF.replace(
+        "\trecursive = yes\n\n[zpool2]",
+        "\trecursive = yes\n\tautosnap = yes\n\n[zpool2]",
+    );
+    assert_eq!(
+        lab.ok(A, sanoid),
+        on_a,
+        "master: autosnap on, nothing else changed"
+    );
+
+    let out = lab.replica(B, "run");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert!(
+        out.stderr.contains("this node is a standby"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("zpool1: newest snapshot zpool1") && out.stderr.contains(" old"),
+        "how far behind: {}",
+        out.stderr
+    );
+    let on_b = common::lab::SANOID_CONF
+        .replace(
+            "\trecursive = yes\n\n[zpool2]",
+            "\trecursive = yes\n\tautosnap = no\n\n[zpool2]",
+        )
+        .replace(
+            "\trecursive = yes\n\tautosnap = yes\n\n[template",
+            "\trecursive = yes\n\tautosnap = no\n\n[template",
+        );
+    assert_eq!(
+        lab.ok(B, sanoid),
+        on_b,
+        "standby: autosnap off, template untouched"
+    );
+    assert_eq!(
+        lab.ok(B, "cat /etc/sanoid/sanoid.conf.bak"),
+        common::lab::SANOID_CONF
+    );
+
+    lab.ok(A, "echo x > /zpool1/a/doubt; zfs snapshot -r zpool1@doubt");
+    let before = lab.on_both(|n| (lab.zfs_state(n), lab.ok(n, sanoid)));
+    type Step = common::pve::Step;
+    let doubts: [(&str, Step, &str); 5] = [
+        (
+            "HA fences A",
+            |s| {
+                s.nodes.get_mut("pve1").unwrap().online = false;
+                s.crm_state = "fence".into();
+            },
+            "offline",
+        ),
+        ("quorum lost", |s| s.quorate = false, "not quorate"),
+        (
+            "API error",
+            |s| s.fault = common::pve::Fault::Status(500, String::new()),
+            "HTTP 500",
+        ),
+        (
+            "backup lock",
+            |s| s.lock = Some("backup".into()),
+            "locked (`backup`)",
+        ),
+        (
+            "HA recovery",
+            |s| s.crm_state = "recovery".into(),
+            "`recovery`",
+        ),
+    ];
+    for (name, step, want) in doubts {
+        lab.place_guest(A);
+        lab.pve.set(step);
+        for n in NODES {
+            let out = lab.replica(n, "run");
+            assert_eq!(out.code, Some(4), "{name} on {n}: {}", out.all());
+            assert!(
+                out.stderr.contains("refusing: nobody is surely master")
+                    && out.stderr.contains(want),
+                "{name} on {n}: {}",
+                out.stderr
+            );
+        }
+    }
+    // A migration that starts between the first and the second check.
+    lab.place_guest(A);
+    lab.pve.after(4, |s| {
+        s.lock = Some("migrate".into());
+        s.crm_state = "migrate".into();
+    });
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(out.stderr.contains("check 2 of 3"), "{}", out.stderr);
+    let after = lab.on_both(|n| (lab.zfs_state(n), lab.ok(n, sanoid)));
+    assert_eq!(before, after, "doubt changed something");
+
+    // Certainty again: A sends what waited.
+    lab.place_guest(A);
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_eq!(lab.guid(A, "zpool1/a@doubt"), lab.guid(B, "zpool1/a@doubt"));
 }
 
 #[test]

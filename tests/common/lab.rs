@@ -17,6 +17,9 @@ pub const POOLS: [&str; 2] = ["zpool1", "zpool2"];
 /// Every hold on every snapshot of both pools (`zfs holds` takes snapshot names).
 pub const ALL_HOLDS: &str = "zfs list -H -t snapshot -o name -r zpool1 zpool2 | tr '\\n' '\\0' | xargs -0 -r zfs holds -H | cut -f1,2 | sort";
 
+/// The sanoid.conf every scenario starts from.
+pub const SANOID_CONF: &str = "# NFS pools\n[zpool1]\n\tuse_template = production\n\trecursive = yes\n\n[zpool2]\n\tuse_template = production\n\trecursive = yes\n\tautosnap = yes\n\n[template_production]\n\tfrequently = 0\n\thourly = 36\n\tdaily = 30\n\tautosnap = yes\n\tautoprune = yes\n";
+
 pub struct Lab {
     pub run_dir: PathBuf,
     pub ssh_config: PathBuf,
@@ -134,12 +137,33 @@ impl Lab {
             pve,
         };
         for n in NODES {
+            // The binary, the cluster CA where Proxmox keeps it, and the
+            // API token (0600) where the package documents it.
             lab.ok(n, &format!(
-                "mkdir -p /etc/zfs-nfs-replica /usr/bin && ln -sf {} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version",
-                guest_binary()
+                "mkdir -p /etc/zfs-nfs-replica /usr/bin /etc/pve && ln -sf {bin} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version && \
+                 cat > /etc/pve/pve-root-ca.pem <<'EOF'\n{ca}\nEOF\n\
+                 (umask 077; printf '%s\\n' '{token}' > /etc/zfs-nfs-replica/pve-token)",
+                bin = guest_binary(),
+                ca = lab.pve.ca_pem,
+                token = lab.pve.token,
             ));
         }
+        lab.place_guest(NODES[0]);
         lab
+    }
+
+    /// Where the cluster places the guest, as every node's API and its
+    /// cluster filesystem (`/etc/pve/.vmlist`, the same on every node) say.
+    /// Resets every fault and scenario step of the API stand-in.
+    pub fn place_guest(&self, node: &str) {
+        self.pve.reset();
+        self.pve.migrate(node);
+        let vmlist = format!(
+            r#"{{"version":7,"ids":{{"103":{{"node":"{node}","type":"lxc","version":3}}}}}}"#
+        );
+        self.on_both(|n| {
+            self.ok(n, &format!("printf '%s\\n' '{vmlist}' > /etc/pve/.vmlist"));
+        });
     }
 
     /// Run a shell script on a node (bounded).
@@ -216,16 +240,21 @@ impl Lab {
         });
     }
 
-    /// Write the tool's config on a node (as the package would install it).
+    /// Write the tool's config on a node (as the package would install it),
+    /// and a sanoid.conf for both pools. The master checks ask the node's
+    /// API stand-in (its default CA and token paths); checks are spaced
+    /// 100ms apart to keep scenarios short.
     pub fn configure(&self, node: &str, extra: &str) {
         let cfg = format!(
             "[cluster]\nguest = 103\nnode = \"{node}\"\nnodes = {{ pve1 = \"192.168.100.10\", pve2 = \"192.168.100.20\" }}\n\
              [ssh]\nidentity = \"/root/.ssh/id_ed25519\"\nstrict_host_key_checking = \"accept-new\"\nconnect_timeout = \"3s\"\n\
-             server_alive_interval = \"2s\"\nserver_alive_count = 3\n{extra}\n[[pool]]\nname = \"zpool1\"\n\n[[pool]]\nname = \"zpool2\"\n"
+             server_alive_interval = \"2s\"\nserver_alive_count = 3\n\
+             [proxmox]\nurl = \"https://10.0.2.100:8006\"\ntimeout = \"5s\"\n\
+             [checks]\ninterval = \"100ms\"\n{extra}\n[[pool]]\nname = \"zpool1\"\n\n[[pool]]\nname = \"zpool2\"\n"
         );
         self.ok(
             node,
-            &format!("cat > /etc/zfs-nfs-replica/config.toml <<'EOF'\n{cfg}EOF"),
+            &format!("cat > /etc/zfs-nfs-replica/config.toml <<'EOF'\n{cfg}EOF\nmkdir -p /etc/sanoid && cat > /etc/sanoid/sanoid.conf <<'EOF'\n{SANOID_CONF}EOF"),
         );
     }
 

@@ -208,6 +208,34 @@ impl FakePve {
         self.state.lock().unwrap().clone()
     }
 
+    /// Back to the starting state: the guest running, HA-managed, on the
+    /// first node; every node online; no fault, step or edit.
+    pub fn reset(&self) {
+        self.set(|s| {
+            for n in s.nodes.values_mut() {
+                n.online = true;
+            }
+            s.quorate = true;
+            s.guest_node = s.nodes.keys().next().cloned();
+            s.guest_status = "running".into();
+            s.lock = None;
+            s.ha_managed = true;
+            s.crm_state = "started".into();
+            s.fault = Fault::None;
+            s.fault_only = None;
+            s.after.clear();
+            s.edit = None;
+        });
+    }
+
+    /// Apply `step` when the `n`-th request from now has been answered.
+    pub fn after(&self, n: usize, step: Step) {
+        self.set(|s| {
+            let at = s.log.len() + n;
+            s.after.push((at, step));
+        });
+    }
+
     /// A planned migration: the guest now runs on `to`.
     pub fn migrate(&self, to: &str) {
         self.set(|s| {

@@ -43,8 +43,10 @@ declare -A PORT=([pve1]=$PORT_A [pve2]=$PORT_B)
 declare -A LINK_IP=([pve1]=192.168.100.10 [pve2]=192.168.100.20)
 declare -A IDX=([pve1]=1 [pve2]=2)
 declare -A API_FWD=()
-[[ -n "${LAB_API_PORT_A:-}" ]] && API_FWD[pve1]=",guestfwd=tcp:10.0.2.100:8006-tcp:127.0.0.1:$LAB_API_PORT_A"
-[[ -n "${LAB_API_PORT_B:-}" ]] && API_FWD[pve2]=",guestfwd=tcp:10.0.2.100:8006-tcp:127.0.0.1:$LAB_API_PORT_B"
+# `cmd:` spawns one relay per guest connection; a `tcp:` chardev would be a
+# single shared stream, and the tool opens several connections at once.
+[[ -n "${LAB_API_PORT_A:-}" ]] && API_FWD[pve1]=",guestfwd=tcp:10.0.2.100:8006-cmd:socat - TCP:127.0.0.1:$LAB_API_PORT_A"
+[[ -n "${LAB_API_PORT_B:-}" ]] && API_FWD[pve2]=",guestfwd=tcp:10.0.2.100:8006-cmd:socat - TCP:127.0.0.1:$LAB_API_PORT_B"
 
 # the uncompressed vmlinux (PVH boot) starts ~3 s faster under TCG than the bzImage
 KERNEL=$IMG/${LAB_KERNEL:-vmlinux}

@@ -92,6 +92,8 @@ PKG_STAMP_WANT="suite=$ZFS_SUITE pkgs=${PKGS_BASE[*]} ${PKGS_ZFS[*]} v4"
 need_host=()
 command -v debootstrap >/dev/null || need_host+=(debootstrap)
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need_host+=(openssh-client)
+# relays each guest connection to the Proxmox API stand-in (boot.sh guestfwd)
+command -v socat >/dev/null || need_host+=(socat)
 if ((${#need_host[@]})); then
     phase host-tools
     apt-get update -qq
