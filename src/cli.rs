@@ -27,7 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Replicate every configured pool from this node (the master) to the other nodes.
     Run(RunArgs),
-    /// Validate the configuration, reach every peer and list the pools on both sides.
+    /// Validate the configuration, ask the Proxmox API once, reach every peer
+    /// and list the pools on both sides.
     Check,
     /// Proxmox hookscript entry (`pre-start` promotes this node at once).
     /// Always exits 0: it never blocks the guest's start.

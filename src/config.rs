@@ -781,6 +781,57 @@ name = "zpool1"
     }
 
     #[test]
+    fn proxmox_and_checks() {
+        let c = parse_str(MINIMAL, "c").unwrap();
+        assert_eq!(c.proxmox.trust(), Trust::CaFile(DEFAULT_CA_FILE.into()));
+        assert_eq!(c.checks.count, 3);
+        assert_eq!(c.sanoid_datasets(), vec!["zpool1".to_string()]);
+        let fp = (0..32)
+            .map(|i| format!("{i:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let pinned = MINIMAL.replace(
+            "[[pool]]",
+            &format!("[proxmox]\nfingerprint = \"{fp}\"\n[[pool]]"),
+        );
+        let c = parse_str(&pinned, "c").unwrap();
+        match c.proxmox.trust() {
+            Trust::Fingerprint(b) => assert_eq!(b[31], 31),
+            t => panic!("{t:?}"),
+        }
+        let cases = [
+            (
+                "[proxmox]\nurl = \"http://127.0.0.1:8006\"\n",
+                "must start with https://",
+            ),
+            ("[proxmox]\nurl = \"https://\"\n", "not a valid URL"),
+            (
+                "[proxmox]\nfingerprint = \"AA:BB\"\n",
+                "invalid fingerprint",
+            ),
+            (
+                &format!("[proxmox]\nfingerprint = \"{fp}\"\nca_file = \"/x\"\n"),
+                "either ca_file or fingerprint",
+            ),
+            ("[proxmox]\ntimeout = \"0\"\n", "must be more than 0"),
+            ("[checks]\ncount = 0\n", "between 1 and 10"),
+            ("[hook]\ntimeout = \"0\"\n", "must be more than 0"),
+            (
+                "[sanoid]\ndatasets = [\"bad@name\"]\n",
+                "invalid dataset name",
+            ),
+            ("[proxmox]\ntoken = \"x\"\n", "did you mean `token_file`"),
+        ];
+        for (extra, want) in cases {
+            let text = MINIMAL.replace("[[pool]]", &format!("{extra}\n[[pool]]"));
+            let e = parse_str(&text, "c.toml").unwrap_err().0;
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let none = MINIMAL.replace("[[pool]]", "[sanoid]\ndatasets = []\n[[pool]]");
+        assert!(parse_str(&none, "c").unwrap().sanoid_datasets().is_empty());
+    }
+
+    #[test]
     fn suggestion_needs_a_close_key() {
         assert_eq!(
             suggestion("unknown field `prot`, expected one of `user`, `port`"),

@@ -39,6 +39,30 @@ fn the_documented_example_states_the_real_defaults() {
         format!("{:?}", documented.replication),
         format!("{:?}", defaults.replication)
     );
+    for (what, d, m) in [
+        (
+            "proxmox",
+            format!("{:?}", documented.proxmox),
+            format!("{:?}", defaults.proxmox),
+        ),
+        (
+            "checks",
+            format!("{:?}", documented.checks),
+            format!("{:?}", defaults.checks),
+        ),
+        (
+            "sanoid",
+            format!("{:?}", documented.sanoid),
+            format!("{:?}", defaults.sanoid),
+        ),
+        (
+            "hook",
+            format!("{:?}", documented.hook),
+            format!("{:?}", defaults.hook),
+        ),
+    ] {
+        assert_eq!(d, m, "[{what}] in examples/config.toml");
+    }
     let (d, m) = (&documented.ssh, &defaults.ssh);
     assert_eq!(
         (

@@ -757,6 +757,13 @@ fn lab_check_reaches_the_peer_and_lists_both_sides() {
         out.stdout
     );
     assert!(
+        out.stdout.contains(
+            "proxmox https://10.0.2.100:8006: ok, guest 103 runs here: this node (pve1) is master"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
         out.stdout.contains("ssh pve2 (192.168.100.20): ok"),
         "{}",
         out.stdout

@@ -11,6 +11,8 @@ command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
 command -v pkill >/dev/null || need_pkgs+=(procps)
+command -v socat >/dev/null || need_pkgs+=(socat)
+command -v objcopy >/dev/null || need_pkgs+=(binutils)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_pkgs[*]} (run as root, or install them)" >&2

@@ -1,11 +1,13 @@
-//! `zfs-nfs-replica check`: the configuration parses, every peer answers over
-//! ssh, and the configured pools exist on both sides.
+//! `zfs-nfs-replica check`: the configuration parses, the Proxmox API answers
+//! (one master check), every peer answers over ssh, and the configured pools
+//! exist on both sides.
 
 use tracing::{error, info};
 
 use crate::config::Config;
 use crate::engine::Side;
 use crate::exit;
+use crate::role::Role;
 use crate::runner::{Runner, SystemRunner, stderr_head};
 use crate::ssh::Peer;
 use crate::zfs::{Op, parse_pool_status};
@@ -22,10 +24,29 @@ pub async fn check(cfg: &Config) -> u8 {
         "config: ok ({} pool(s), this node: {local})",
         cfg.pools.len()
     );
+    let mut code = exit::OK;
+    // One master check (not the repeated one): is the API reachable with
+    // this token and CA, and what does it say?
+    let mut once = cfg.clone();
+    once.checks.count = 1;
+    let d = crate::pve::decide(&once, crate::pve::Purpose::Run).await;
+    match d.role {
+        Role::Master => println!(
+            "proxmox {}: ok, guest {} runs here: this node ({}) is master",
+            cfg.proxmox.url, cfg.cluster.guest, d.local
+        ),
+        Role::Standby { master } => println!(
+            "proxmox {}: ok, guest {} runs on {master}: this node ({}) is a standby",
+            cfg.proxmox.url, cfg.cluster.guest, d.local
+        ),
+        Role::Unsure { reason } => {
+            println!("proxmox {}: FAILED: {reason}", cfg.proxmox.url);
+            code = exit::REFUSED;
+        }
+    }
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
-    let mut code = exit::OK;
     let pools = |target: bool| -> Vec<String> {
         let mut v: Vec<String> = cfg
             .pools

@@ -125,8 +125,17 @@ async fn check_once(client: &Client, cfg: &Config, ctx: &Context) -> Result<Verd
         .unwrap_or_else(|| format!("ct:{vmid}"));
     let ha = parse_ha_status(&ha.map_err(|e| e.to_string())?, &sid)?;
     let local = judge::local_node(&status, ctx)?;
+    // Skip the guest's own status when the cluster view already says its
+    // node is gone: the rules report that, and the request could hang.
+    let node_gone = |g: &answers::GuestRow| {
+        g.status.as_deref() == Some("unknown")
+            || status
+                .nodes
+                .iter()
+                .any(|n| n.name == g.node && n.online == Some(false))
+    };
     let here = match &guest {
-        Some(g) if g.node == local => {
+        Some(g) if g.node == local && !node_gone(g) => {
             let path = format!("/nodes/{local}/{}/{vmid}/status/current", g.kind);
             let v = client.get(&path).await.map_err(|e| e.to_string())?;
             Some(parse_guest_status(&v, &path)?)

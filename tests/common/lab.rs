@@ -53,12 +53,23 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo().join("target"))
 }
 
-/// The binary under test, as the nodes see it through the 9p share.
-pub fn guest_binary() -> String {
+/// The binary under test, copied into the run directory without its debug
+/// info. The nodes copy it into RAM at boot: executed straight from the 9p
+/// share, every page the run touches is a 9p read under TCG (2.4 s instead of
+/// 0.5 s for a run that only asks the API).
+fn stage_binary(run_dir: &Path) -> String {
     let host = PathBuf::from(env!("CARGO_BIN_EXE_zfs-nfs-replica"));
-    let rel = host
+    let staged = run_dir.join("zfs-nfs-replica");
+    let st = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(&host)
+        .arg(&staged)
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(st.success(), "objcopy --strip-debug failed: {st}");
+    let rel = staged
         .strip_prefix(target_dir())
-        .expect("the binary lives in the cargo target dir");
+        .expect("the run dir lives in the cargo target dir");
     format!("/mnt/host/{}", rel.display())
 }
 
@@ -136,14 +147,14 @@ impl Lab {
             run_dir,
             pve,
         };
+        let bin = stage_binary(&lab.run_dir);
         for n in NODES {
             // The binary, the cluster CA where Proxmox keeps it, and the
             // API token (0600) where the package documents it.
             lab.ok(n, &format!(
-                "mkdir -p /etc/zfs-nfs-replica /usr/bin /etc/pve && ln -sf {bin} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version && \
+                "mkdir -p /etc/zfs-nfs-replica /usr/bin /etc/pve && install -m 755 {bin} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version && \
                  cat > /etc/pve/pve-root-ca.pem <<'EOF'\n{ca}\nEOF\n\
                  (umask 077; printf '%s\\n' '{token}' > /etc/zfs-nfs-replica/pve-token)",
-                bin = guest_binary(),
                 ca = lab.pve.ca_pem,
                 token = lab.pve.token,
             ));
