@@ -1,5 +1,8 @@
 //! The binary as an operator runs it: exit codes and one-line errors.
 
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 fn bin() -> Command {
@@ -79,11 +82,26 @@ fn usage_errors_are_exit_2() {
 
 #[test]
 fn an_unreachable_peer_is_a_transient_failure_and_creates_nothing_in_dry_run() {
+    // This node is master per its API (the stand-in), with no .vmlist here.
+    let pve = common::pve::FakePve::start(&[("pve1", "10.0.0.1"), ("pve2", "10.0.0.2")], 103);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
+    let tok = dir.path().join("tok");
+    std::fs::write(&tok, &pve.token).unwrap();
+    std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sanoid = dir.path().join("sanoid.conf");
+    std::fs::write(&sanoid, "[zpool1]\n\tautosnap = no\n").unwrap();
     let text = GOOD.replace(
         "[[pool]]",
-        &format!("[paths]\nrun_dir = \"{}\"\n[[pool]]", run_dir.display()),
+        &format!(
+            "[paths]\nrun_dir = \"{}\"\n[proxmox]\nurl = \"{}\"\ntoken_file = \"{}\"\nca_file = \"{}\"\nvmlist = \"/nonexistent\"\n\
+             [checks]\ninterval = \"10ms\"\n[sanoid]\nconfig = \"{}\"\n[[pool]]",
+            run_dir.display(),
+            pve.url("pve1"),
+            tok.display(),
+            pve.ca_file.path().display(),
+            sanoid.display()
+        ),
     );
     let p = write_config(dir.path(), &text);
     let out = bin()
@@ -102,4 +120,14 @@ fn an_unreachable_peer_is_a_transient_failure_and_creates_nothing_in_dry_run() {
         .map(|d| d.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "dry-run left files: {leftovers:?}");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("# this node (pve1) is master")
+            && out.contains("would set autosnap = yes in [zpool1]"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&sanoid).unwrap(),
+        "[zpool1]\n\tautosnap = no\n"
+    );
 }

@@ -32,7 +32,7 @@ pub async fn decide(cfg: &Config, purpose: Purpose) -> Decision {
         vmid: cfg.cluster.guest,
         nodes: cfg.cluster.nodes.keys().map(|n| n.to_string()).collect(),
         configured: cfg.cluster.node.as_ref().map(|n| n.to_string()),
-        hostname: crate::commands::short_hostname(),
+        hostname: short_hostname(),
         starting_here: purpose == Purpose::PreStart,
     };
     let fallback = ctx
@@ -164,4 +164,23 @@ fn read_vmlist(path: &std::path::Path, vmid: u32) -> VmList {
             Err(e) => VmList::Bad(format!("{}: {e}", path.display())),
         },
     }
+}
+
+/// The short hostname: the Proxmox node name when the API does not say.
+pub fn short_hostname() -> Option<String> {
+    let host = hostname()?;
+    Some(host.split('.').next().unwrap_or(&host).to_string())
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it on success (we also bound the search).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let s = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    (!s.is_empty()).then_some(s)
 }
