@@ -30,6 +30,8 @@ pub enum Command {
     /// Validate the configuration, ask the Proxmox API once, reach every peer
     /// and list the pools on both sides.
     Check,
+    /// The size history the guards compare against.
+    History(HistoryArgs),
     /// Proxmox hookscript entry (`pre-start` promotes this node at once).
     /// Always exits 0: it never blocks the guest's start.
     Hook(HookArgs),
@@ -56,4 +58,24 @@ pub struct RunArgs {
     /// Off by default: it replaces that dataset.
     #[arg(long)]
     pub overwrite_empty_target: bool,
+    /// Replicate POOL even though its sizes changed more than the size
+    /// guards allow (this run only; logged). Repeatable.
+    #[arg(long = "accept-size-change", value_name = "POOL")]
+    pub accept_size_change: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub action: HistoryAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// Record both sides' current sizes as POOL's history (after a corrupt
+    /// history file was moved aside, or to start over).
+    Rebuild {
+        /// The configured pool.
+        pool: String,
+    },
 }

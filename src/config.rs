@@ -330,6 +330,22 @@ pub struct Pool {
     /// Subtrees that are not replicated (full dataset names below `name`).
     #[serde(default)]
     pub exclude: Vec<DatasetName>,
+    /// Refuse the pool when a source dataset uses less than this fraction
+    /// of its replica (an empty or replaced disk).
+    #[serde(default = "default_min_size_ratio")]
+    pub min_size_ratio: f64,
+    /// Refuse the pool when a dataset shrank (source) or changed (replica)
+    /// by more than this fraction since the last successful run.
+    #[serde(default = "default_history_tolerance")]
+    pub history_tolerance: f64,
+}
+
+fn default_min_size_ratio() -> f64 {
+    0.5
+}
+
+fn default_history_tolerance() -> f64 {
+    0.2
 }
 
 impl Pool {
@@ -509,6 +525,18 @@ fn validate(cfg: &Config) -> Result<(), String> {
     }
     let mut seen = std::collections::BTreeSet::new();
     for p in &cfg.pools {
+        if !(p.min_size_ratio > 0.0 && p.min_size_ratio <= 1.0) {
+            return Err(format!(
+                "[[pool]] `{}`: min_size_ratio {} must be in (0, 1]",
+                p.name, p.min_size_ratio
+            ));
+        }
+        if !(0.0..1.0).contains(&p.history_tolerance) {
+            return Err(format!(
+                "[[pool]] `{}`: history_tolerance {} must be in [0, 1)",
+                p.name, p.history_tolerance
+            ));
+        }
         if !seen.insert(p.name.as_str()) {
             return Err(format!("[[pool]] name `{}` is configured twice", p.name));
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use crate::cmd::Cmd;
+use crate::guard;
 use crate::plan::{self, Action, Item, Plan};
 use crate::progress::{Progress, human_bytes};
 use crate::runner::{PipeSpec, RunError, Runner, stderr_head};
@@ -66,6 +67,18 @@ pub struct PoolJob {
     pub source: String,
     pub target: String,
     pub exclude: Vec<String>,
+    /// The size guards; None skips them (engine tests of other rules).
+    pub guard: Option<GuardJob>,
+}
+
+/// What the size guards need besides both listings.
+#[derive(Debug, Clone)]
+pub struct GuardJob {
+    /// The last successful run's sizes for this peer.
+    pub last: Option<crate::history::Entry>,
+    pub thresholds: guard::Thresholds,
+    /// `--accept-size-change`: the guards are evaluated and logged, not obeyed.
+    pub accept: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,6 +125,9 @@ pub struct PoolReport {
     pub duration: Duration,
     /// A failure of the pool as a whole (listing, holds), if any.
     pub error: Option<String>,
+    /// Both sides as they are after the run (not in dry-run): what the size
+    /// history records.
+    pub listings: Option<(Listing, Listing)>,
 }
 
 impl PoolReport {
@@ -218,6 +234,7 @@ impl<'a, R: Runner> Engine<'a, R> {
             bytes: 0,
             duration: Duration::ZERO,
             error: None,
+            listings: None,
         };
         if let Err(e) = self.replicate_inner(job, peer, &mut report).await {
             report.outcome = report.outcome.max(e.outcome());
@@ -253,6 +270,11 @@ impl<'a, R: Runner> Engine<'a, R> {
                 for r in &plan.receiver_only {
                     warn!(dataset = %r, peer = %peer.name, "only on the receiver: kept, never destroyed");
                 }
+                if let Some(g) = &job.guard
+                    && self.guards_refuse(g, job, peer, &plan, &src, &dst, report)
+                {
+                    return Ok(());
+                }
             }
             let resumed = if self.settings.dry_run {
                 self.show_plan(&plan, remote);
@@ -275,6 +297,18 @@ impl<'a, R: Runner> Engine<'a, R> {
         let (src, dst) = listings.expect("at least one pass");
         self.update_holds(peer, &src, &dst, &bases).await?;
         report.datasets = results.into_values().collect();
+        if !self.settings.dry_run {
+            let sent = report
+                .datasets
+                .iter()
+                .any(|d| matches!(d.result, DatasetResult::Sent { .. }));
+            // Sizes after the transfers, for the history.
+            report.listings = Some(if sent {
+                self.list_both(job, peer).await?
+            } else {
+                (src, dst)
+            });
+        }
         let worst = report.datasets.iter().fold(Outcome::NothingToDo, |acc, d| {
             acc.max(match d.result {
                 DatasetResult::Sent { .. } => Outcome::Replicated,
@@ -289,7 +323,66 @@ impl<'a, R: Runner> Engine<'a, R> {
         Ok(())
     }
 
-    async fn list_both(
+    /// The size guards (src/guard.rs) on the first listing. True when they
+    /// refuse the pool: nothing is sent, the report says why.
+    #[allow(clippy::too_many_arguments)]
+    fn guards_refuse(
+        &mut self,
+        g: &GuardJob,
+        job: &PoolJob,
+        peer: &Peer,
+        plan: &plan::Plan,
+        src: &Listing,
+        dst: &Listing,
+        report: &mut PoolReport,
+    ) -> bool {
+        let mut why = guard::check(&guard::Input {
+            root: &job.source,
+            target: &job.target,
+            peer: &peer.name,
+            source: src,
+            receiver: dst,
+            last: g.last.as_ref(),
+            t: g.thresholds,
+        });
+        if g.last.is_none()
+            && plan
+                .items
+                .iter()
+                .any(|i| matches!(i.action, Action::Conflict(_)))
+        {
+            why.push(
+                "no size history yet and the plan has conflicts: resolve them first (the first run seeds the history)"
+                    .into(),
+            );
+        }
+        if why.is_empty() {
+            return false;
+        }
+        if g.accept {
+            for w in &why {
+                warn!(pool = %job.source, peer = %peer.name, "size guard overridden by --accept-size-change: {w}");
+                self.shown.push(format!(
+                    "  size guard overridden (--accept-size-change): {w}"
+                ));
+            }
+            return false;
+        }
+        for w in &why {
+            warn!(pool = %job.source, peer = %peer.name, "size guard: {w}");
+            self.shown
+                .push(format!("  REFUSED by the size guards: {w}"));
+        }
+        report.outcome = Outcome::Refused;
+        report.error = Some(format!(
+            "size guards refuse the pool, nothing sent: {} (if this change is expected: run --accept-size-change {})",
+            why.join("; "),
+            job.source
+        ));
+        true
+    }
+
+    pub async fn list_both(
         &mut self,
         job: &PoolJob,
         peer: &Peer,

@@ -7,6 +7,8 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod exit;
+pub mod guard;
+pub mod history;
 pub mod lock;
 pub mod logging;
 pub mod plan;

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             match &cli.command {
                 Command::Run(args) => commands::run::run(&cfg, args).await,
                 Command::Check => commands::check::check(&cfg).await,
+                Command::History(args) => commands::history::history(&cfg, args).await,
                 Command::Hook(args) => {
                     commands::hook::hook(&cfg, args).await;
                     exit::OK

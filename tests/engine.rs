@@ -135,6 +135,7 @@ fn job() -> PoolJob {
         source: "zpool1".into(),
         target: "zpool1".into(),
         exclude: vec![],
+        guard: None,
     }
 }
 

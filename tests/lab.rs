@@ -783,3 +783,104 @@ fn lab_check_reaches_the_peer_and_lists_both_sides() {
     assert_eq!(out.code, Some(4), "{}", out.all());
     assert!(out.stdout.contains("MISSING"), "{}", out.stdout);
 }
+
+/// The size guards on real pools: a source that lost most of its data, a
+/// corrupt history, a replica changed behind our back and an empty
+/// replacement disk are each refused with the numbers, and nothing is sent;
+/// `--accept-size-change` lets one run through; `history rebuild` unblocks.
+#[test]
+fn lab_size_guards_refuse_what_looks_wrong() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    let hist = "/var/lib/zfs-nfs-replica/history/zpool1.json";
+    assert!(
+        lab.ok(A, &format!("cat {hist}")).contains("\"zpool1/a\""),
+        "the first run seeded the history"
+    );
+
+    // Most of zpool1/a's data deleted on the master.
+    lab.ok(
+        A,
+        "rm /zpool1/a/f /zpool1/a/f2 && zfs snapshot -r zpool1@s3",
+    );
+    let b_before = lab.zfs_state(B);
+    let out = lab.replica(A, "run --pool zpool1");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(
+        out.stderr.contains("zpool1/a is empty") && out.stderr.contains("shrank from"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("run --accept-size-change zpool1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(lab.zfs_state(B), b_before, "nothing was sent");
+    // The operator accepts it once.
+    let out = lab.replica(A, "run --pool zpool1 --accept-size-change zpool1");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(
+        out.stderr.contains("overridden by --accept-size-change"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(lab.guid(A, "zpool1/a@s3"), lab.guid(B, "zpool1/a@s3"));
+    // The history now holds the new sizes: no override needed any more.
+    lab.ok(A, "zfs snapshot -r zpool1@s4");
+    let out = lab.replica(A, "run --pool zpool1");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+
+    // A truncated history: moved aside, the pool refused until rebuilt.
+    lab.ok(A, &format!("truncate -s 100 {hist}"));
+    for _ in 0..2 {
+        let out = lab.replica(A, "run --pool zpool1");
+        assert_eq!(out.code, Some(4), "{}", out.all());
+        assert!(
+            out.stderr.contains("history rebuild zpool1"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        lab.ok(
+            A,
+            "ls /var/lib/zfs-nfs-replica/history | grep -c 'zpool1.json.corrupt-'"
+        )
+        .trim(),
+        "1",
+        "kept aside"
+    );
+    let out = lab.replica(A, "history rebuild zpool1");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    let out = lab.replica(A, "run --pool zpool1");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+
+    // Someone destroys a replica on the standby.
+    lab.ok(
+        B,
+        "zfs release zfs-nfs-replica:pve1 'zpool1/a/b c@s4' && zfs destroy -r 'zpool1/a/b c'",
+    );
+    let out = lab.replica(A, "run --pool zpool1");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("the replica of zpool1/a/b c on pve2 is gone"),
+        "{}",
+        out.stderr
+    );
+
+    // The master's disk is replaced by an empty one (same pool name).
+    let b_before = lab.zfs_state(B);
+    lab.ok(A, "zpool destroy zpool1 && rm -f /pools/zpool1.img && truncate -s 512M /pools/zpool1.img && \
+               zpool create -f -o cachefile=none -o ashift=12 zpool1 /pools/zpool1.img && zfs snapshot zpool1@autosnap_new");
+    let out = lab.replica(A, "run --pool zpool1");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(
+        out.stderr.contains("was recreated") && out.stderr.contains("gone since the last run"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(lab.zfs_state(B), b_before, "the good replica is untouched");
+}

@@ -1,6 +1,7 @@
 //! One file per subcommand. Each returns an exit code from [`crate::exit`].
 
 pub mod check;
+pub mod history;
 pub mod hook;
 pub mod run;
 

@@ -7,8 +7,10 @@ use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::config::Config;
-use crate::engine::{Engine, Outcome, PoolJob, PoolReport, Settings};
+use crate::engine::{Engine, GuardJob, Outcome, PoolJob, PoolReport, Settings};
 use crate::exit;
+use crate::guard;
+use crate::history::{self, History, Loaded};
 use crate::lock::{LockError, try_lock_pool};
 use crate::progress::{Bar, Progress, Silent};
 use crate::pve::{self, Purpose};
@@ -17,10 +19,15 @@ use crate::runner::{Runner, SystemRunner};
 use crate::ssh::Peer;
 
 pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
-    for p in &args.pools {
-        if !cfg.pools.iter().any(|c| c.name.as_str() == p) {
-            error!("--pool {p}: not a configured [[pool]]");
-            return exit::CONFIG;
+    for (flag, list) in [
+        ("--pool", &args.pools),
+        ("--accept-size-change", &args.accept_size_change),
+    ] {
+        for p in list {
+            if !cfg.pools.iter().any(|c| c.name.as_str() == p) {
+                error!("{flag} {p}: not a configured [[pool]]");
+                return exit::CONFIG;
+            }
         }
     }
     let decision = pve::decide(cfg, Purpose::Run).await;
@@ -146,10 +153,11 @@ async fn replicate_all<R: Runner>(
         .iter()
         .filter(|p| args.pools.is_empty() || args.pools.iter().any(|n| n == p.name.as_str()))
     {
-        let job = PoolJob {
+        let mut job = PoolJob {
             source: pool.name.to_string(),
             target: pool.target().to_string(),
             exclude: pool.exclude.iter().map(|e| e.to_string()).collect(),
+            guard: None,
         };
         // Dry-run takes no lock: it must not create or change any file.
         let _lock = if args.dry_run {
@@ -176,7 +184,49 @@ async fn replicate_all<R: Runner>(
                 }
             }
         };
+        // The size history, read under the pool's lock. One that cannot be
+        // trusted refuses the pool until it is rebuilt.
+        let mut hist = match history::load(&cfg.paths.state_dir, pool.name.as_str(), !args.dry_run)
+        {
+            Ok(Loaded::Ok(h)) => Some(h),
+            Ok(Loaded::None) => None,
+            other => {
+                let why = match other {
+                    Ok(Loaded::Corrupt { reason, moved_to }) => format!(
+                        "size history is corrupt ({reason}); kept as {}",
+                        moved_to.display()
+                    ),
+                    Ok(Loaded::NeedsRebuild { aside }) => format!(
+                        "size history was corrupt (kept as {}) and has not been rebuilt",
+                        aside.display()
+                    ),
+                    Err(e) => format!("size history unreadable: {e}"),
+                    Ok(_) => unreachable!(),
+                };
+                let msg = format!(
+                    "{why}: pool refused until `zfs-nfs-replica history rebuild {}`",
+                    pool.name
+                );
+                error!("{msg}");
+                for t in &targets {
+                    reports.push(failed_report(&job, &t.name, msg.clone(), Outcome::Refused));
+                }
+                continue;
+            }
+        };
+        let accept = args
+            .accept_size_change
+            .iter()
+            .any(|p| p == pool.name.as_str());
         for t in &targets {
+            job.guard = Some(GuardJob {
+                last: hist.as_ref().and_then(|h| h.last_for(&t.name).cloned()),
+                thresholds: guard::Thresholds {
+                    min_size_ratio: pool.min_size_ratio,
+                    history_tolerance: pool.history_tolerance,
+                },
+                accept,
+            });
             if !peers.contains_key(&t.name) {
                 if args.dry_run {
                     engine
@@ -205,7 +255,11 @@ async fn replicate_all<R: Runner>(
                             .shown
                             .push(format!("pool {} -> {}:{}", job.source, t.name, job.target));
                     }
-                    reports.push(engine.replicate(&job, peer).await);
+                    let report = engine.replicate(&job, peer).await;
+                    if !args.dry_run {
+                        record_history(cfg, &job, &t.name, &report, &mut hist);
+                    }
+                    reports.push(report);
                 }
                 Err(e) => reports.push(failed_report(&job, &t.name, e.clone(), Outcome::Transient)),
             }
@@ -219,6 +273,32 @@ async fn replicate_all<R: Runner>(
     reports
 }
 
+/// After a successful pool run (replicated or nothing to do), add both
+/// sides' sizes to the pool's history.
+fn record_history(
+    cfg: &Config,
+    job: &PoolJob,
+    peer: &str,
+    report: &PoolReport,
+    hist: &mut Option<History>,
+) {
+    if !matches!(report.outcome, Outcome::Replicated | Outcome::NothingToDo) {
+        return;
+    }
+    let Some((src, dst)) = &report.listings else {
+        return;
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let Some(entry) = history::entry_from(now, peer, &job.source, &job.target, src, dst) else {
+        return;
+    };
+    let h = hist.get_or_insert_with(|| History::new(&job.source));
+    h.push(entry);
+    if let Err(e) = history::save(&cfg.paths.state_dir, h) {
+        error!("cannot record the size history of {}: {e}", job.source);
+    }
+}
+
 fn failed_report(job: &PoolJob, peer: &str, error: String, outcome: Outcome) -> PoolReport {
     PoolReport {
         pool: job.source.clone(),
@@ -229,5 +309,6 @@ fn failed_report(job: &PoolJob, peer: &str, error: String, outcome: Outcome) -> 
         bytes: 0,
         duration: Default::default(),
         error: Some(error),
+        listings: None,
     }
 }

@@ -1,0 +1,329 @@
+//! The size guards, pure: both sides' listings and the pool's size history
+//! in, the reasons to refuse out. They exist so that an empty, replaced or
+//! recreated disk can never overwrite good data: every one of them refuses
+//! the whole pool (nothing is sent) until the numbers look right again or
+//! the operator accepts the change once (`run --accept-size-change POOL`).
+
+use crate::history::Entry;
+use crate::progress::human_bytes;
+use crate::zfs::Listing;
+
+/// Differences smaller than this are noise (metadata, a few small files),
+/// whatever the ratio: a fresh filesystem alone references ~100 KiB.
+pub const SLACK: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Refuse when a source dataset uses less than this fraction of its replica.
+    pub min_size_ratio: f64,
+    /// Refuse when a dataset shrank (source) or changed (replica) by more
+    /// than this fraction since the last successful run.
+    pub history_tolerance: f64,
+}
+
+pub struct Input<'a> {
+    pub root: &'a str,
+    pub target: &'a str,
+    pub peer: &'a str,
+    pub source: &'a Listing,
+    pub receiver: &'a Listing,
+    /// The last successful run's entry for this peer, if any.
+    pub last: Option<&'a Entry>,
+    pub t: Thresholds,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+/// Every reason to refuse the pool; empty when it may be replicated.
+///
+/// Datasets are compared by `referenced` (their live data: what a receive
+/// replaces), the pool as a whole by its root's `used` (everything below it).
+/// Comparing each dataset's `used` would flag the normal difference in
+/// snapshot retention between the two sides.
+pub fn check(i: &Input<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    let replica_name = |src: &str| format!("{}{}", i.target, &src[i.root.len()..]);
+    let smaller = |now: u64, was: u64, ratio_min: f64| {
+        was > now.saturating_add(SLACK) && ratio(now, was) < ratio_min
+    };
+    for (name, d) in &i.source.datasets {
+        let Some(r) = i.receiver.datasets.get(&replica_name(name)) else {
+            continue;
+        };
+        if d.referenced <= SLACK && r.referenced > SLACK {
+            out.push(format!(
+                "{name} is empty ({}) while its replica on {} holds {}",
+                human_bytes(d.referenced),
+                i.peer,
+                human_bytes(r.referenced)
+            ));
+        } else if smaller(d.referenced, r.referenced, i.t.min_size_ratio) {
+            out.push(format!(
+                "{name} holds {}, its replica on {} {} (ratio {:.2} < min_size_ratio {})",
+                human_bytes(d.referenced),
+                i.peer,
+                human_bytes(r.referenced),
+                ratio(d.referenced, r.referenced),
+                i.t.min_size_ratio
+            ));
+        }
+        if name == i.root && smaller(d.used, r.used, i.t.min_size_ratio) {
+            out.push(format!(
+                "pool {name} uses {} in all, its replica on {} {} (ratio {:.2} < min_size_ratio {})",
+                human_bytes(d.used),
+                i.peer,
+                human_bytes(r.used),
+                ratio(d.used, r.used),
+                i.t.min_size_ratio
+            ));
+        }
+    }
+    let Some(last) = i.last else {
+        return out;
+    };
+    match i.source.datasets.get(i.root) {
+        Some(root) if root.guid != last.root_guid => out.push(format!(
+            "{} has guid {}, the last run recorded {}: the pool (or its root dataset) was recreated",
+            i.root, root.guid, last.root_guid
+        )),
+        _ => {}
+    }
+    let gone: Vec<&str> = last
+        .datasets
+        .keys()
+        .filter(|n| !i.source.datasets.contains_key(*n))
+        .map(|n| n.as_str())
+        .collect();
+    if !gone.is_empty() {
+        out.push(format!(
+            "dataset(s) gone since the last run ({}): {}",
+            last.time,
+            gone.join(", ")
+        ));
+    }
+    let tol = i.t.history_tolerance;
+    for (name, was) in &last.datasets {
+        if let Some(d) = i.source.datasets.get(name) {
+            let (now, before, what) = if name == i.root {
+                (d.used, was.used, "in all")
+            } else {
+                (d.referenced, was.referenced, "")
+            };
+            if smaller(now, before, 1.0 - tol) {
+                out.push(format!(
+                    "{name} shrank from {} to {}{} since the last run ({}), more than history_tolerance {:.0}%",
+                    human_bytes(before),
+                    human_bytes(now),
+                    if what.is_empty() { String::new() } else { format!(" {what}") },
+                    last.time,
+                    tol * 100.0
+                ));
+            }
+        }
+        let Some(was_r) = was.replica_referenced else {
+            continue;
+        };
+        match i.receiver.datasets.get(&replica_name(name)) {
+            None => out.push(format!(
+                "the replica of {name} on {} is gone (it held {} after the last run)",
+                i.peer,
+                human_bytes(was_r)
+            )),
+            Some(r) => {
+                let diff = r.referenced.abs_diff(was_r);
+                if diff > SLACK && diff as f64 > tol * was_r as f64 {
+                    out.push(format!(
+                        "the replica of {name} on {} changed from {} to {} while no replication ran (more than history_tolerance {:.0}%)",
+                        i.peer,
+                        human_bytes(was_r),
+                        human_bytes(r.referenced),
+                        tol * 100.0
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::entry_from;
+    use crate::zfs::{Dataset, Kind, Snapshot};
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn ds(name: &str, guid: u64, used: u64, referenced: u64) -> Dataset {
+        Dataset {
+            name: name.into(),
+            kind: Kind::Filesystem,
+            guid,
+            used,
+            referenced,
+            written: 0,
+            resume_token: None,
+            encrypted: false,
+            snapshots: vec![Snapshot {
+                name: "s1".into(),
+                guid: guid * 100,
+                createtxg: 1,
+                creation: 1,
+                used: 0,
+                referenced,
+                written: 0,
+                userrefs: 0,
+            }],
+        }
+    }
+
+    fn listing(v: &[(&str, u64, u64, u64)]) -> Listing {
+        Listing {
+            datasets: v
+                .iter()
+                .map(|(n, g, u, r)| (n.to_string(), ds(n, *g, *u, *r)))
+                .collect(),
+        }
+    }
+
+    const T: Thresholds = Thresholds {
+        min_size_ratio: 0.5,
+        history_tolerance: 0.2,
+    };
+
+    fn run(src: &Listing, rcv: &Listing, last: Option<&Entry>) -> Vec<String> {
+        check(&Input {
+            root: "zpool1",
+            target: "zpool1",
+            peer: "pve2",
+            source: src,
+            receiver: rcv,
+            last,
+            t: T,
+        })
+    }
+
+    fn healthy() -> Listing {
+        listing(&[
+            ("zpool1", 1, 900 * MIB, 100 * 1024),
+            ("zpool1/data", 2, 900 * MIB, 800 * MIB),
+        ])
+    }
+
+    #[test]
+    fn same_sizes_pass() {
+        let l = healthy();
+        assert!(run(&l, &l, None).is_empty());
+        let e = entry_from("t".into(), "pve2", "zpool1", "zpool1", &l, &l).unwrap();
+        assert!(run(&l, &l, Some(&e)).is_empty());
+    }
+
+    #[test]
+    fn an_empty_replacement_disk_is_refused() {
+        // A new pool under the same name: tiny, other guids.
+        let src = listing(&[
+            ("zpool1", 9, 400 * 1024, 100 * 1024),
+            ("zpool1/data", 8, 100 * 1024, 96 * 1024),
+        ]);
+        let rcv = healthy();
+        let why = run(&src, &rcv, None);
+        assert!(
+            why.iter().any(|w| w.contains("zpool1/data is empty")),
+            "{why:?}"
+        );
+        assert!(
+            why.iter()
+                .any(|w| w.contains("pool zpool1 uses 400.0 KiB in all")),
+            "{why:?}"
+        );
+        let e = entry_from("t".into(), "pve2", "zpool1", "zpool1", &rcv, &rcv).unwrap();
+        let why = run(&src, &rcv, Some(&e));
+        assert!(why.iter().any(|w| w.contains("was recreated")), "{why:?}");
+    }
+
+    #[test]
+    fn shrink_beyond_tolerance_and_gone_datasets() {
+        let before = healthy();
+        let e = entry_from("t".into(), "pve2", "zpool1", "zpool1", &before, &before).unwrap();
+        // 30% smaller on the source; the replica unchanged.
+        let src = listing(&[
+            ("zpool1", 1, 630 * MIB, 100 * 1024),
+            ("zpool1/data", 2, 630 * MIB, 560 * MIB),
+        ]);
+        let why = run(&src, &before, Some(&e));
+        assert!(
+            why.iter()
+                .any(|w| w.contains("zpool1/data shrank from 800.0 MiB to 560.0 MiB")),
+            "{why:?}"
+        );
+        assert!(
+            why.iter()
+                .any(|w| w.contains("zpool1 shrank from 900.0 MiB to 630.0 MiB in all")),
+            "{why:?}"
+        );
+        // 10% smaller: within tolerance.
+        let src = listing(&[
+            ("zpool1", 1, 810 * MIB, 100 * 1024),
+            ("zpool1/data", 2, 810 * MIB, 720 * MIB),
+        ]);
+        assert!(run(&src, &before, Some(&e)).is_empty());
+        // A dataset destroyed on the source.
+        let src = listing(&[("zpool1", 1, 900 * MIB, 100 * 1024)]);
+        let why = run(&src, &before, Some(&e));
+        assert!(
+            why.iter()
+                .any(|w| w.contains("gone since the last run") && w.contains("zpool1/data")),
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn a_replica_changed_behind_our_back() {
+        let before = healthy();
+        let e = entry_from("t".into(), "pve2", "zpool1", "zpool1", &before, &before).unwrap();
+        let rcv = listing(&[
+            ("zpool1", 1, 900 * MIB, 100 * 1024),
+            ("zpool1/data", 2, 900 * MIB, 300 * MIB),
+        ]);
+        let why = run(&before, &rcv, Some(&e));
+        assert!(
+            why.iter().any(|w| w.contains(
+                "the replica of zpool1/data on pve2 changed from 800.0 MiB to 300.0 MiB"
+            )),
+            "{why:?}"
+        );
+        let rcv = listing(&[("zpool1", 1, 900 * MIB, 100 * 1024)]);
+        let why = run(&before, &rcv, Some(&e));
+        assert!(
+            why.iter()
+                .any(|w| w.contains("the replica of zpool1/data on pve2 is gone")),
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn snapshot_retention_differences_are_not_shrinking() {
+        // The standby still holds snapshots the master has pruned: its
+        // datasets use more, their live data is the same.
+        let src = listing(&[
+            ("zpool1", 1, 900 * MIB, 100 * 1024),
+            ("zpool1/data", 2, 700 * MIB, 600 * MIB),
+        ]);
+        let rcv = listing(&[
+            ("zpool1", 1, 1100 * MIB, 100 * 1024),
+            ("zpool1/data", 2, 1000 * MIB, 600 * MIB),
+        ]);
+        assert!(run(&src, &rcv, None).is_empty());
+    }
+
+    #[test]
+    fn small_datasets_are_not_noise() {
+        // 300 KiB -> 100 KiB is a big ratio but no real data.
+        let before = listing(&[("zpool1", 1, 300 * 1024, 300 * 1024)]);
+        let now = listing(&[("zpool1", 1, 100 * 1024, 100 * 1024)]);
+        let e = entry_from("t".into(), "pve2", "zpool1", "zpool1", &before, &before).unwrap();
+        assert!(run(&now, &before, Some(&e)).is_empty());
+    }
+}
