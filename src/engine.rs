@@ -271,7 +271,7 @@ impl<'a, R: Runner> Engine<'a, R> {
                     warn!(dataset = %r, peer = %peer.name, "only on the receiver: kept, never destroyed");
                 }
                 if let Some(g) = &job.guard
-                    && self.guards_refuse(g, job, peer, &plan, &src, &dst, report)
+                    && self.guards_refuse(g, job, peer, &src, &dst, report)
                 {
                     return Ok(());
                 }
@@ -324,19 +324,20 @@ impl<'a, R: Runner> Engine<'a, R> {
     }
 
     /// The size guards (src/guard.rs) on the first listing. True when they
-    /// refuse the pool: nothing is sent, the report says why.
-    #[allow(clippy::too_many_arguments)]
+    /// refuse the pool: nothing is sent, the report says why. Without a
+    /// history (a pool's first run, or the first run in this direction after
+    /// a failover) only the comparisons with the replica apply; conflicts
+    /// stay refused per dataset by the planner, as always.
     fn guards_refuse(
         &mut self,
         g: &GuardJob,
         job: &PoolJob,
         peer: &Peer,
-        plan: &plan::Plan,
         src: &Listing,
         dst: &Listing,
         report: &mut PoolReport,
     ) -> bool {
-        let mut why = guard::check(&guard::Input {
+        let why = guard::check(&guard::Input {
             root: &job.source,
             target: &job.target,
             peer: &peer.name,
@@ -345,17 +346,6 @@ impl<'a, R: Runner> Engine<'a, R> {
             last: g.last.as_ref(),
             t: g.thresholds,
         });
-        if g.last.is_none()
-            && plan
-                .items
-                .iter()
-                .any(|i| matches!(i.action, Action::Conflict(_)))
-        {
-            why.push(
-                "no size history yet and the plan has conflicts: resolve them first (the first run seeds the history)"
-                    .into(),
-            );
-        }
         if why.is_empty() {
             return false;
         }

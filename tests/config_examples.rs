@@ -63,6 +63,11 @@ fn the_documented_example_states_the_real_defaults() {
     ] {
         assert_eq!(d, m, "[{what}] in examples/config.toml");
     }
+    let (d, m) = (&documented.pools[0], &defaults.pools[0]);
+    assert_eq!(
+        (d.min_size_ratio, d.history_tolerance),
+        (m.min_size_ratio, m.history_tolerance)
+    );
     let (d, m) = (&documented.ssh, &defaults.ssh);
     assert_eq!(
         (

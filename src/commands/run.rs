@@ -273,7 +273,8 @@ async fn replicate_all<R: Runner>(
     reports
 }
 
-/// After a successful pool run (replicated or nothing to do), add both
+/// After a pool run that the guards let through and that completed (every
+/// dataset decided: sent, up to date, or refused by a conflict), add both
 /// sides' sizes to the pool's history.
 fn record_history(
     cfg: &Config,
@@ -282,7 +283,7 @@ fn record_history(
     report: &PoolReport,
     hist: &mut Option<History>,
 ) {
-    if !matches!(report.outcome, Outcome::Replicated | Outcome::NothingToDo) {
+    if report.error.is_some() {
         return;
     }
     let Some((src, dst)) = &report.listings else {
