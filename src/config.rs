@@ -34,6 +34,8 @@ pub struct Config {
     pub sanoid: Sanoid,
     #[serde(default)]
     pub hook: Hook,
+    #[serde(default)]
+    pub health: Health,
     #[serde(rename = "pool", default)]
     pub pools: Vec<Pool>,
 }
@@ -309,6 +311,53 @@ impl Default for Hook {
     }
 }
 
+/// What the master does when one of its pools is unhealthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUnhealthy {
+    /// Report it and replicate anyway.
+    Alert,
+    /// Report it and replicate nothing from that pool.
+    Refuse,
+    /// Replicate what can be, then ask Proxmox HA to move the guest to a
+    /// healthy standby (or stop it, within the cooldown of an earlier move).
+    Failover,
+}
+
+impl OnUnhealthy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnhealthy::Alert => "alert",
+            OnUnhealthy::Refuse => "refuse",
+            OnUnhealthy::Failover => "failover",
+        }
+    }
+}
+
+/// Pool health (`zpool status`, `zpool list`), read on every node every run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// Warn when a pool has less than this fraction of its size free.
+    pub min_free: f64,
+    /// The master's policy for an unhealthy source pool.
+    pub on_unhealthy: OnUnhealthy,
+    /// After the guest moved to this node (or this node moved it away), a
+    /// health failure within this time stops the guest instead of moving
+    /// it again: no ping-pong between two sick nodes.
+    pub failover_cooldown: Dur,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            min_free: 0.05,
+            on_unhealthy: OnUnhealthy::Alert,
+            failover_cooldown: Dur::secs(3600),
+        }
+    }
+}
+
 impl Config {
     /// The sanoid sections whose autosnap this tool manages.
     pub fn sanoid_datasets(&self) -> Vec<String> {
@@ -338,6 +387,10 @@ pub struct Pool {
     /// by more than this fraction since the last successful run.
     #[serde(default = "default_history_tolerance")]
     pub history_tolerance: f64,
+    /// The pool's disks by their `/dev/disk/by-id/` names (e.g.
+    /// `usb-WD_Elements_25A3_5758...-0:0`); a missing one is reported.
+    #[serde(default)]
+    pub disks: Vec<String>,
 }
 
 fn default_min_size_ratio() -> f64 {
@@ -352,6 +405,21 @@ impl Pool {
     pub fn target(&self) -> &str {
         self.target.as_ref().unwrap_or(&self.name).as_str()
     }
+
+    /// The zpool the source dataset lives in.
+    pub fn zpool(&self) -> &str {
+        pool_of(self.name.as_str())
+    }
+
+    /// The zpool the target dataset lives in (on the peers).
+    pub fn target_zpool(&self) -> &str {
+        pool_of(self.target())
+    }
+}
+
+/// The pool part of a dataset name.
+pub fn pool_of(dataset: &str) -> &str {
+    dataset.split('/').next().unwrap_or(dataset)
 }
 
 /// A human duration: "500ms", "5s", "10m", "2h", "1d", or combinations ("1h30m").
@@ -540,6 +608,14 @@ fn validate(cfg: &Config) -> Result<(), String> {
         if !seen.insert(p.name.as_str()) {
             return Err(format!("[[pool]] name `{}` is configured twice", p.name));
         }
+        for d in &p.disks {
+            if d.is_empty() || d.contains('/') || d.starts_with('.') {
+                return Err(format!(
+                    "[[pool]] `{}`: disks entry `{d}` must be a name in /dev/disk/by-id/ (no path)",
+                    p.name
+                ));
+            }
+        }
         for e in &p.exclude {
             if !e.as_str().starts_with(&format!("{}/", p.name)) {
                 return Err(format!(
@@ -585,6 +661,12 @@ fn validate(cfg: &Config) -> Result<(), String> {
     }
     if cfg.checks.count == 0 || cfg.checks.count > 10 {
         return Err("[checks] count: must be between 1 and 10".into());
+    }
+    if !(0.0..1.0).contains(&cfg.health.min_free) {
+        return Err(format!(
+            "[health] min_free {} must be in [0, 1) (a fraction of the pool's size, e.g. 0.05)",
+            cfg.health.min_free
+        ));
     }
     if cfg.hook.timeout.get().is_zero() {
         return Err("[hook] timeout: must be more than 0 (a deadline is required)".into());

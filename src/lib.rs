@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod exit;
 pub mod guard;
+pub mod health;
 pub mod history;
 pub mod lock;
 pub mod logging;

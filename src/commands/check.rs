@@ -2,15 +2,17 @@
 //! (one master check), every peer answers over ssh, and the configured pools
 //! exist on both sides.
 
+use std::path::Path;
+
 use tracing::{error, info};
 
 use crate::config::Config;
 use crate::engine::Side;
 use crate::exit;
+use crate::health;
 use crate::role::Role;
-use crate::runner::{Runner, SystemRunner, stderr_head};
+use crate::runner::SystemRunner;
 use crate::ssh::Peer;
-use crate::zfs::{Op, parse_pool_status};
 
 pub async fn check(cfg: &Config) -> u8 {
     let local = match super::local_node(cfg) {
@@ -51,13 +53,7 @@ pub async fn check(cfg: &Config) -> u8 {
         let mut v: Vec<String> = cfg
             .pools
             .iter()
-            .map(|p| {
-                if target { p.target() } else { p.name.as_str() }
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-            })
+            .map(|p| if target { p.target_zpool() } else { p.zpool() }.to_string())
             .collect();
         v.dedup();
         v
@@ -89,48 +85,33 @@ async fn show_pools(
     node: &str,
     pools: &[String],
 ) -> u8 {
+    let local = matches!(side, Side::Local);
+    let disks = |p: &str| -> Vec<String> {
+        if !local {
+            return Vec::new();
+        }
+        let want: Vec<String> = cfg
+            .pools
+            .iter()
+            .filter(|c| c.zpool() == p)
+            .flat_map(|c| c.disks.clone())
+            .collect();
+        health::missing_disks(Path::new(health::BY_ID), &want)
+    };
     let mut code = exit::OK;
-    for pool in pools {
-        let op = Op::PoolStatus { pool: pool.clone() };
-        match runner
-            .output(&side.cmd(&op), cfg.timeouts.command.get())
-            .await
-        {
-            Ok(out) if out.success() => match parse_pool_status(&out.stdout) {
-                Ok(rows) => {
-                    for r in rows {
-                        println!(
-                            "  {node:<12} {:<16} {:<10} size {} allocated {} free {}",
-                            r.name,
-                            r.health,
-                            crate::progress::human_bytes(r.size),
-                            crate::progress::human_bytes(r.allocated),
-                            crate::progress::human_bytes(r.free)
-                        );
-                        if r.health != "ONLINE" {
-                            code = code.max(exit::REFUSED);
-                        }
-                    }
-                }
-                Err(e) => {
-                    println!(
-                        "  {node:<12} {pool:<16} cannot parse `{}`: {e}",
-                        side.show(&op)
-                    );
-                    code = code.max(exit::REFUSED);
-                }
-            },
-            Ok(out) => {
-                println!(
-                    "  {node:<12} {pool:<16} MISSING: {}",
-                    stderr_head(&out.stderr)
-                );
-                code = code.max(exit::REFUSED);
-            }
-            Err(e) => {
-                println!("  {node:<12} {pool:<16} FAILED: {e}");
-                code = code.max(exit::TRANSIENT);
-            }
+    for h in health::read(
+        runner,
+        side,
+        pools,
+        &disks,
+        cfg.health.min_free,
+        cfg.timeouts.command.get(),
+    )
+    .await
+    {
+        println!("  {node:<12} {}", h.summary());
+        if h.level == health::Level::Fail {
+            code = code.max(exit::REFUSED);
         }
     }
     code

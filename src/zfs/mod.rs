@@ -6,6 +6,7 @@
 
 pub mod list;
 pub mod names;
+pub mod pool;
 pub mod progress;
 
 use std::fmt;
@@ -74,8 +75,12 @@ pub enum Op {
         snapshots: Vec<String>,
     },
     /// Pool health and space: `zpool list -H -p`.
-    PoolStatus {
-        pool: String,
+    PoolList {
+        pools: Vec<String>,
+    },
+    /// `zpool status -p`: state, error counters, scrub/resilver.
+    ZpoolStatus {
+        pools: Vec<String>,
     },
     /// The properties a role change looks at, for a whole tree:
     /// [`list::ROLE_PROPS`].
@@ -103,7 +108,8 @@ impl Op {
             Op::Holds { .. } => "holds",
             Op::Hold { .. } => "hold",
             Op::Release { .. } => "release",
-            Op::PoolStatus { .. } => "pool-status",
+            Op::PoolList { .. } => "pool-list",
+            Op::ZpoolStatus { .. } => "pool-status",
             Op::RoleProps { .. } => "get",
             Op::RevertReadonly { .. } => "inherit",
             Op::Mount { .. } => "mount",
@@ -114,7 +120,11 @@ impl Op {
     pub fn mutates(&self) -> bool {
         !matches!(
             self,
-            Op::List { .. } | Op::Holds { .. } | Op::PoolStatus { .. } | Op::RoleProps { .. }
+            Op::List { .. }
+                | Op::Holds { .. }
+                | Op::PoolList { .. }
+                | Op::ZpoolStatus { .. }
+                | Op::RoleProps { .. }
         )
     }
 
@@ -188,9 +198,12 @@ impl Op {
                 .args(["inherit", "-S", "readonly"])
                 .args(datasets.iter().cloned()),
             Op::Mount { dataset } => zfs.arg("mount").arg(dataset.clone()),
-            Op::PoolStatus { pool } => Cmd::new("zpool")
+            Op::PoolList { pools } => Cmd::new("zpool")
                 .args(["list", "-H", "-p", "-o", "name,health,size,allocated,free"])
-                .arg(pool.clone()),
+                .args(pools.iter().cloned()),
+            Op::ZpoolStatus { pools } => Cmd::new("zpool")
+                .args(["status", "-p"])
+                .args(pools.iter().cloned()),
         }
     }
 }
