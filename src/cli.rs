@@ -32,6 +32,17 @@ pub enum Command {
     Check,
     /// The size history the guards compare against.
     History(HistoryArgs),
+    /// List every dataset whose standby copy diverged from the master (or
+    /// has no snapshot in common with it), with the evidence. Exit 0: none;
+    /// 4: some need `resolve`.
+    Diverged,
+    /// On the master: keep a diverged standby dataset's own state in the
+    /// quarantine, so the next run re-syncs it from the common snapshot.
+    Resolve(ResolveArgs),
+    /// On the master: take over a standby made by the old script (syncoid)
+    /// after checking that it holds nothing the master lacks; it becomes a
+    /// read-only standby.
+    Adopt(AdoptArgs),
     /// Proxmox hookscript entry (`pre-start` promotes this node at once).
     /// Always exits 0: it never blocks the guest's start.
     Hook(HookArgs),
@@ -62,6 +73,34 @@ pub struct RunArgs {
     /// guards allow (this run only; logged). Repeatable.
     #[arg(long = "accept-size-change", value_name = "POOL")]
     pub accept_size_change: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The diverged dataset, by its name on the master (e.g. `zpool1/data`).
+    pub dataset: String,
+    /// Required: keep the receiver's divergent state (snapshots and writes)
+    /// in the quarantine. The only way `resolve` works; nothing is dropped.
+    #[arg(long, required = true)]
+    pub keep_divergent: bool,
+    /// Show the evidence and every step, run nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// The standby to act on (needed with more than one).
+    #[arg(long, value_name = "NODE")]
+    pub peer: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The configured pool whose standby copy to adopt.
+    pub pool: String,
+    /// Show the checks and every step, run nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// The standby to adopt (needed with more than one).
+    #[arg(long, value_name = "NODE")]
+    pub peer: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -40,7 +40,7 @@ impl Side<'_> {
         }
     }
 
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match self {
             Side::Local => "local".into(),
             Side::Remote(p) => p.name.clone(),
@@ -128,6 +128,8 @@ pub struct PoolReport {
     /// Both sides as they are after the run (not in dry-run): what the size
     /// history records.
     pub listings: Option<(Listing, Listing)>,
+    /// Datasets set aside on the receiver by `resolve` (kept, never replicated).
+    pub quarantine: Vec<String>,
 }
 
 impl PoolReport {
@@ -152,6 +154,13 @@ impl PoolReport {
                 s,
                 ", {} only on the receiver (kept)",
                 self.receiver_only.len()
+            );
+        }
+        if !self.quarantine.is_empty() {
+            let _ = write!(
+                s,
+                ", {} set aside in the quarantine (kept)",
+                self.quarantine.len()
             );
         }
         if let Some(e) = &self.error {
@@ -200,6 +209,8 @@ pub struct Engine<'a, R: Runner> {
     pub progress: &'a mut dyn Progress,
     /// Every command shown or run, in order (dry-run prints these).
     pub shown: Vec<String>,
+    /// The receiver's quarantine datasets, as the last listing showed them.
+    pub quarantine: Vec<String>,
 }
 
 impl<'a, R: Runner> Engine<'a, R> {
@@ -209,6 +220,7 @@ impl<'a, R: Runner> Engine<'a, R> {
             settings,
             progress,
             shown: Vec::new(),
+            quarantine: Vec::new(),
         }
     }
 
@@ -235,8 +247,11 @@ impl<'a, R: Runner> Engine<'a, R> {
             duration: Duration::ZERO,
             error: None,
             listings: None,
+            quarantine: Vec::new(),
         };
-        if let Err(e) = self.replicate_inner(job, peer, &mut report).await {
+        let res = self.replicate_inner(job, peer, &mut report).await;
+        report.quarantine = std::mem::take(&mut self.quarantine);
+        if let Err(e) = res {
             report.outcome = report.outcome.max(e.outcome());
             report.error = Some(e.to_string());
         }
@@ -377,32 +392,14 @@ impl<'a, R: Runner> Engine<'a, R> {
         job: &PoolJob,
         peer: &Peer,
     ) -> Result<(Listing, Listing), PoolError> {
-        // Both sides at once: the slower listing sets the pace, not the sum.
-        let runner = self.runner;
-        let timeout = self.settings.command_timeout;
-        let lop = Op::List {
-            root: job.source.clone(),
-        };
-        let rop = Op::List {
-            root: job.target.clone(),
-        };
-        let (lcmd, rcmd) = (Side::Local.cmd(&lop), Side::Remote(peer).cmd(&rop));
-        let (l, r) = tokio::join!(runner.output(&lcmd, timeout), runner.output(&rcmd, timeout));
-        let parse = |side: Side<'_>, op: &Op, res| -> Result<Listing, PoolError> {
-            let text = checked(side, op, res)?;
-            zfs::parse_list(&text).map_err(|e| PoolError::Parse {
-                side: side.label(),
-                msg: format!("`{}`: {e}", side.show(op)),
-            })
-        };
-        let src = parse(Side::Local, &lop, l)?;
-        let dst = parse(Side::Remote(peer), &rop, r)?;
-        if !src.datasets.contains_key(&job.source) {
-            return Err(PoolError::Parse {
-                side: "local".into(),
-                msg: format!("{} is missing from its own listing", job.source),
-            });
-        }
+        let (src, dst, quarantine) = list_pair(
+            self.runner,
+            self.settings.command_timeout,
+            (Side::Local, &job.source),
+            (Side::Remote(peer), &job.target),
+        )
+        .await?;
+        self.quarantine = quarantine;
         Ok((src, dst))
     }
 
@@ -787,6 +784,44 @@ impl<'a, R: Runner> Engine<'a, R> {
         }
         Ok(())
     }
+}
+
+/// List a source tree and a receiver tree (either may be local or remote),
+/// both at once: the slower listing sets the pace, not the sum. Datasets
+/// `resolve` set aside are taken out of both (they are never replicated,
+/// planned or size-checked); the receiver's are returned apart.
+pub async fn list_pair<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    (sside, sroot): (Side<'_>, &str),
+    (dside, droot): (Side<'_>, &str),
+) -> Result<(Listing, Listing, Vec<String>), PoolError> {
+    let sop = Op::List {
+        root: sroot.to_string(),
+    };
+    let dop = Op::List {
+        root: droot.to_string(),
+    };
+    let (scmd, dcmd) = (sside.cmd(&sop), dside.cmd(&dop));
+    let (l, r) = tokio::join!(runner.output(&scmd, timeout), runner.output(&dcmd, timeout));
+    let parse = |side: Side<'_>, op: &Op, res| -> Result<Listing, PoolError> {
+        let text = checked(side, op, res)?;
+        zfs::parse_list(&text).map_err(|e| PoolError::Parse {
+            side: side.label(),
+            msg: format!("`{}`: {e}", side.show(op)),
+        })
+    };
+    let mut src = parse(sside, &sop, l)?;
+    let mut dst = parse(dside, &dop, r)?;
+    if !src.datasets.contains_key(sroot) {
+        return Err(PoolError::Parse {
+            side: sside.label(),
+            msg: format!("{sroot} is missing from its own listing"),
+        });
+    }
+    crate::resolve::split_quarantine(&mut src, sroot);
+    let quarantine = crate::resolve::split_quarantine(&mut dst, droot);
+    Ok((src, dst, quarantine))
 }
 
 /// A command's stdout, or the error that names the side, the command and its stderr.

@@ -1,6 +1,7 @@
 //! zfs-nfs-replica: active-passive replication of whole ZFS pools between
 //! Proxmox VE nodes, following the node that hosts an HA-managed guest.
 
+pub mod adopt;
 pub mod cli;
 pub mod cmd;
 pub mod commands;
@@ -15,6 +16,7 @@ pub mod logging;
 pub mod plan;
 pub mod progress;
 pub mod pve;
+pub mod resolve;
 pub mod role;
 pub mod runner;
 pub mod sanoid;

@@ -64,7 +64,7 @@ pub fn try_lock_pool(run_dir: &Path, pool: &str) -> Result<PoolLock, LockError> 
     let holder = format!(
         "pid {} since {}\n",
         std::process::id(),
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        crate::state::now_rfc3339()
     );
     let _ = file
         .set_len(0)

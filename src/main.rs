@@ -42,6 +42,9 @@ fn main() -> ExitCode {
                 Command::Run(args) => commands::run::run(&cfg, args).await,
                 Command::Check => commands::check::check(&cfg).await,
                 Command::History(args) => commands::history::history(&cfg, args).await,
+                Command::Diverged => commands::diverged::diverged(&cfg).await,
+                Command::Resolve(args) => commands::resolve::resolve(&cfg, args).await,
+                Command::Adopt(args) => commands::adopt::adopt(&cfg, args).await,
                 Command::Hook(args) => {
                     commands::hook::hook(&cfg, args).await;
                     exit::OK

@@ -341,6 +341,50 @@ pub fn plan(
     }
 }
 
+/// Where a receiver dataset stands against its source, by guid: the newest
+/// snapshot both have, and what each side has after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing<'a> {
+    /// The newest common snapshot, as the source lists it.
+    pub common: Option<&'a Snapshot>,
+    pub source_newer: Vec<SnapRef>,
+    pub receiver_newer: Vec<SnapRef>,
+}
+
+pub fn standing<'a>(src: &'a Dataset, dst: &Dataset) -> Standing<'a> {
+    let dst_by_guid: HashMap<u64, &Snapshot> = dst.snapshots.iter().map(|s| (s.guid, s)).collect();
+    let Some(common) = src
+        .snapshots
+        .iter()
+        .rev()
+        .find(|s| dst_by_guid.contains_key(&s.guid))
+    else {
+        return Standing {
+            common: None,
+            source_newer: src.snapshots.iter().map(SnapRef::from).collect(),
+            receiver_newer: Vec::new(),
+        };
+    };
+    // createtxg orders snapshots within one pool only: compare each side's
+    // snapshots with the common one's txg on that side.
+    let common_txg_on_dst = dst_by_guid[&common.guid].createtxg;
+    Standing {
+        common: Some(common),
+        source_newer: src
+            .snapshots
+            .iter()
+            .filter(|s| s.createtxg > common.createtxg)
+            .map(SnapRef::from)
+            .collect(),
+        receiver_newer: dst
+            .snapshots
+            .iter()
+            .filter(|s| s.createtxg > common_txg_on_dst)
+            .map(SnapRef::from)
+            .collect(),
+    }
+}
+
 fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
     let (Some(first), Some(last)) = (src.snapshots.first(), src.snapshots.last()) else {
         return Action::NoSnapshots;
@@ -368,12 +412,11 @@ fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
     if raw && !dst.encrypted {
         return Action::Conflict(Conflict::RawMismatch);
     }
-    let dst_by_guid: HashMap<u64, &Snapshot> = dst.snapshots.iter().map(|s| (s.guid, s)).collect();
-    let common = src
-        .snapshots
-        .iter()
-        .rev()
-        .find(|s| dst_by_guid.contains_key(&s.guid));
+    let Standing {
+        common,
+        source_newer,
+        receiver_newer,
+    } = standing(src, dst);
     let Some(common) = common else {
         if dst.snapshots.is_empty() && dst.referenced <= opts.empty_max_referenced {
             if opts.overwrite_empty {
@@ -393,19 +436,6 @@ fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
             receiver_referenced: dst.referenced,
         });
     };
-    let common_txg_on_dst = dst_by_guid[&common.guid].createtxg;
-    let receiver_newer: Vec<SnapRef> = dst
-        .snapshots
-        .iter()
-        .filter(|s| s.createtxg > common_txg_on_dst)
-        .map(SnapRef::from)
-        .collect();
-    let source_newer: Vec<SnapRef> = src
-        .snapshots
-        .iter()
-        .filter(|s| s.createtxg > common.createtxg)
-        .map(SnapRef::from)
-        .collect();
     if !receiver_newer.is_empty() {
         return Action::Conflict(Conflict::Diverged {
             common: common.into(),

@@ -69,6 +69,58 @@ pub fn record_promotion(state_dir: &Path, p: &Promotion) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }
 
+/// One `resolve` or `adopt` the operator ran from this node, for `status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct OperatorAction {
+    pub time: String,
+    /// `resolve` or `adopt`.
+    pub action: String,
+    pub pool: String,
+    pub peer: String,
+    /// The dataset it was asked about (receiver name).
+    pub dataset: String,
+    /// For `resolve`: `<root>/zfs-nfs-replica-quarantine/<time>`.
+    pub quarantine: Option<String>,
+    /// Every step, as run, in order.
+    pub steps: Vec<String>,
+    pub complete: bool,
+    pub error: Option<String>,
+}
+
+pub const ACTIONS_FILE: &str = "operator-actions.json";
+/// Kept per file: the newest ones.
+const MAX_ACTIONS: usize = 100;
+
+/// The operator actions recorded on this node, oldest first. A file that
+/// does not parse is an error naming it (nothing is overwritten).
+pub fn load_actions(state_dir: &Path) -> Result<Vec<OperatorAction>, String> {
+    let path = state_dir.join(ACTIONS_FILE);
+    match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        Ok(t) => serde_json::from_str(&t).map_err(|e| format!("{}: {e}", path.display())),
+    }
+}
+
+pub fn record_action(state_dir: &Path, a: &OperatorAction) -> Result<(), String> {
+    let shown = state_dir.display();
+    std::fs::create_dir_all(state_dir).map_err(|e| format!("{shown}: {e}"))?;
+    let mut all = load_actions(state_dir)?;
+    all.push(a.clone());
+    let extra = all.len().saturating_sub(MAX_ACTIONS);
+    all.drain(..extra);
+    let mut text = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
+    text.push('\n');
+    let path = state_dir.join(ACTIONS_FILE);
+    replace_atomically(&path, text.as_bytes(), 0o644, None)
+        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}
+
+/// Now, as every state file writes it (RFC 3339, UTC, seconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +161,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, p);
+    }
+}
+
+#[cfg(test)]
+mod action_tests {
+    use super::*;
+
+    #[test]
+    fn actions_append_and_a_garbled_file_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let a = OperatorAction {
+            time: "2026-11-22T17:00:00Z".into(),
+            action: "resolve".into(),
+            pool: "zpool1".into(),
+            peer: "pve1".into(),
+            dataset: "zpool1/a".into(),
+            quarantine: Some("zpool1/zfs-nfs-replica-quarantine/T".into()),
+            steps: vec!["zfs snapshot -r x@y".into()],
+            complete: true,
+            error: None,
+        };
+        record_action(d.path(), &a).unwrap();
+        record_action(d.path(), &a).unwrap();
+        assert_eq!(load_actions(d.path()).unwrap(), vec![a.clone(), a.clone()]);
+        std::fs::write(d.path().join(ACTIONS_FILE), "[{").unwrap();
+        let e = record_action(d.path(), &a).unwrap_err();
+        assert!(e.contains(ACTIONS_FILE), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(ACTIONS_FILE)).unwrap(),
+            "[{"
+        );
     }
 }

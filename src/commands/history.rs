@@ -68,7 +68,7 @@ pub async fn history(cfg: &Config, args: &HistoryArgs) -> u8 {
         };
         match engine.list_both(&job, &peer).await {
             Ok((src, dst)) => {
-                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let now = crate::state::now_rfc3339();
                 if let Some(e) =
                     history::entry_from(now, &t.name, &job.source, &job.target, &src, &dst)
                 {

@@ -58,7 +58,7 @@ fn promotion(
     errors: Vec<String>,
 ) -> Promotion {
     Promotion {
-        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        time: crate::state::now_rfc3339(),
         node: node.to_string(),
         guest: cfg.cluster.guest,
         promoted,

@@ -1,8 +1,11 @@
 //! One file per subcommand. Each returns an exit code from [`crate::exit`].
 
+pub mod adopt;
 pub mod check;
+pub mod diverged;
 pub mod history;
 pub mod hook;
+pub mod resolve;
 pub mod run;
 
 use crate::config::Config;
@@ -42,4 +45,112 @@ pub fn peers(cfg: &Config, local: &str) -> Vec<Target> {
             addr: a.clone(),
         })
         .collect()
+}
+
+/// The operator's commands that act from the master (`resolve`, `adopt`):
+/// this node must surely be master, by the same repeated check as `run`.
+/// Returns this node's name, or the exit code after saying why not.
+pub async fn require_master(cfg: &Config, what: &str) -> Result<String, u8> {
+    let d = crate::pve::decide(cfg, crate::pve::Purpose::Run).await;
+    match d.role {
+        crate::role::Role::Master => Ok(d.local),
+        crate::role::Role::Standby { master } => {
+            tracing::error!(
+                "{what} runs on the master, which is {master} (this node, {}, is a standby)",
+                d.local
+            );
+            Err(crate::exit::REFUSED)
+        }
+        crate::role::Role::Unsure { reason } => {
+            tracing::error!("refusing {what}: nobody is surely master ({reason})");
+            Err(crate::exit::REFUSED)
+        }
+    }
+}
+
+/// The peer to act on: the one named, or the only one.
+pub fn pick_peer(cfg: &Config, local: &str, named: Option<&str>) -> Result<Target, String> {
+    let all = peers(cfg, local);
+    match named {
+        Some(n) => all
+            .into_iter()
+            .find(|t| t.name == n)
+            .ok_or_else(|| format!("--peer {n}: not one of the other nodes in [cluster] nodes")),
+        None if all.len() == 1 => Ok(all.into_iter().next().expect("one")),
+        None => Err(format!(
+            "{} peers ({}): name one with --peer",
+            all.len(),
+            all.iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// The configured pool a dataset (source name) belongs to.
+pub fn pool_of_dataset<'a>(cfg: &'a Config, dataset: &str) -> Option<&'a crate::config::Pool> {
+    cfg.pools.iter().find(|p| {
+        let n = p.name.as_str();
+        dataset == n || dataset.starts_with(&format!("{n}/"))
+    })
+}
+
+/// Where an operator command keeps its ssh control socket: dry-run must
+/// not create anything in the run directory.
+pub fn socket_dir(cfg: &Config, dry_run: bool) -> std::path::PathBuf {
+    if dry_run {
+        std::env::temp_dir()
+    } else {
+        cfg.paths.run_dir.clone()
+    }
+}
+
+/// Run an operator command's steps in order on one side; the first failure
+/// of a step that is not best-effort stops the rest. Returns the steps done
+/// (as shown) and the failure, if any.
+pub async fn execute_steps<R: crate::runner::Runner>(
+    runner: &R,
+    cfg: &Config,
+    side: crate::engine::Side<'_>,
+    steps: &[crate::resolve::Step],
+) -> (Vec<String>, Option<String>) {
+    use tracing::{error, info, warn};
+    let mut done: Vec<String> = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        let shown = side.show(&s.op);
+        if s.destructive {
+            warn!("DESTRUCTIVE step {}: {shown} ({})", i + 1, s.note);
+        } else {
+            info!("step {}: {shown}", i + 1);
+        }
+        // A copy moves data: it gets the transfer deadline, not a command's.
+        let limit = if matches!(s.op, crate::zfs::Op::CopyLocal { .. }) {
+            cfg.timeouts.transfer.get()
+        } else {
+            cfg.timeouts.command.get()
+        };
+        let err = match runner.output(&side.cmd(&s.op), limit).await {
+            Ok(o) if o.success() => None,
+            Ok(o) => Some(format!(
+                "`{shown}` failed: {}",
+                crate::runner::stderr_head(&o.stderr)
+            )),
+            Err(e) => Some(format!("`{shown}`: {e}")),
+        };
+        match err {
+            None => done.push(shown),
+            Some(e) if s.best_effort => warn!("step {} (best effort): {e}", i + 1),
+            Some(e) => {
+                error!(
+                    "stopped at step {} of {}: {e}; the {} step(s) before it were done, none after it ran",
+                    i + 1,
+                    steps.len(),
+                    done.len()
+                );
+                return (done, Some(e));
+            }
+        }
+    }
+    (done, None)
 }

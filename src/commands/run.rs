@@ -233,13 +233,7 @@ async fn replicate_all<R: Runner>(
                         .shown
                         .push(format!("# connect to {} ({}) over ssh", t.name, t.addr));
                 }
-                // Dry-run creates nothing in run_dir: its ssh control socket
-                // lives in a temporary directory.
-                let sock_dir = if args.dry_run {
-                    std::env::temp_dir()
-                } else {
-                    cfg.paths.run_dir.clone()
-                };
+                let sock_dir = super::socket_dir(cfg, args.dry_run);
                 let p = Peer::connect(runner, &cfg.ssh, t, &sock_dir)
                     .await
                     .map_err(|e| e.to_string());
@@ -289,7 +283,7 @@ fn record_history(
     let Some((src, dst)) = &report.listings else {
         return;
     };
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = crate::state::now_rfc3339();
     let Some(entry) = history::entry_from(now, peer, &job.source, &job.target, src, dst) else {
         return;
     };
@@ -311,5 +305,6 @@ fn failed_report(job: &PoolJob, peer: &str, error: String, outcome: Outcome) -> 
         duration: Default::default(),
         error: Some(error),
         listings: None,
+        quarantine: Vec::new(),
     }
 }

@@ -95,6 +95,63 @@ pub enum Op {
     Mount {
         dataset: String,
     },
+    // The operator's explicit actions (`resolve`, `adopt`); the replication
+    // engine never runs these.
+    /// `zfs snapshot [-r]`.
+    Snapshot {
+        snapshot: String,
+        recursive: bool,
+    },
+    /// `zfs hold -r TAG SNAP`: the snapshot and its namesakes below.
+    HoldRecursive {
+        tag: String,
+        snapshot: String,
+    },
+    /// A dataset that only holds others: `canmount=off`.
+    CreateContainer {
+        dataset: String,
+        mountpoint: Option<String>,
+    },
+    /// `zfs rename -p`: moves a whole subtree (creating missing parents).
+    Rename {
+        from: String,
+        to: String,
+    },
+    /// `zfs inherit -r mountpoint`: mount below the parent, whatever the
+    /// stream said (a quarantined copy must not take the live path).
+    InheritMountpoint {
+        dataset: String,
+    },
+    SetReadonly {
+        datasets: Vec<String>,
+    },
+    /// `zfs clone -o readonly=on SNAP TARGET`.
+    Clone {
+        snapshot: String,
+        target: String,
+    },
+    Promote {
+        dataset: String,
+    },
+    /// `zfs rollback [-r] SNAP`; `-r` destroys the snapshots after it.
+    Rollback {
+        snapshot: String,
+        destroy_newer: bool,
+    },
+    /// `zfs diff SNAP DATASET`: files changed since the snapshot (an atime
+    /// update changes no ctime and is not listed).
+    Diff {
+        snapshot: String,
+        dataset: String,
+    },
+    /// A copy within one node: `zfs send [-I BASE] SNAP | zfs receive -u
+    /// TARGET`, run by bash with pipefail.
+    CopyLocal {
+        snapshot: String,
+        base: Option<String>,
+        raw: bool,
+        target: String,
+    },
 }
 
 impl Op {
@@ -113,6 +170,17 @@ impl Op {
             Op::RoleProps { .. } => "get",
             Op::RevertReadonly { .. } => "inherit",
             Op::Mount { .. } => "mount",
+            Op::Snapshot { .. } => "snapshot",
+            Op::HoldRecursive { .. } => "hold",
+            Op::CreateContainer { .. } => "create",
+            Op::Rename { .. } => "rename",
+            Op::InheritMountpoint { .. } => "inherit",
+            Op::SetReadonly { .. } => "set",
+            Op::Clone { .. } => "clone",
+            Op::Promote { .. } => "promote",
+            Op::Rollback { .. } => "rollback",
+            Op::Diff { .. } => "diff",
+            Op::CopyLocal { .. } => "copy",
         }
     }
 
@@ -125,6 +193,7 @@ impl Op {
                 | Op::PoolList { .. }
                 | Op::ZpoolStatus { .. }
                 | Op::RoleProps { .. }
+                | Op::Diff { .. }
         )
     }
 
@@ -198,6 +267,75 @@ impl Op {
                 .args(["inherit", "-S", "readonly"])
                 .args(datasets.iter().cloned()),
             Op::Mount { dataset } => zfs.arg("mount").arg(dataset.clone()),
+            Op::Snapshot {
+                snapshot,
+                recursive,
+            } => {
+                let c = zfs.arg("snapshot");
+                let c = if *recursive { c.arg("-r") } else { c };
+                c.arg(snapshot.clone())
+            }
+            Op::HoldRecursive { tag, snapshot } => zfs
+                .args(["hold", "-r"])
+                .arg(tag.clone())
+                .arg(snapshot.clone()),
+            Op::CreateContainer {
+                dataset,
+                mountpoint,
+            } => {
+                let c = zfs.args(["create", "-o", "canmount=off"]);
+                let c = match mountpoint {
+                    Some(m) => c.arg("-o").arg(format!("mountpoint={m}")),
+                    None => c,
+                };
+                c.arg(dataset.clone())
+            }
+            Op::Rename { from, to } => zfs.args(["rename", "-p"]).arg(from.clone()).arg(to.clone()),
+            Op::InheritMountpoint { dataset } => zfs
+                .args(["inherit", "-r", "mountpoint"])
+                .arg(dataset.clone()),
+            Op::SetReadonly { datasets } => zfs
+                .args(["set", "readonly=on"])
+                .args(datasets.iter().cloned()),
+            Op::Clone { snapshot, target } => zfs
+                .args(["clone", "-o", "readonly=on"])
+                .arg(snapshot.clone())
+                .arg(target.clone()),
+            Op::Promote { dataset } => zfs.arg("promote").arg(dataset.clone()),
+            Op::Rollback {
+                snapshot,
+                destroy_newer,
+            } => {
+                let c = zfs.arg("rollback");
+                let c = if *destroy_newer { c.arg("-r") } else { c };
+                c.arg(snapshot.clone())
+            }
+            Op::Diff { snapshot, dataset } => {
+                zfs.arg("diff").arg(snapshot.clone()).arg(dataset.clone())
+            }
+            Op::CopyLocal {
+                snapshot,
+                base,
+                raw,
+                target,
+            } => {
+                let mut send = Cmd::new("zfs").args(["send", "-L", "-c", "-e"]);
+                if *raw {
+                    send = send.arg("-w");
+                }
+                if let Some(b) = base {
+                    send = send.arg("-I").arg(b.clone());
+                }
+                let send = send.arg(snapshot.clone());
+                let recv = Cmd::new("zfs")
+                    .args(["receive", "-u", "-o", "readonly=on"])
+                    .arg(target.clone());
+                Cmd::new("bash").arg("-c").arg(format!(
+                    "set -o pipefail; {} | {}",
+                    send.to_shell(),
+                    recv.to_shell()
+                ))
+            }
             Op::PoolList { pools } => Cmd::new("zpool")
                 .args(["list", "-H", "-p", "-o", "name,health,size,allocated,free"])
                 .args(pools.iter().cloned()),
@@ -210,6 +348,17 @@ impl Op {
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The copy runs under `bash -c`; people read the pipeline itself.
+        if let Op::CopyLocal { .. } = self {
+            let cmd = self.to_cmd();
+            if let Some(inner) = cmd
+                .args
+                .get(1)
+                .and_then(|a| a.strip_prefix("set -o pipefail; "))
+            {
+                return f.write_str(inner);
+            }
+        }
         fmt::Display::fmt(&self.to_cmd(), f)
     }
 }

@@ -1,0 +1,114 @@
+//! `zfs-nfs-replica diverged`: every dataset whose standby copy holds
+//! something the master does not (snapshots after the common one,
+//! unsnapshotted writes, or no snapshot in common at all), across all
+//! pools and standbys, with the evidence, plus what earlier resolves set
+//! aside. Read-only; runs on any node: the master lists its standbys, a
+//! standby lists itself against the master.
+
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::engine::{Side, list_pair};
+use crate::exit;
+use crate::resolve;
+use crate::role::Role;
+use crate::runner::SystemRunner;
+use crate::ssh::{Peer, Target};
+
+pub async fn diverged(cfg: &Config) -> u8 {
+    // One check, as `check` does: this command changes nothing, it only has
+    // to know which way replication goes.
+    let mut once = cfg.clone();
+    once.checks.count = 1;
+    let d = crate::pve::decide(&once, crate::pve::Purpose::Run).await;
+    let master = match d.role {
+        Role::Master => d.local.clone(),
+        Role::Standby { master } => master,
+        Role::Unsure { reason } => {
+            error!("cannot tell which node is the source: nobody is surely master ({reason})");
+            return exit::REFUSED;
+        }
+    };
+    let runner = SystemRunner {
+        kill_grace: cfg.timeouts.kill_grace.get(),
+    };
+    // The master compares itself with every standby; a standby compares the
+    // master with itself.
+    let (remote_nodes, local_is_source): (Vec<Target>, bool) = if master == d.local {
+        (super::peers(cfg, &d.local), true)
+    } else {
+        (
+            super::peers(cfg, &d.local)
+                .into_iter()
+                .filter(|t| t.name == master)
+                .collect(),
+            false,
+        )
+    };
+    let mut code = exit::OK;
+    let mut found = 0usize;
+    for t in remote_nodes {
+        let peer = match Peer::connect(&runner, &cfg.ssh, &t, &std::env::temp_dir()).await {
+            Ok(p) => p,
+            Err(e) => {
+                error!("{e}");
+                code = code.max(exit::TRANSIENT);
+                continue;
+            }
+        };
+        let (src_node, dst_node) = if local_is_source {
+            (d.local.as_str(), t.name.as_str())
+        } else {
+            (t.name.as_str(), d.local.as_str())
+        };
+        for pool in &cfg.pools {
+            let (sroot, droot) = (pool.name.as_str(), pool.target());
+            let (sside, dside) = if local_is_source {
+                (Side::Local, Side::Remote(&peer))
+            } else {
+                (Side::Remote(&peer), Side::Local)
+            };
+            let (src, dst, quarantine) = match list_pair(
+                &runner,
+                cfg.timeouts.command.get(),
+                (sside, sroot),
+                (dside, droot),
+            )
+            .await
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    error!("pool {sroot}: {e}");
+                    code = code.max(exit::TRANSIENT);
+                    continue;
+                }
+            };
+            for e in resolve::evidence(&src, sroot, &dst, droot, droot)
+                .iter()
+                .filter(|e| e.diverged())
+            {
+                found += 1;
+                println!("{} -> {dst_node}:{}: {}", e.source, e.target, e.kind());
+                for l in e.lines(src_node, dst_node) {
+                    println!("    {l}");
+                }
+                println!(
+                    "    keep it and re-sync, on {src_node}: zfs-nfs-replica resolve '{}' --keep-divergent",
+                    e.source
+                );
+            }
+            for q in quarantine {
+                println!("quarantine on {dst_node}: {q} (kept)");
+            }
+        }
+        peer.close(cfg.ssh.connect_timeout.get()).await;
+    }
+    if found > 0 {
+        println!("{found} diverged dataset(s): nothing is replicated into them until resolved");
+        code = code.max(exit::REFUSED);
+    } else if code == exit::OK {
+        println!("no diverged dataset");
+    }
+    info!("diverged finished with exit code {code}");
+    code
+}
