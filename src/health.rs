@@ -310,6 +310,63 @@ pub async fn read<R: Runner>(
         .collect()
 }
 
+/// The zpools the configured pools live in, on the master (`targets`
+/// false) or on the standbys (`targets` true), each once, in order.
+pub fn zpools(cfg: &crate::config::Config, targets: bool) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for p in &cfg.pools {
+        let z = if targets { p.target_zpool() } else { p.zpool() };
+        if !v.iter().any(|x| x == z) {
+            v.push(z.to_string());
+        }
+    }
+    v
+}
+
+/// The health of this config's zpools on one side: the source zpools on
+/// the master, the target zpools on a standby. Disks are looked up under
+/// `/dev/disk/by-id` on this node only.
+pub async fn of_side<R: Runner>(
+    runner: &R,
+    cfg: &crate::config::Config,
+    side: Side<'_>,
+    targets: bool,
+) -> Vec<PoolHealth> {
+    let local = matches!(side, Side::Local);
+    let disks = |z: &str| -> Vec<String> {
+        if !local {
+            return Vec::new();
+        }
+        let want: Vec<String> = cfg
+            .pools
+            .iter()
+            .filter(|p| (if targets { p.target_zpool() } else { p.zpool() }) == z)
+            .flat_map(|p| p.disks.clone())
+            .collect();
+        missing_disks(Path::new(BY_ID), &want)
+    };
+    read(
+        runner,
+        side,
+        &zpools(cfg, targets),
+        &disks,
+        cfg.health.min_free,
+        cfg.timeouts.command.get(),
+    )
+    .await
+}
+
+/// Log each pool's health: ok at info, the rest at warn/error.
+pub fn log(node: &str, all: &[PoolHealth]) {
+    for h in all {
+        match h.level {
+            Level::Ok => tracing::info!(node = %node, "pool health: {}", h.summary()),
+            Level::Warn => tracing::warn!(node = %node, "pool health: {}", h.summary()),
+            Level::Fail => tracing::error!(node = %node, "pool health: {}", h.summary()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

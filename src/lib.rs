@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod exit;
+pub mod failover;
 pub mod guard;
 pub mod health;
 pub mod history;

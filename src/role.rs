@@ -26,6 +26,9 @@ pub enum Role {
 pub struct Decision {
     pub local: String,
     pub role: Role,
+    /// The guest's HA service id (`ct:103`), when the checks agreed and HA
+    /// manages it: what the failover policy asks HA to move or stop.
+    pub ha_sid: Option<String>,
 }
 
 /// What a role change did (or, in dry-run, would do): one line each.

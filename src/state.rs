@@ -60,13 +60,96 @@ pub struct Promotion {
 pub const PROMOTION_FILE: &str = "last-promotion.json";
 
 pub fn record_promotion(state_dir: &Path, p: &Promotion) -> Result<(), String> {
-    let shown = state_dir.display();
-    std::fs::create_dir_all(state_dir).map_err(|e| format!("{shown}: {e}"))?;
-    let mut text = serde_json::to_string_pretty(p).map_err(|e| e.to_string())?;
+    save_json(&state_dir.join(PROMOTION_FILE), p)
+}
+
+/// This node's last sure role, and since when: what `status` shows and
+/// what the failover cooldown reads ("did the guest just arrive here?").
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RoleRecord {
+    /// `master` or `standby` (a run that was not sure records nothing).
+    pub role: String,
+    /// The master node, as the checks said.
+    pub master: String,
+    /// When this node was first seen in this role; None when unknown (the
+    /// first run after installation).
+    pub since: Option<String>,
+    /// The last run that confirmed it.
+    pub checked: String,
+}
+
+pub const ROLE_FILE: &str = "role.json";
+
+fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+    }
+}
+
+fn save_json<T: Serialize>(path: &Path, v: &T) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
     text.push('\n');
-    let path = state_dir.join(PROMOTION_FILE);
-    replace_atomically(&path, text.as_bytes(), 0o644, None)
+    replace_atomically(path, text.as_bytes(), 0o644, None)
         .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}
+
+pub fn load_role(state_dir: &Path) -> Result<Option<RoleRecord>, String> {
+    load_json(&state_dir.join(ROLE_FILE))
+}
+
+/// Record a sure role. `since` moves only when the role (or the master)
+/// changed; an unreadable old record counts as unknown, never as a change.
+pub fn record_role(state_dir: &Path, role: &str, master: &str) -> Result<RoleRecord, String> {
+    let now = now_rfc3339();
+    let since = match load_role(state_dir) {
+        Ok(Some(old)) if old.role == role && old.master == master => old.since,
+        Ok(Some(_)) => Some(now.clone()),
+        Ok(None) | Err(_) => None,
+    };
+    let rec = RoleRecord {
+        role: role.to_string(),
+        master: master.to_string(),
+        since,
+        checked: now,
+    };
+    save_json(&state_dir.join(ROLE_FILE), &rec)?;
+    Ok(rec)
+}
+
+pub fn load_promotion(state_dir: &Path) -> Result<Option<Promotion>, String> {
+    load_json(&state_dir.join(PROMOTION_FILE))
+}
+
+/// What the failover policy did (or decided not to do), last one only.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FailoverRecord {
+    pub time: String,
+    pub node: String,
+    /// `migrate`, `stop` or `none`.
+    pub action: String,
+    pub to: Option<String>,
+    /// The unhealthy pools and why.
+    pub reasons: Vec<String>,
+    /// What happened: the API's answer, or why nothing was asked.
+    pub result: String,
+    pub ok: bool,
+}
+
+pub const FAILOVER_FILE: &str = "last-failover.json";
+
+pub fn load_failover(state_dir: &Path) -> Result<Option<FailoverRecord>, String> {
+    load_json(&state_dir.join(FAILOVER_FILE))
+}
+
+pub fn record_failover(state_dir: &Path, r: &FailoverRecord) -> Result<(), String> {
+    save_json(&state_dir.join(FAILOVER_FILE), r)
 }
 
 /// One `resolve` or `adopt` the operator ran from this node, for `status`.
@@ -94,26 +177,15 @@ const MAX_ACTIONS: usize = 100;
 /// The operator actions recorded on this node, oldest first. A file that
 /// does not parse is an error naming it (nothing is overwritten).
 pub fn load_actions(state_dir: &Path) -> Result<Vec<OperatorAction>, String> {
-    let path = state_dir.join(ACTIONS_FILE);
-    match std::fs::read_to_string(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
-        Ok(t) => serde_json::from_str(&t).map_err(|e| format!("{}: {e}", path.display())),
-    }
+    Ok(load_json(&state_dir.join(ACTIONS_FILE))?.unwrap_or_default())
 }
 
 pub fn record_action(state_dir: &Path, a: &OperatorAction) -> Result<(), String> {
-    let shown = state_dir.display();
-    std::fs::create_dir_all(state_dir).map_err(|e| format!("{shown}: {e}"))?;
     let mut all = load_actions(state_dir)?;
     all.push(a.clone());
     let extra = all.len().saturating_sub(MAX_ACTIONS);
     all.drain(..extra);
-    let mut text = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
-    text.push('\n');
-    let path = state_dir.join(ACTIONS_FILE);
-    replace_atomically(&path, text.as_bytes(), 0o644, None)
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+    save_json(&state_dir.join(ACTIONS_FILE), &all)
 }
 
 /// Now, as every state file writes it (RFC 3339, UTC, seconds).
@@ -192,5 +264,26 @@ mod action_tests {
             std::fs::read_to_string(d.path().join(ACTIONS_FILE)).unwrap(),
             "[{"
         );
+    }
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::*;
+
+    #[test]
+    fn since_moves_only_on_a_change() {
+        let d = tempfile::tempdir().unwrap();
+        let first = record_role(d.path(), "master", "pve1").unwrap();
+        assert_eq!(first.since, None, "first run: unknown since when");
+        let again = record_role(d.path(), "master", "pve1").unwrap();
+        assert_eq!(again.since, None);
+        let changed = record_role(d.path(), "standby", "pve2").unwrap();
+        assert!(changed.since.is_some());
+        let kept = record_role(d.path(), "standby", "pve2").unwrap();
+        assert_eq!(kept.since, changed.since);
+        std::fs::write(d.path().join(ROLE_FILE), "garbage").unwrap();
+        assert!(load_role(d.path()).is_err());
+        assert_eq!(record_role(d.path(), "master", "pve1").unwrap().since, None);
     }
 }

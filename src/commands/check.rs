@@ -2,8 +2,6 @@
 //! (one master check), every peer answers over ssh, and the configured pools
 //! exist on both sides.
 
-use std::path::Path;
-
 use tracing::{error, info};
 
 use crate::config::Config;
@@ -49,23 +47,12 @@ pub async fn check(cfg: &Config) -> u8 {
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
-    let pools = |target: bool| -> Vec<String> {
-        let mut v: Vec<String> = cfg
-            .pools
-            .iter()
-            .map(|p| if target { p.target_zpool() } else { p.zpool() }.to_string())
-            .collect();
-        v.dedup();
-        v
-    };
-    code = code.max(show_pools(&runner, cfg, Side::Local, &local, &pools(false)).await);
+    code = code.max(show_pools(&runner, cfg, Side::Local, &local, false).await);
     for t in super::peers(cfg, &local) {
         match Peer::connect(&runner, &cfg.ssh, &t, &cfg.paths.run_dir).await {
             Ok(peer) => {
                 println!("ssh {} ({}): ok", t.name, t.addr);
-                code = code.max(
-                    show_pools(&runner, cfg, Side::Remote(&peer), &t.name, &pools(true)).await,
-                );
+                code = code.max(show_pools(&runner, cfg, Side::Remote(&peer), &t.name, true).await);
                 peer.close(cfg.ssh.connect_timeout.get()).await;
             }
             Err(e) => {
@@ -83,32 +70,10 @@ async fn show_pools(
     cfg: &Config,
     side: Side<'_>,
     node: &str,
-    pools: &[String],
+    targets: bool,
 ) -> u8 {
-    let local = matches!(side, Side::Local);
-    let disks = |p: &str| -> Vec<String> {
-        if !local {
-            return Vec::new();
-        }
-        let want: Vec<String> = cfg
-            .pools
-            .iter()
-            .filter(|c| c.zpool() == p)
-            .flat_map(|c| c.disks.clone())
-            .collect();
-        health::missing_disks(Path::new(health::BY_ID), &want)
-    };
     let mut code = exit::OK;
-    for h in health::read(
-        runner,
-        side,
-        pools,
-        &disks,
-        cfg.health.min_free,
-        cfg.timeouts.command.get(),
-    )
-    .await
-    {
+    for h in health::of_side(runner, cfg, side, targets).await {
         println!("  {node:<12} {}", h.summary());
         if h.level == health::Level::Fail {
             code = code.max(exit::REFUSED);

@@ -6,10 +6,11 @@ use std::io::IsTerminal;
 use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
-use crate::config::Config;
-use crate::engine::{Engine, GuardJob, Outcome, PoolJob, PoolReport, Settings};
+use crate::config::{Config, OnUnhealthy};
+use crate::engine::{Engine, GuardJob, Outcome, PoolJob, PoolReport, Settings, Side};
 use crate::exit;
 use crate::guard;
+use crate::health;
 use crate::history::{self, History, Loaded};
 use crate::lock::{LockError, try_lock_pool};
 use crate::progress::{Bar, Progress, Silent};
@@ -17,6 +18,7 @@ use crate::pve::{self, Purpose};
 use crate::role::{self, Role};
 use crate::runner::{Runner, SystemRunner};
 use crate::ssh::Peer;
+use crate::state;
 
 pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
     for (flag, list) in [
@@ -39,6 +41,18 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
     // What dry-run prints before the replication plan.
     let mut shown: Vec<String> = Vec::new();
     let mut role_code = exit::NOTHING_TO_DO;
+    if !args.dry_run {
+        let sure = match &decision.role {
+            Role::Master => Some(("master", local.as_str())),
+            Role::Standby { master } => Some(("standby", master.as_str())),
+            Role::Unsure { .. } => None,
+        };
+        if let Some((role, master)) = sure
+            && let Err(e) = state::record_role(&cfg.paths.state_dir, role, master)
+        {
+            warn!("cannot record this node's role: {e}");
+        }
+    }
     match decision.role {
         Role::Unsure { reason } => {
             error!(
@@ -72,6 +86,10 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
                 info!("standby: {line}");
                 shown.push(format!("# {line}"));
             }
+            // Unhealthy standby pools matter before any failover: say so.
+            let hs = health::of_side(&runner, cfg, Side::Local, true).await;
+            health::log(&local, &hs);
+            shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
             if args.dry_run {
                 println!("{}", shown.join("\n"));
             }
@@ -99,6 +117,31 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
             }
         }
     }
+    // The source pools' health, and what the policy makes of it.
+    let hs = health::of_side(&runner, cfg, Side::Local, false).await;
+    health::log(&local, &hs);
+    shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
+    let policy = cfg.health.on_unhealthy;
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    let mut failover_reasons: Vec<String> = Vec::new();
+    for h in hs.iter().filter(|h| h.level == health::Level::Fail) {
+        let why = format!("source pool {}", h.summary());
+        match policy {
+            OnUnhealthy::Alert => {
+                error!("{why}; replicating anyway (on_unhealthy = \"alert\")")
+            }
+            OnUnhealthy::Refuse => {
+                error!("{why}; not replicated (on_unhealthy = \"refuse\")");
+                refused.insert(h.pool.clone(), why);
+            }
+            OnUnhealthy::Failover => {
+                error!(
+                    "{why}; replicating what can be, then handing the guest over (on_unhealthy = \"failover\")"
+                );
+                failover_reasons.push(why);
+            }
+        }
+    }
     let settings = Settings {
         local_node: local.clone(),
         hold_tag: cfg.replication.hold_tag.to_string(),
@@ -119,23 +162,137 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
         };
     let mut engine = Engine::new(&runner, &settings, progress);
     engine.shown = shown;
-    let reports = replicate_all(cfg, args, &local, &runner, &mut engine).await;
+    let mut all = replicate_all(
+        cfg,
+        args,
+        &local,
+        &runner,
+        &mut engine,
+        &refused,
+        !failover_reasons.is_empty(),
+    )
+    .await;
+    let mut code_floor = exit::NOTHING_TO_DO;
+    if !failover_reasons.is_empty() {
+        let line = failover(
+            cfg,
+            &local,
+            decision.ha_sid.as_deref(),
+            &failover_reasons,
+            &all.peer_health,
+            args.dry_run,
+        )
+        .await;
+        engine.shown.push(format!("# failover: {line}"));
+        code_floor = exit::REFUSED;
+    }
     if args.dry_run {
         println!("{}", engine.shown.join("\n"));
     }
-    for r in &reports {
+    for r in &all.reports {
         match r.outcome {
             Outcome::Refused | Outcome::Transient => warn!("{}", r.summary()),
             _ => info!("{}", r.summary()),
         }
     }
-    let code = exit::combine(reports.iter().map(|r| r.outcome));
-    // A failed role change (readonly) counts, but never hides a worse outcome.
-    if role_code > exit::NOTHING_TO_DO && (code <= exit::NOTHING_TO_DO || role_code > code) {
-        role_code
-    } else {
-        code
+    let code = exit::combine(all.reports.drain(..).map(|r| r.outcome));
+    // A failed role change (readonly) or a health failover counts, but never
+    // hides a worse outcome.
+    [role_code, code_floor].into_iter().fold(code, |acc, c| {
+        if c > exit::NOTHING_TO_DO && (acc <= exit::NOTHING_TO_DO || c > acc) {
+            c
+        } else {
+            acc
+        }
+    })
+}
+
+/// The failover policy, after the pools were replicated as far as they
+/// could be: move the guest to a healthy standby, or stop it within the
+/// cooldown, or stay. Recorded and logged; returns one line for people.
+async fn failover(
+    cfg: &Config,
+    local: &str,
+    ha_sid: Option<&str>,
+    reasons: &[String],
+    peer_health: &BTreeMap<String, Vec<health::PoolHealth>>,
+    dry_run: bool,
+) -> String {
+    let healthy: Vec<String> = peer_health
+        .iter()
+        .filter(|(_, hs)| !hs.is_empty() && hs.iter().all(|h| h.level != health::Level::Fail))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for (n, hs) in peer_health {
+        for h in hs.iter().filter(|h| h.level == health::Level::Fail) {
+            warn!("failover: standby {n} is not a candidate: {}", h.summary());
+        }
     }
+    let dir = &cfg.paths.state_dir;
+    let recent = crate::failover::recent_move(
+        chrono::Utc::now(),
+        cfg.health.failover_cooldown.get(),
+        state::load_role(dir).ok().flatten().as_ref(),
+        state::load_promotion(dir).ok().flatten().as_ref(),
+        state::load_failover(dir).ok().flatten().as_ref(),
+    );
+    let action = crate::failover::choose(recent, &healthy, ha_sid);
+    let sid = ha_sid.unwrap_or("?");
+    let planned = match &action {
+        crate::failover::Action::Migrate { to } => {
+            format!("ask HA to migrate {sid} to {to} (POST /cluster/ha/resources/{sid}/migrate)")
+        }
+        crate::failover::Action::Stop { why } => {
+            format!("ask HA to stop {sid} (PUT /cluster/ha/resources/{sid} state=stopped): {why}")
+        }
+        crate::failover::Action::Stay { why } => format!("nothing asked of HA: {why}"),
+    };
+    if dry_run {
+        return format!("would {planned}");
+    }
+    let result = match &action {
+        crate::failover::Action::Stay { why } => Ok(why.clone()),
+        _ => match crate::pve::client::Client::new(&cfg.proxmox) {
+            Ok(c) => crate::failover::carry_out(&c, sid, &action).await,
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    let (ok, text) = match &result {
+        Ok(t) => (true, t.clone()),
+        Err(e) => (false, e.clone()),
+    };
+    match (&action, ok) {
+        (crate::failover::Action::Stay { .. }, _) => error!("failover: {planned}"),
+        (_, true) => error!("failover: {text}"),
+        (_, false) => error!("failover: could not {planned}: {text}"),
+    }
+    let rec = state::FailoverRecord {
+        time: state::now_rfc3339(),
+        node: local.to_string(),
+        action: action.name().to_string(),
+        to: match &action {
+            crate::failover::Action::Migrate { to } => Some(to.clone()),
+            _ => None,
+        },
+        reasons: reasons.to_vec(),
+        result: text.clone(),
+        ok,
+    };
+    if let Err(e) = state::record_failover(dir, &rec) {
+        warn!("cannot record the failover: {e}");
+    }
+    if ok {
+        text
+    } else {
+        format!("FAILED to {planned}: {text}")
+    }
+}
+
+/// What replicating every pool gave: one report per pool and peer, and the
+/// standbys' pool health when the failover policy asked for it.
+struct All {
+    reports: Vec<PoolReport>,
+    peer_health: BTreeMap<String, Vec<health::PoolHealth>>,
 }
 
 async fn replicate_all<R: Runner>(
@@ -144,7 +301,9 @@ async fn replicate_all<R: Runner>(
     local: &str,
     runner: &R,
     engine: &mut Engine<'_, R>,
-) -> Vec<PoolReport> {
+    refused: &BTreeMap<String, String>,
+    want_peer_health: bool,
+) -> All {
     let mut peers: BTreeMap<String, Result<Peer, String>> = BTreeMap::new();
     let mut reports = Vec::new();
     let targets = super::peers(cfg, local);
@@ -159,6 +318,12 @@ async fn replicate_all<R: Runner>(
             exclude: pool.exclude.iter().map(|e| e.to_string()).collect(),
             guard: None,
         };
+        if let Some(why) = refused.get(pool.zpool()) {
+            for t in &targets {
+                reports.push(failed_report(&job, &t.name, why.clone(), Outcome::Refused));
+            }
+            continue;
+        }
         // Dry-run takes no lock: it must not create or change any file.
         let _lock = if args.dry_run {
             None
@@ -259,12 +424,36 @@ async fn replicate_all<R: Runner>(
             }
         }
     }
+    let mut peer_health = BTreeMap::new();
+    if want_peer_health {
+        // Where could the guest go? Every standby's pools, over the same
+        // connections (or new ones, for pools skipped above).
+        for t in &targets {
+            if !peers.contains_key(&t.name) {
+                let p = Peer::connect(runner, &cfg.ssh, t, &super::socket_dir(cfg, args.dry_run))
+                    .await
+                    .map_err(|e| e.to_string());
+                peers.insert(t.name.clone(), p);
+            }
+            let hs = match &peers[&t.name] {
+                Ok(p) => health::of_side(runner, cfg, Side::Remote(p), true).await,
+                Err(e) => health::zpools(cfg, true)
+                    .iter()
+                    .map(|z| health::PoolHealth::unknown(z, format!("unreachable: {e}")))
+                    .collect(),
+            };
+            peer_health.insert(t.name.clone(), hs);
+        }
+    }
     for (_, p) in peers {
         if let Ok(p) = p {
             p.close(cfg.ssh.connect_timeout.get()).await;
         }
     }
-    reports
+    All {
+        reports,
+        peer_health,
+    }
 }
 
 /// After a pool run that the guards let through and that completed (every

@@ -20,20 +20,21 @@ use crate::config::{Proxmox, Trust};
 /// Why an API request gave no usable answer. Every variant means "doubt".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    /// Our own setup (token file, CA file): nothing was sent.
+    /// Our own setup (token file, CA file): nothing was sent. In the other
+    /// variants `path` is the request as people read it: `GET /cluster/status`.
     #[error("{0}")]
     Setup(String),
-    #[error("GET {path}: no answer within {secs}s")]
+    #[error("{path}: no answer within {secs}s")]
     Timeout { path: String, secs: u64 },
-    #[error("GET {path}: cannot reach the API: {reason}")]
+    #[error("{path}: cannot reach the API: {reason}")]
     Unreachable { path: String, reason: String },
-    #[error("GET {path}: HTTP {status}{hint}")]
+    #[error("{path}: HTTP {status}{hint}")]
     Status {
         path: String,
         status: u16,
         hint: String,
     },
-    #[error("GET {path}: malformed answer: {reason}")]
+    #[error("{path}: malformed answer: {reason}")]
     Malformed { path: String, reason: String },
 }
 
@@ -115,27 +116,57 @@ impl Client {
 
     /// `GET /api2/json{path}`, returning what is under `data`.
     pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    /// `POST` with a form body (`key=value&...`, values already safe: node
+    /// names and words), returning what is under `data`.
+    pub async fn post(&self, path: &str, form: &str) -> Result<Value, ApiError> {
+        self.request(reqwest::Method::POST, path, Some(form)).await
+    }
+
+    /// `PUT` with a form body, as [`Client::post`].
+    pub async fn put(&self, path: &str, form: &str) -> Result<Value, ApiError> {
+        self.request(reqwest::Method::PUT, path, Some(form)).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let what = format!("{method} {path}");
         let url = format!("{}{path}", self.base);
-        let resp = self
+        let mut req = self
             .http
-            .get(&url)
-            .header(AUTHORIZATION, self.auth.clone())
+            .request(method, &url)
+            .header(AUTHORIZATION, self.auth.clone());
+        if let Some(f) = form {
+            req = req
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(f.to_string());
+        }
+        let resp = req
             .send()
             .await
-            .map_err(|e| self.transport_error(path, &e))?;
+            .map_err(|e| self.transport_error(&what, &e))?;
         let status = resp.status();
         let body = resp
             .bytes()
             .await
-            .map_err(|e| self.transport_error(path, &e))?;
+            .map_err(|e| self.transport_error(&what, &e))?;
         if !status.is_success() {
             return Err(ApiError::Status {
-                path: path.to_string(),
+                path: what,
                 status: status.as_u16(),
                 hint: status_hint(status.as_u16(), &body),
             });
         }
-        unwrap_data(path, &body)
+        unwrap_data(&what, &body)
     }
 
     fn transport_error(&self, path: &str, e: &reqwest::Error) -> ApiError {
@@ -179,7 +210,7 @@ fn status_hint(status: u16, body: &[u8]) -> String {
         .filter(|m| !m.is_empty());
     let what = match status {
         401 => " (authentication failed: check [proxmox] token_file)".to_string(),
-        403 => " (permission denied: the token needs the PVEAuditor role on /)".to_string(),
+        403 => " (permission denied: the token needs the PVEAuditor role on /, and Sys.Console on / for the failover policy)".to_string(),
         _ => String::new(),
     };
     match msg {

@@ -44,6 +44,8 @@ pub struct Context {
 pub struct Verdict {
     pub local: String,
     pub master: String,
+    /// The guest's HA service id (`ct:103`) when HA manages it.
+    pub ha_sid: Option<String>,
 }
 
 /// HA states in which the service is between nodes or being recovered:
@@ -193,6 +195,7 @@ pub fn judge(obs: &Observation, ctx: &Context) -> Result<Verdict, String> {
     Ok(Verdict {
         local,
         master: g.node.clone(),
+        ha_sid: managed.then_some(sid),
     })
 }
 
@@ -255,6 +258,7 @@ mod tests {
         Verdict {
             local: local.into(),
             master: "pve1".into(),
+            ha_sid: Some("ct:103".into()),
         }
     }
 
@@ -426,10 +430,14 @@ mod tests {
         o.guest.as_mut().unwrap().hastate = None;
         o.ha.service = None;
         o.here.as_mut().unwrap().ha_managed = Some(false);
-        assert_eq!(judge(&o, &ctx()), Ok(master("pve1")));
+        let unmanaged = Verdict {
+            ha_sid: None,
+            ..master("pve1")
+        };
+        assert_eq!(judge(&o, &ctx()), Ok(unmanaged.clone()));
         // Without .vmlist (not mounted) there is no cross-check.
         o.vmlist = VmList::Absent;
-        assert_eq!(judge(&o, &ctx()), Ok(master("pve1")));
+        assert_eq!(judge(&o, &ctx()), Ok(unmanaged));
     }
 
     #[test]

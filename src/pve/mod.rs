@@ -43,6 +43,7 @@ pub async fn decide(cfg: &Config, purpose: Purpose) -> Decision {
     let unsure = |local: String, reason: String| Decision {
         local,
         role: Role::Unsure { reason },
+        ha_sid: None,
     };
     let client = match Client::new(&cfg.proxmox) {
         Ok(c) => c,
@@ -104,6 +105,7 @@ pub async fn decide(cfg: &Config, purpose: Purpose) -> Decision {
     Decision {
         local: v.local,
         role,
+        ha_sid: v.ha_sid,
     }
 }
 
