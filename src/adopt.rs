@@ -41,6 +41,56 @@ fn source_name(src_root: &str, dst_root: &str, target: &str) -> String {
     format!("{src_root}{}", &target[dst_root.len()..])
 }
 
+/// `zfs diff` escapes spaces and unprintable bytes as `\NNNN` (octal).
+fn unescape(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 < b.len()
+            && b[i + 1..i + 5].iter().all(|c| (b'0'..=b'7').contains(c))
+            && let Ok(v) = u8::from_str_radix(&path[i + 1..i + 5], 8)
+        {
+            out.push(v);
+            i += 5;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The lines of `zfs diff` output that are real changes. Not real: the
+/// directories child datasets are mounted on (mounting a received child
+/// can recreate its mountpoint directory) and the dataset's own top
+/// directory marked modified because of such an entry.
+fn real_changes(diff: &str, dataset: &str, props: &BTreeMap<String, RoleProps>) -> Vec<String> {
+    let own = props.get(dataset).and_then(|p| p.mountpoint.clone());
+    let child_mounts: Vec<String> = props
+        .iter()
+        .filter(|(n, _)| n.starts_with(&format!("{dataset}/")))
+        .filter_map(|(_, p)| p.mountpoint.clone())
+        .collect();
+    diff.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            let mut f = l.split('\t');
+            let change = f.next().unwrap_or("");
+            let paths: Vec<String> = f
+                .map(|p| unescape(p).trim_end_matches('/').to_string())
+                .collect();
+            let benign_path = |p: &String| child_mounts.iter().any(|m| m == p);
+            let own_top = change == "M"
+                && paths.len() == 1
+                && own.as_deref().map(|o| o.trim_end_matches('/')) == Some(paths[0].as_str());
+            !(own_top || (!paths.is_empty() && paths.iter().all(benign_path)))
+        })
+        .map(String::from)
+        .collect()
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AdoptPlan {
     /// Reasons not to adopt: something only the standby has. Any one of
@@ -121,9 +171,9 @@ pub fn plan_adopt(
         } else {
             match diffs.get(&d.name) {
                 None => Some("`zfs diff` was not run".to_string()),
-                Some(out) if out.trim().is_empty() => None,
+                Some(out) if real_changes(out, &d.name, props).is_empty() => None,
                 Some(out) => {
-                    let lines: Vec<&str> = out.lines().collect();
+                    let lines = real_changes(out, &d.name, props);
                     let more = if lines.len() > 5 {
                         format!(" ... {} more", lines.len() - 5)
                     } else {
@@ -131,7 +181,7 @@ pub fn plan_adopt(
                     };
                     Some(format!(
                         "files changed since @{newest}: {}{more}",
-                        lines.iter().take(5).copied().collect::<Vec<_>>().join("; ")
+                        lines.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
                     ))
                 }
             }
@@ -259,6 +309,27 @@ mod tests {
             ]
         );
         assert!(p.steps[1].destructive && p.steps[1].note.contains("64.0 KiB"));
+    }
+
+    #[test]
+    fn mountpoint_directories_of_children_are_not_changes() {
+        let mut pr: BTreeMap<String, RoleProps> = BTreeMap::new();
+        let mp = |m: &str| RoleProps {
+            mountpoint: Some(m.into()),
+            ..props(false, true)
+        };
+        pr.insert("zpool1/a".into(), mp("/zpool1/a"));
+        pr.insert("zpool1/a/b c".into(), mp("/zpool1/a/b c"));
+        // Captured from a syncoid-made standby in the lab (zfs diff of the
+        // parent after its child was received and mounted).
+        let diff = "-\t/zpool1/a/b\\0040c\n+\t/zpool1/a/b\\0040c\nM\t/zpool1/a/\n";
+        assert!(real_changes(diff, "zpool1/a", &pr).is_empty());
+        let real = format!("{diff}+\t/zpool1/a/new file\n");
+        assert_eq!(
+            real_changes(&real, "zpool1/a", &pr),
+            ["+\t/zpool1/a/new file"]
+        );
+        assert_eq!(unescape("/a/b\\0040c\\0134"), "/a/b c\\");
     }
 
     #[test]

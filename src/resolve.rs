@@ -341,6 +341,12 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
             destructive: true,
             best_effort: false,
         });
+        plan.steps.push(step(
+            Op::SetReadonly {
+                datasets: vec![root.to_string()],
+            },
+            "the root is a standby copy again: nothing (not even atime) changes it",
+        ));
         plan.moved.push((root.to_string(), qt.clone()));
         quarantined.push(qt.clone());
     } else {
@@ -599,6 +605,7 @@ mod tests {
                 ),
                 format!("zfs hold zfs-nfs-replica-quarantine {Q}@{cap}"),
                 "DESTRUCTIVE zfs rollback -r zpool1@s1".into(),
+                "zfs set readonly=on zpool1".into(),
                 format!("zfs snapshot -r zpool1/a@{cap}"),
                 format!("zfs hold -r zfs-nfs-replica-quarantine zpool1/a@{cap}"),
                 format!("zfs rename -p zpool1/a {Q}/a"),

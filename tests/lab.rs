@@ -20,10 +20,16 @@ const B: &str = "pve2";
 /// `--dry-run` changes nothing on either node: every property of every
 /// dataset and snapshot, and every hold, is the same before and after.
 fn dry_run_changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
+    changes_nothing(lab, node, &format!("run --dry-run {args}"))
+}
+
+/// `zfs-nfs-replica ARGS` (a dry run of some command) changes nothing on
+/// either node: ZFS state, holds, and our files. Returns its stdout.
+fn changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
     let before = lab.on_both(|n| lab.zfs_state(n));
-    let files = "find /run/zfs-nfs-replica /var/lib/zfs-nfs-replica -newer /etc/zfs-nfs-replica/config.toml 2>/dev/null; ls -l --time-style=+%s /run/zfs-nfs-replica 2>/dev/null | grep -v ' ssh-'; true";
+    let files = "find /run/zfs-nfs-replica /var/lib/zfs-nfs-replica -xdev -newer /etc/zfs-nfs-replica/config.toml 2>/dev/null; ls -l --time-style=+%s /run/zfs-nfs-replica 2>/dev/null | grep -v ' ssh-'; true";
     let files_before = lab.ok(node, files);
-    let out = lab.replica(node, &format!("run --dry-run {args}"));
+    let out = lab.replica(node, args);
     assert!(
         matches!(out.code, Some(0..=4)),
         "dry-run crashed: {}",
@@ -566,6 +572,71 @@ fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept(
         lab.guid(A, "zpool1/vol@on-b"),
         lab.guid(B, "zpool1/vol@on-b")
     );
+
+    // The old master's root diverges as well: written to by hand.
+    lab.ok(
+        A,
+        "zfs set readonly=off zpool1 && echo by-hand > /zpool1/on-a-root && zfs snapshot zpool1@a-root",
+    );
+    // `diverged` lists both, with the evidence, on the master and on the
+    // standby alike.
+    for n in [B, A] {
+        let out = lab.replica(n, "diverged");
+        assert_eq!(out.code, Some(4), "on {n}: {}", out.all());
+        for want in [
+            "zpool1 -> pve1:zpool1: diverged",
+            "zpool1/a -> pve1:zpool1/a: diverged",
+            "only on pve1 (receiver), newer: @on-a-only",
+            "only on pve1 (receiver), newer: @a-root",
+            "only on pve2 (source), newer: @on-b",
+            "zfs-nfs-replica resolve 'zpool1/a' --keep-divergent",
+        ] {
+            assert!(out.stdout.contains(want), "on {n}, {want}: {}", out.stdout);
+        }
+    }
+    // resolve --dry-run shows every step and changes nothing.
+    let plan = changes_nothing(&lab, B, "resolve zpool1 --keep-divergent --dry-run");
+    for want in [
+        "would resolve zpool1 on pve1 (receiver)",
+        "DESTRUCTIVE zfs rollback -r zpool1@s2",
+        "zfs rename -p zpool1/a zpool1/zfs-nfs-replica-quarantine/",
+        "zfs promote zpool1/a",
+    ] {
+        assert!(plan.contains(want), "{want}: {plan}");
+    }
+    let out = lab.replica(B, "resolve zpool1 --keep-divergent");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    // The next run re-syncs everything from the common snapshot.
+    let out = lab.replica(B, "run --pool zpool1");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    let live = |n: &str| -> Vec<String> {
+        all_snapshot_guids(&lab, n, "zpool1")
+            .into_iter()
+            .filter(|l| !l.contains("zfs-nfs-replica-quarantine"))
+            .collect()
+    };
+    assert_eq!(live(A), live(B), "every live snapshot matches by guid");
+    // The divergent data is kept on A, readable, read-only and held.
+    let q = "/var/lib/zfs-nfs-replica/quarantine/zpool1";
+    assert_eq!(
+        lab.ok(A, &format!("cat {q}/*/a/after-last-run")),
+        "precious\n"
+    );
+    assert_eq!(lab.ok(A, &format!("cat {q}/*/on-a-root")), "by-hand\n");
+    assert_ne!(lab.sh(A, &format!("touch {q}/*/a/x")).code, Some(0));
+    assert!(
+        holds(&lab, A).contains("zfs-nfs-replica-quarantine"),
+        "{}",
+        holds(&lab, A)
+    );
+    let out = lab.replica(B, "diverged");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("quarantine on pve1: zpool1/zfs-nfs-replica-quarantine/"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// The role follows the guest: A (hosting it) snapshots and sends, B turns
@@ -883,4 +954,189 @@ fn lab_size_guards_refuse_what_looks_wrong() {
         out.stderr
     );
     assert_eq!(lab.zfs_state(B), b_before, "the good replica is untouched");
+}
+
+/// A standby made by the old script (syncoid): same guids, no holds,
+/// writable, mounted, access times touched. `run` refuses it (the receiver
+/// looks modified); `adopt` proves there is nothing to lose and turns it
+/// into a read-only standby; a standby with a real write is refused with
+/// the file named, and nothing changes.
+#[test]
+fn lab_adopting_a_standby_made_by_syncoid() {
+    let lab = Lab::get();
+    setup(&lab);
+    populate(&lab);
+    lab.ok(
+        A,
+        "zfs create zpool2/x && echo data > /zpool2/x/f && zfs snapshot -r zpool2@s1",
+    );
+    // The old script, as it ran: syncoid over ssh, children of each pool.
+    for p in ["zpool1/a", "zpool1/vol", "zpool2/x"] {
+        let out = lab.sh(
+            A,
+            &format!(
+                "syncoid --recursive --no-sync-snap --no-privilege-elevation {p} root@pve2:{p} 2>&1"
+            ),
+        );
+        assert_eq!(out.code, Some(0), "syncoid {p}: {}", out.all());
+    }
+    // People read from the standby (atime), and someone wrote on zpool2.
+    lab.ok(
+        B,
+        "cat /zpool1/a/f /zpool1/a/b/g > /dev/null && echo oops > /zpool2/x/new && zpool sync",
+    );
+    assert_ne!(
+        lab.ok(B, "zfs get -H -p -o value written zpool1/a").trim(),
+        "0",
+        "reading updated access times"
+    );
+    let out = lab.replica(A, "run --pool zpool1");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(out.stderr.contains("receiver-modified"), "{}", out.stderr);
+
+    // zpool2 has a real write: refused, the file named, nothing changed.
+    let b_before = lab.zfs_state(B);
+    let out = lab.replica(A, "adopt zpool2");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(
+        out.stdout.contains("REFUSED: zpool2/x:") && out.stdout.contains("/zpool2/x/new"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        lab.zfs_state(B),
+        b_before,
+        "a refused adoption changes nothing"
+    );
+
+    // zpool1: only access times. The dry run shows the steps, changes nothing.
+    let plan = changes_nothing(&lab, A, "adopt zpool1 --dry-run");
+    assert!(
+        plan.contains("access times only") && plan.contains("DESTRUCTIVE zfs rollback zpool1/a@s2"),
+        "{plan}"
+    );
+    let out = lab.replica(A, "adopt zpool1");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_eq!(
+        lab.ok(
+            B,
+            "zfs get -H -o value readonly zpool1/a zpool1/a/b 'zpool1/a/b c' zpool1/vol"
+        ),
+        "on\non\non\non\n"
+    );
+    // From now on it is a standby like any other: the root (which syncoid
+    // never created) is replaced once, the rest goes incrementally.
+    lab.ok(A, "echo more > /zpool1/a/more && zfs snapshot -r zpool1@s3");
+    let out = lab.replica(A, "run --pool zpool1 --overwrite-empty-target");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(
+        out.stderr.contains("incremental @s2 -> @s3"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(lab.guid(A, "zpool1/a@s3"), lab.guid(B, "zpool1/a@s3"));
+    assert!(holds(&lab, B).contains("zpool1/a@s3\tzfs-nfs-replica:pve1"));
+    assert_eq!(
+        standby_sha(&lab, "zpool1/a", "/zpool1/a/f"),
+        sha(&lab, A, "/zpool1/a/f")
+    );
+}
+
+/// Pool health on real pools: a master's pool that lost a mirror side is
+/// DEGRADED. "alert" replicates it anyway, "refuse" skips it, "failover"
+/// replicates what it can and asks HA (the API stand-in) to move the guest
+/// to the healthy standby; a second failure within the cooldown stops the
+/// guest instead. The standby reports its own pools.
+#[test]
+fn lab_an_unhealthy_source_pool_alert_refuse_failover() {
+    let lab = Lab::get();
+    setup(&lab);
+    initial_sync(&lab);
+    // zpool2 on A: a mirror that lost one side.
+    lab.ok(
+        A,
+        "zpool destroy zpool2 && truncate -s 512M /pools/zpool2.img /pools/zpool2b.img && \
+         zpool create -f -o cachefile=none -o ashift=12 zpool2 mirror /pools/zpool2.img /pools/zpool2b.img && \
+         zfs create zpool2/x && echo x > /zpool2/x/f && zfs snapshot -r zpool2@h1 && \
+         zpool export zpool2 && rm /pools/zpool2b.img && zpool import -d /pools -o cachefile=none zpool2 && \
+         zfs snapshot -r zpool1@h1",
+    );
+    let out = lab.replica(A, "run --overwrite-empty-target");
+    assert_eq!(out.code, Some(0), "alert replicates anyway: {}", out.all());
+    assert!(
+        out.stderr
+            .contains("pool health: zpool2: FAIL (state DEGRADED")
+            && out.stderr.contains("replicating anyway"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(lab.guid(A, "zpool2/x@h1"), lab.guid(B, "zpool2/x@h1"));
+    let out = lab.replica(B, "run");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert!(
+        out.stderr.contains("pool health: zpool2: ONLINE"),
+        "the standby reports its own pools: {}",
+        out.stderr
+    );
+
+    let extra = "[timeouts]\nstall = \"10s\"\nkill_grace = \"2s\"\n[health]\n";
+    lab.configure(A, &format!("{extra}on_unhealthy = \"refuse\"\n"));
+    lab.ok(A, "zfs snapshot -r zpool1@h2 && zfs snapshot -r zpool2@h2");
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert_eq!(lab.guid(A, "zpool1/a@h2"), lab.guid(B, "zpool1/a@h2"));
+    assert_eq!(
+        lab.sh(B, "zfs list zpool2/x@h2").code,
+        Some(1),
+        "the unhealthy pool is not sent"
+    );
+
+    lab.configure(A, &format!("{extra}on_unhealthy = \"failover\"\n"));
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(
+        out.stderr.contains("failover: HA migrates ct:103 to pve2"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        lab.guid(A, "zpool2/x@h2"),
+        lab.guid(B, "zpool2/x@h2"),
+        "replicated as far as it could be before the handover"
+    );
+    let st = lab.pve.state();
+    assert_eq!(st.guest_node.as_deref(), Some(B));
+    assert!(
+        st.log
+            .iter()
+            .any(|l| l.ends_with("POST /api2/json/cluster/ha/resources/ct:103/migrate node=pve2")),
+        "{:?}",
+        st.log
+    );
+    assert!(
+        lab.ok(A, "cat /var/lib/zfs-nfs-replica/last-failover.json")
+            .contains("\"action\": \"migrate\"")
+    );
+
+    // The guest comes back to A within the cooldown, and A is still sick:
+    // stopped, not thrown back and forth.
+    lab.place_guest(A);
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("second health failure within the cooldown")
+            && out.stderr.contains("HA stops ct:103"),
+        "{}",
+        out.stderr
+    );
+    let st = lab.pve.state();
+    assert_eq!(st.crm_state, "stopped");
+    assert!(
+        st.log
+            .iter()
+            .any(|l| l.ends_with("PUT /api2/json/cluster/ha/resources/ct:103 state=stopped")),
+        "{:?}",
+        st.log
+    );
 }

@@ -590,3 +590,88 @@ fn the_hook_promotes_a_guest_starting_here() {
     let (code, _, err, _) = s.bin("pve2", &["run", "--dry-run"]);
     assert_eq!(code, Some(4), "{err}");
 }
+
+/// The failover policy's requests, against the stand-in: HA is asked to
+/// migrate the guest (a form body `node=...`), or to stop it; a token
+/// without Sys.Console gets a 403 that is reported, never retried blindly;
+/// a hanging API is bounded by the timeout.
+#[test]
+fn failover_requests_reach_ha_and_refusals_are_reported() {
+    use zfs_nfs_replica::failover::{Action, carry_out};
+    let s = Setup::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = s.config("pve1");
+    let client = zfs_nfs_replica::pve::client::Client::new(&cfg.proxmox).unwrap();
+    let out = rt
+        .block_on(carry_out(
+            &client,
+            "ct:103",
+            &Action::Migrate { to: "pve2".into() },
+        ))
+        .unwrap();
+    assert!(out.contains("HA migrates ct:103 to pve2"), "{out}");
+    let st = s.pve.state();
+    assert_eq!(st.guest_node.as_deref(), Some("pve2"));
+    assert_eq!(st.crm_state, "migrate");
+    assert_eq!(
+        st.log.last().unwrap(),
+        "pve1 POST /api2/json/cluster/ha/resources/ct:103/migrate node=pve2"
+    );
+
+    s.pve.reset();
+    let out = rt
+        .block_on(carry_out(
+            &client,
+            "ct:103",
+            &Action::Stop { why: "x".into() },
+        ))
+        .unwrap();
+    assert!(out.contains("HA stops ct:103"), "{out}");
+    assert_eq!(s.pve.state().crm_state, "stopped");
+    assert_eq!(
+        s.pve.state().log.last().unwrap(),
+        "pve1 PUT /api2/json/cluster/ha/resources/ct:103 state=stopped"
+    );
+
+    s.pve.reset();
+    s.pve.set(|st| {
+        st.fault = Fault::Status(403, r#"{"data":null}"#.into());
+        st.fault_only = Some("/migrate");
+    });
+    let e = rt
+        .block_on(carry_out(
+            &client,
+            "ct:103",
+            &Action::Migrate { to: "pve2".into() },
+        ))
+        .unwrap_err();
+    assert!(
+        e.starts_with("POST /cluster/ha/resources/ct:103/migrate: HTTP 403")
+            && e.contains("Sys.Console"),
+        "{e}"
+    );
+    assert_eq!(
+        s.pve.state().guest_node.as_deref(),
+        Some("pve1"),
+        "nothing moved"
+    );
+    assert!(!e.contains(&s.secret()), "the token never appears: {e}");
+
+    s.pve.set(|st| {
+        st.fault = Fault::Hang;
+        st.fault_only = None;
+    });
+    let started = Instant::now();
+    let e = rt
+        .block_on(carry_out(
+            &client,
+            "ct:103",
+            &Action::Stop { why: "x".into() },
+        ))
+        .unwrap_err();
+    assert!(e.contains("no answer within 2s"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

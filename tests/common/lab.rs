@@ -238,12 +238,16 @@ impl Lab {
     pub fn fresh_pools(&self) {
         self.on_both(|n| {
             let mut s = String::from(
-                "pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; \
-                 rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid; pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log; ",
+                "pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; ",
             );
+            // Pools first: a quarantine may be mounted below the state dir.
+            for p in POOLS {
+                s += &format!("zpool destroy -f {p} 2>/dev/null; rm -rf /pools/{p}*.img /{p}; ");
+            }
+            s += "rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid; pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log; ";
             for p in POOLS {
                 s += &format!(
-                    "zpool destroy -f {p} 2>/dev/null; rm -rf /pools/{p}.img /{p}; truncate -s 512M /pools/{p}.img && \
+                    "truncate -s 512M /pools/{p}.img && \
                      zpool create -f -o cachefile=none -o ashift=12 {p} /pools/{p}.img || exit 1; "
                 );
             }

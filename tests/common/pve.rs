@@ -59,7 +59,8 @@ pub struct State {
     pub fault: Fault,
     /// The fault applies only to requests whose path contains this.
     pub fault_only: Option<&'static str>,
-    /// Requests seen, as `NODE METHOD PATH`.
+    /// Requests seen, as `NODE METHOD PATH` (`NODE METHOD PATH BODY` for
+    /// POST and PUT).
     pub log: Vec<String>,
     /// Scenario steps: when request number N+1 arrives (requests 1..=N have
     /// already read the state), apply the change.
@@ -321,7 +322,11 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
     let fault = {
         let mut st = state.lock().unwrap();
-        st.log.push(format!("{node} {method} {target}"));
+        if method == "GET" {
+            st.log.push(format!("{node} {method} {target}"));
+        } else {
+            st.log.push(format!("{node} {method} {target} {body}"));
+        }
         let n = st.log.len() - 1;
         let due: Vec<Step> = st
             .after
@@ -463,6 +468,21 @@ async fn route(
             json!(format!(
                 "UPID:{node}:0000ABCD:00000000:00000000:hamigrate:{sid}:root@pam:"
             ))
+        }
+        // `ha-manager set SID --state stopped`: HA stops the guest where it is.
+        ("PUT", p) if p == format!("/cluster/ha/resources/{sid}") => {
+            if !body.split('&').any(|kv| kv == "state=stopped") {
+                return (
+                    400,
+                    json!({"data": null, "errors": {"state": "value must be stopped here"}})
+                        .to_string(),
+                );
+            }
+            drop(st);
+            let mut s = state.lock().unwrap();
+            s.crm_state = "stopped".into();
+            s.guest_status = "stopped".into();
+            Value::Null
         }
         ("GET", p) if p.starts_with("/nodes/") => {
             let rest: Vec<&str> = p.trim_start_matches("/nodes/").split('/').collect();
