@@ -347,8 +347,17 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
             },
             "the root is a standby copy again: nothing (not even atime) changes it",
         ));
+        // Mounted now, before anything is renamed below it: mounted later,
+        // it would cover the children's mounts.
+        plan.steps.push(Step {
+            op: Op::Mount {
+                dataset: qt.clone(),
+            },
+            note: "readable, read-only".into(),
+            destructive: false,
+            best_effort: true,
+        });
         plan.moved.push((root.to_string(), qt.clone()));
-        quarantined.push(qt.clone());
     } else {
         plan.steps.push(step(
             Op::CreateContainer {
@@ -606,6 +615,7 @@ mod tests {
                 format!("zfs hold zfs-nfs-replica-quarantine {Q}@{cap}"),
                 "DESTRUCTIVE zfs rollback -r zpool1@s1".into(),
                 "zfs set readonly=on zpool1".into(),
+                format!("(best effort) zfs mount {Q}"),
                 format!("zfs snapshot -r zpool1/a@{cap}"),
                 format!("zfs hold -r zfs-nfs-replica-quarantine zpool1/a@{cap}"),
                 format!("zfs rename -p zpool1/a {Q}/a"),
@@ -613,7 +623,6 @@ mod tests {
                 format!("zfs set readonly=on {Q}/a"),
                 format!("zfs clone -o readonly=on {Q}/a@s1 zpool1/a"),
                 "zfs promote zpool1/a".into(),
-                format!("(best effort) zfs mount {Q}"),
                 format!("(best effort) zfs mount {Q}/a"),
             ],
             "zpool1/b is in sync and stays where it is"

@@ -263,6 +263,7 @@ async fn failover(
     };
     match (&action, ok) {
         (crate::failover::Action::Stay { .. }, _) => error!("failover: {planned}"),
+        (crate::failover::Action::Stop { why }, true) => error!("failover: {text}: {why}"),
         (_, true) => error!("failover: {text}"),
         (_, false) => error!("failover: could not {planned}: {text}"),
     }

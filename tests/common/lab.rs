@@ -293,6 +293,16 @@ impl Lab {
         )
     }
 
+    /// Every dataset and snapshot with what identifies it and what a
+    /// change would touch (guid, creation txg, data, readonly, mounts),
+    /// and every hold, but not the pool's space accounting.
+    pub fn zfs_identity(&self, node: &str) -> String {
+        self.ok(
+            node,
+            &format!("zpool sync && zfs list -H -p -t all -o name,type,guid,createtxg,referenced,readonly,mountpoint,canmount,mounted,userrefs -r zpool1 zpool2; {ALL_HOLDS}"),
+        )
+    }
+
     pub fn guid(&self, node: &str, snap: &str) -> String {
         self.ok(node, &format!("zfs get -H -p -o value guid '{snap}'"))
             .trim()
