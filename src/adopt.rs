@@ -232,39 +232,7 @@ pub fn plan_adopt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zfs::{Dataset, Snapshot};
-
-    fn ds(name: &str, snaps: &[(&str, u64, u64)], written: u64, kind: Kind) -> Dataset {
-        Dataset {
-            name: name.into(),
-            kind,
-            guid: 1,
-            used: 1 << 20,
-            referenced: 4 << 20,
-            written,
-            resume_token: None,
-            encrypted: false,
-            snapshots: snaps
-                .iter()
-                .map(|(n, g, t)| Snapshot {
-                    name: n.to_string(),
-                    guid: *g,
-                    createtxg: *t,
-                    creation: 0,
-                    used: 0,
-                    referenced: 0,
-                    written: 4096,
-                    userrefs: 0,
-                })
-                .collect(),
-        }
-    }
-
-    fn l(v: Vec<Dataset>) -> Listing {
-        Listing {
-            datasets: v.into_iter().map(|d| (d.name.clone(), d)).collect(),
-        }
-    }
+    use crate::testutil::{ds, listing as l, vol};
 
     fn props(readonly: bool, mounted: bool) -> RoleProps {
         RoleProps {
@@ -276,17 +244,15 @@ mod tests {
         }
     }
 
-    const FS: Kind = Kind::Filesystem;
-
     #[test]
     fn an_atime_only_standby_is_adopted() {
         let src = l(vec![
-            ds("zpool1", &[("s1", 1, 5), ("s2", 2, 6)], 0, FS),
-            ds("zpool1/a", &[("s1", 3, 5), ("s2", 4, 6)], 0, FS),
+            ds("zpool1", "s1:1:5 s2:2:6", 0),
+            ds("zpool1/a", "s1:3:5 s2:4:6", 0),
         ]);
         let dst = l(vec![
-            ds("zpool1", &[("s1", 1, 5)], 0, FS),
-            ds("zpool1/a", &[("s1", 3, 5), ("s2", 4, 9)], 65536, FS),
+            ds("zpool1", "s1:1:5", 0),
+            ds("zpool1/a", "s1:3:5 s2:4:9", 65536),
         ]);
         let pr: BTreeMap<_, _> = [
             ("zpool1".to_string(), props(false, true)),
@@ -335,20 +301,20 @@ mod tests {
     #[test]
     fn anything_only_on_the_standby_stops_the_adoption() {
         let src = l(vec![
-            ds("zpool1", &[("s1", 1, 5)], 0, FS),
-            ds("zpool1/a", &[("s1", 3, 5)], 0, FS),
-            ds("zpool1/b", &[("s1", 5, 5)], 0, FS),
-            ds("zpool1/c", &[("s1", 7, 5)], 0, FS),
-            ds("zpool1/v", &[("s1", 9, 5)], 0, Kind::Volume),
-            ds("zpool1/u", &[("s1", 11, 5)], 0, FS),
+            ds("zpool1", "s1:1:5", 0),
+            ds("zpool1/a", "s1:3:5", 0),
+            ds("zpool1/b", "s1:5:5", 0),
+            ds("zpool1/c", "s1:7:5", 0),
+            vol("zpool1/v", "s1:9:5", 0),
+            ds("zpool1/u", "s1:11:5", 0),
         ]);
         let dst = l(vec![
-            ds("zpool1", &[("s1", 1, 5)], 0, FS),
-            ds("zpool1/a", &[("s1", 3, 5), ("mine", 30, 8)], 0, FS),
-            ds("zpool1/b", &[("s1", 5, 5)], 4096, FS),
-            ds("zpool1/c", &[("other", 70, 5)], 0, FS),
-            ds("zpool1/v", &[("s1", 9, 5)], 4096, Kind::Volume),
-            ds("zpool1/u", &[("s1", 11, 5)], 4096, FS),
+            ds("zpool1", "s1:1:5", 0),
+            ds("zpool1/a", "s1:3:5 mine:30:8", 0),
+            ds("zpool1/b", "s1:5:5", 4096),
+            ds("zpool1/c", "other:70:5", 0),
+            vol("zpool1/v", "s1:9:5", 4096),
+            ds("zpool1/u", "s1:11:5", 4096),
         ]);
         let mut pr: BTreeMap<String, RoleProps> = dst
             .datasets

@@ -43,6 +43,9 @@ pub enum Command {
     /// after checking that it holds nothing the master lacks; it becomes a
     /// read-only standby.
     Adopt(AdoptArgs),
+    /// What the last run did, from local state only (works when the peer or
+    /// the API is down): a table, `--json`, or a Nagios-style `--check`.
+    Status(StatusArgs),
     /// Proxmox hookscript entry (`pre-start` promotes this node at once).
     /// Always exits 0: it never blocks the guest's start.
     Hook(HookArgs),
@@ -73,6 +76,27 @@ pub struct RunArgs {
     /// guards allow (this run only; logged). Repeatable.
     #[arg(long = "accept-size-change", value_name = "POOL")]
     pub accept_size_change: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The same facts as JSON (README: status schema).
+    #[arg(long, conflicts_with = "check")]
+    pub json: bool,
+    /// One line for monitoring systems; exit 0 OK, 1 WARNING, 2 CRITICAL,
+    /// 3 UNKNOWN.
+    #[arg(long)]
+    pub check: bool,
+    /// Override `[status] warn_lag` (e.g. "90m").
+    #[arg(long, value_name = "DURATION", value_parser = parse_dur)]
+    pub warn_lag: Option<std::time::Duration>,
+    /// Override `[status] crit_lag`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_dur)]
+    pub crit_lag: Option<std::time::Duration>,
+}
+
+fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
 }
 
 #[derive(Debug, Args)]

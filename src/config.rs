@@ -36,6 +36,8 @@ pub struct Config {
     pub hook: Hook,
     #[serde(default)]
     pub health: Health,
+    #[serde(default)]
+    pub status: StatusCfg,
     #[serde(rename = "pool", default)]
     pub pools: Vec<Pool>,
 }
@@ -358,6 +360,44 @@ impl Default for Health {
     }
 }
 
+pub const DEFAULT_PROM: &str = "/var/lib/prometheus/node-exporter/zfs_nfs_replica.prom";
+
+/// `status` and the metrics every run writes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusCfg {
+    /// The node_exporter textfile; written when its directory exists. `""`
+    /// turns it off.
+    pub prometheus_textfile: PathBuf,
+    /// Replication lag (or time since the last run) that makes the status
+    /// WARN, and CRIT. Includes sanoid's snapshot interval.
+    pub warn_lag: Dur,
+    pub crit_lag: Dur,
+    /// Failed runs in a row before a transient failure is CRIT.
+    pub max_failures: u32,
+}
+
+impl Default for StatusCfg {
+    fn default() -> Self {
+        StatusCfg {
+            prometheus_textfile: DEFAULT_PROM.into(),
+            warn_lag: Dur::secs(2 * 3600),
+            crit_lag: Dur::secs(6 * 3600),
+            max_failures: 3,
+        }
+    }
+}
+
+impl StatusCfg {
+    pub fn thresholds(&self) -> crate::status::Thresholds {
+        crate::status::Thresholds {
+            warn_lag: self.warn_lag.get(),
+            crit_lag: self.crit_lag.get(),
+            max_failures: self.max_failures,
+        }
+    }
+}
+
 impl Config {
     /// The sanoid sections whose autosnap this tool manages.
     pub fn sanoid_datasets(&self) -> Vec<String> {
@@ -668,6 +708,13 @@ fn validate(cfg: &Config) -> Result<(), String> {
             cfg.health.min_free
         ));
     }
+    let st = &cfg.status;
+    if st.warn_lag.get().is_zero() || st.crit_lag.get() < st.warn_lag.get() {
+        return Err("[status] warn_lag must be more than 0 and crit_lag at least warn_lag".into());
+    }
+    if st.max_failures == 0 {
+        return Err("[status] max_failures: must be at least 1".into());
+    }
     if cfg.hook.timeout.get().is_zero() {
         return Err("[hook] timeout: must be more than 0 (a deadline is required)".into());
     }
@@ -939,6 +986,40 @@ name = "zpool1"
         }
         let none = MINIMAL.replace("[[pool]]", "[sanoid]\ndatasets = []\n[[pool]]");
         assert!(parse_str(&none, "c").unwrap().sanoid_datasets().is_empty());
+    }
+
+    #[test]
+    fn health() {
+        let c = parse_str(MINIMAL, "c").unwrap();
+        assert_eq!(c.health.on_unhealthy, OnUnhealthy::Alert);
+        assert_eq!(c.health.failover_cooldown.get(), Duration::from_secs(3600));
+        assert_eq!(c.pools[0].zpool(), "zpool1");
+        let cases = [
+            (
+                "[health]\nmin_free = 1.5\n",
+                "min_free 1.5 must be in [0, 1)",
+            ),
+            (
+                "[health]\non_unhealthy = \"failovr\"\n",
+                "(did you mean `failover`?)",
+            ),
+        ];
+        for (extra, want) in cases {
+            let text = MINIMAL.replace("[[pool]]", &format!("{extra}\n[[pool]]"));
+            let e = parse_str(&text, "c.toml").unwrap_err().0;
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let e = parse_str(&format!("{MINIMAL}disks = [\"/dev/sda\"]\n"), "c")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("must be a name in /dev/disk/by-id/"), "{e}");
+        let c = parse_str(
+            &format!("{MINIMAL}target = \"backup/zpool1\"\ndisks = [\"usb-X\"]\n"),
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.pools[0].target_zpool(), "backup");
+        assert_eq!(c.pools[0].disks, ["usb-X"]);
     }
 
     #[test]

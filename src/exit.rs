@@ -23,7 +23,7 @@ Exit codes:
   1  nothing to do: everything was already up to date, or this node is not master
   2  usage or configuration error: nothing was done
   3  transient failure (ssh, timeout, zfs error, pool busy): the next run retries
-  4  refused: conflict, divergence or failed check; needs the operator, nothing unsafe was done
+  4  refused: conflict, divergence, size guard, unhealthy pool or failed check; needs the operator, nothing unsafe was done
   5  internal error";
 
 /// Combine pool outcomes: the worst wins; "replicated" beats "nothing to do".

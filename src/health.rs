@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Side;
 use crate::progress::human_bytes;
@@ -19,7 +19,7 @@ use crate::runner::{Runner, stderr_head};
 use crate::zfs::pool::{Scan, ZpoolStatus, parse_zpool_status};
 use crate::zfs::{Op, PoolStatus, parse_pool_status};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     #[default]
@@ -42,7 +42,7 @@ impl Level {
 }
 
 /// One pool's health, as people and the status file see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolHealth {
     pub pool: String,
     pub level: Level,

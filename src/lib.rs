@@ -23,4 +23,7 @@ pub mod runner;
 pub mod sanoid;
 pub mod ssh;
 pub mod state;
+pub mod status;
+#[cfg(test)]
+pub mod testutil;
 pub mod zfs;

@@ -73,6 +73,17 @@ pub fn try_lock_pool(run_dir: &Path, pool: &str) -> Result<PoolLock, LockError> 
     Ok(PoolLock { _file: file, path })
 }
 
+/// Who holds a pool's lock right now, if anyone, without taking it for
+/// longer than a probe and without creating or writing anything (`status`).
+pub fn holder(run_dir: &Path, pool: &str) -> Option<String> {
+    let mut file = File::open(lock_path(run_dir, pool)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => Some(read_holder(&mut file)),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
 fn read_holder(file: &mut File) -> String {
     let mut s = String::new();
     let _ = file
@@ -101,11 +112,17 @@ mod tests {
             msg.contains(&format!("pid {}", std::process::id())),
             "{msg}"
         );
+        assert!(
+            holder(dir.path(), "zpool1").unwrap().starts_with("pid "),
+            "status sees the holder"
+        );
+        assert_eq!(holder(dir.path(), "zpool9"), None, "no lock file: nobody");
         // Other pools are independent.
         let _b = try_lock_pool(dir.path(), "zpool2").unwrap();
         let path = a.path.clone();
         drop(a);
         assert!(path.exists(), "the lock file is never deleted");
+        assert_eq!(holder(dir.path(), "zpool1"), None, "released");
         try_lock_pool(dir.path(), "zpool1").unwrap();
     }
 }

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
                 Command::Check => commands::check::check(&cfg).await,
                 Command::History(args) => commands::history::history(&cfg, args).await,
                 Command::Diverged => commands::diverged::diverged(&cfg).await,
+                Command::Status(args) => commands::status::status(&cfg, args),
                 Command::Resolve(args) => commands::resolve::resolve(&cfg, args).await,
                 Command::Adopt(args) => commands::adopt::adopt(&cfg, args).await,
                 Command::Hook(args) => {

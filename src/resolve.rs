@@ -470,43 +470,7 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zfs::Snapshot;
-
-    /// `"name:guid:txg ..."` snapshots; `written` unsnapshotted bytes.
-    fn ds(name: &str, snaps: &str, written: u64) -> Dataset {
-        Dataset {
-            name: name.into(),
-            kind: Kind::Filesystem,
-            guid: 1,
-            used: 1 << 20,
-            referenced: 4 << 20,
-            written,
-            resume_token: None,
-            encrypted: false,
-            snapshots: snaps
-                .split_whitespace()
-                .map(|s| {
-                    let f: Vec<&str> = s.split(':').collect();
-                    Snapshot {
-                        name: f[0].into(),
-                        guid: f[1].parse().unwrap(),
-                        createtxg: f[2].parse().unwrap(),
-                        creation: 1_763_800_000,
-                        used: 0,
-                        referenced: 4 << 20,
-                        written: 4096,
-                        userrefs: 0,
-                    }
-                })
-                .collect(),
-        }
-    }
-
-    fn listing(v: Vec<Dataset>) -> Listing {
-        Listing {
-            datasets: v.into_iter().map(|d| (d.name.clone(), d)).collect(),
-        }
-    }
+    use crate::testutil::{ds, listing};
 
     fn req<'a>(src: &'a Listing, dst: &'a Listing, dataset: &'a str) -> Request<'a> {
         Request {

@@ -158,42 +158,47 @@ pub async fn make_writable<R: Runner>(
     ch
 }
 
-/// On a standby: the age of the newest snapshot of each pool's received
-/// copy, one line per pool (how far behind this node is).
-pub async fn standby_lag<R: Runner>(runner: &R, cfg: &Config, timeout: Duration) -> Vec<String> {
-    let now = chrono::Utc::now().timestamp();
-    let mut lines = Vec::new();
+/// On a standby: the newest snapshot of each pool's received copy (how far
+/// behind this node is), or why it could not be read.
+pub async fn standby_received<R: Runner>(
+    runner: &R,
+    cfg: &Config,
+    timeout: Duration,
+) -> Vec<crate::status::Received> {
+    let mut out = Vec::new();
     for pool in &cfg.pools {
         let target = pool.target().to_string();
         let op = Op::List {
             root: target.clone(),
         };
-        let line = match runner.output(&op.to_cmd(), timeout).await {
+        let mut r = crate::status::Received {
+            pool: target.clone(),
+            dataset: None,
+            snapshot: None,
+            error: None,
+        };
+        match runner.output(&op.to_cmd(), timeout).await {
             Ok(o) if o.success() => match zfs::parse_list(&o.stdout) {
-                Ok(l) => {
-                    let newest = l
+                Ok(mut l) => {
+                    crate::resolve::split_quarantine(&mut l, &target);
+                    if let Some((d, s)) = l
                         .datasets
                         .values()
-                        .flat_map(|d| d.snapshots.iter().map(move |s| (s.creation, d, s)))
-                        .max_by_key(|(c, _, _)| *c);
-                    match newest {
-                        Some((created, d, s)) => format!(
-                            "{target}: newest snapshot {}@{} is {} old",
-                            d.name,
-                            s.name,
-                            human_age(now - created)
-                        ),
-                        None => format!("{target}: no snapshot received yet"),
+                        .flat_map(|d| d.snapshots.iter().map(move |s| (d, s)))
+                        .max_by_key(|(_, s)| s.creation)
+                    {
+                        r.dataset = Some(d.name.clone());
+                        r.snapshot = Some(crate::status::Snap::of(s));
                     }
                 }
-                Err(e) => format!("{target}: `{op}`: {e}"),
+                Err(e) => r.error = Some(format!("`{op}`: {e}")),
             },
-            Ok(o) => format!("{target}: `{op}` failed: {}", stderr_head(&o.stderr)),
-            Err(e) => format!("{target}: {e}"),
-        };
-        lines.push(line);
+            Ok(o) => r.error = Some(format!("`{op}` failed: {}", stderr_head(&o.stderr))),
+            Err(e) => r.error = Some(e.to_string()),
+        }
+        out.push(r);
     }
-    lines
+    out
 }
 
 pub fn human_age(secs: i64) -> String {

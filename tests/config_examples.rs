@@ -60,13 +60,18 @@ fn the_documented_example_states_the_real_defaults() {
             format!("{:?}", documented.hook),
             format!("{:?}", defaults.hook),
         ),
+        (
+            "health",
+            format!("{:?}", documented.health),
+            format!("{:?}", defaults.health),
+        ),
     ] {
         assert_eq!(d, m, "[{what}] in examples/config.toml");
     }
     let (d, m) = (&documented.pools[0], &defaults.pools[0]);
     assert_eq!(
-        (d.min_size_ratio, d.history_tolerance),
-        (m.min_size_ratio, m.history_tolerance)
+        (d.min_size_ratio, d.history_tolerance, &d.disks),
+        (m.min_size_ratio, m.history_tolerance, &m.disks)
     );
     let (d, m) = (&documented.ssh, &defaults.ssh);
     assert_eq!(

@@ -7,6 +7,7 @@ pub mod history;
 pub mod hook;
 pub mod resolve;
 pub mod run;
+pub mod status;
 
 use crate::config::Config;
 use crate::ssh::Target;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::config::{Config, OnUnhealthy};
@@ -19,6 +19,7 @@ use crate::role::{self, Role};
 use crate::runner::{Runner, SystemRunner};
 use crate::ssh::Peer;
 use crate::state;
+use crate::status;
 
 pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
     for (flag, list) in [
@@ -32,8 +33,74 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
             }
         }
     }
+    let started = chrono::Utc::now();
+    let mut obs = status::Observed::default();
+    let code = run_inner(cfg, args, &mut obs).await;
+    if !args.dry_run {
+        record(cfg, obs, started, code);
+    }
+    code
+}
+
+/// After a run (not a dry run): the status file and the metrics.
+fn record(
+    cfg: &Config,
+    mut obs: status::Observed,
+    started: chrono::DateTime<chrono::Utc>,
+    code: u8,
+) {
+    let dir = &cfg.paths.state_dir;
+    let previous = status::load(dir).unwrap_or_else(|e| {
+        warn!("previous status ignored: {e}");
+        None
+    });
+    obs.role_since = state::load_role(dir).ok().flatten().and_then(|r| r.since);
+    obs.failover = state::load_failover(dir).ok().flatten();
+    obs.promotion = state::load_promotion(dir).ok().flatten();
+    let s = status::assemble(obs, started, chrono::Utc::now(), code, previous.as_ref());
+    if let Err(e) = status::save(dir, &s) {
+        error!("cannot record the status: {e}");
+    }
+    let prom = &cfg.status.prometheus_textfile;
+    if !prom.as_os_str().is_empty() {
+        match prom.parent() {
+            Some(d) if d.is_dir() => {
+                if let Err(e) = status::prometheus::write(prom, &s) {
+                    error!("{e}");
+                }
+            }
+            _ => debug!(
+                "{}: its directory does not exist (no node_exporter textfile collector): not written",
+                prom.display()
+            ),
+        }
+    }
+}
+
+async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> u8 {
     let decision = pve::decide(cfg, Purpose::Run).await;
     let local = decision.local.clone();
+    obs.node = local.clone();
+    obs.role = Some(match &decision.role {
+        Role::Master => status::RoleInfo {
+            role: "master".into(),
+            master: Some(local.clone()),
+            since: None,
+            reason: None,
+        },
+        Role::Standby { master } => status::RoleInfo {
+            role: "standby".into(),
+            master: Some(master.clone()),
+            since: None,
+            reason: None,
+        },
+        Role::Unsure { reason } => status::RoleInfo {
+            role: "unsure".into(),
+            master: None,
+            since: None,
+            reason: Some(reason.clone()),
+        },
+    });
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
@@ -82,7 +149,10 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
                     return exit::REFUSED;
                 }
             }
-            for line in role::standby_lag(&runner, cfg, cmd_timeout).await {
+            let now = chrono::Utc::now();
+            obs.received = role::standby_received(&runner, cfg, cmd_timeout).await;
+            for r in &obs.received {
+                let line = r.line(now);
                 info!("standby: {line}");
                 shown.push(format!("# {line}"));
             }
@@ -90,6 +160,7 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
             let hs = health::of_side(&runner, cfg, Side::Local, true).await;
             health::log(&local, &hs);
             shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
+            obs.health = hs;
             if args.dry_run {
                 println!("{}", shown.join("\n"));
             }
@@ -121,6 +192,7 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
     let hs = health::of_side(&runner, cfg, Side::Local, false).await;
     health::log(&local, &hs);
     shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
+    obs.health = hs.clone();
     let policy = cfg.health.on_unhealthy;
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     let mut failover_reasons: Vec<String> = Vec::new();
@@ -195,7 +267,8 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
             _ => info!("{}", r.summary()),
         }
     }
-    let code = exit::combine(all.reports.drain(..).map(|r| r.outcome));
+    let code = exit::combine(all.reports.iter().map(|r| r.outcome));
+    obs.reports = std::mem::take(&mut all.reports);
     // A failed role change (readonly) or a health failover counts, but never
     // hides a worse outcome.
     [role_code, code_floor].into_iter().fold(code, |acc, c| {
