@@ -474,7 +474,25 @@ fn json_booleans_and_extra_fields_are_accepted() {
 fn nobody_sure_exits_refused_touches_nothing_and_never_shows_the_token() {
     let s = Setup::new();
     s.pve.set(|st| st.crm_state = "fence".into());
-    for args in [&["run"][..], &["run", "--dry-run"], &["-vv", "run"]] {
+    let state = || -> Vec<(String, String)> {
+        std::fs::read_dir(s.path("state"))
+            .map(|d| {
+                d.map(|e| {
+                    let e = e.unwrap();
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    (e.file_name().to_string_lossy().into_owned(), text)
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    };
+    for args in [
+        &["run", "--dry-run"][..],
+        &["run"],
+        &["run", "--dry-run"],
+        &["-vv", "run"],
+    ] {
+        let before = state();
         let (code, out, err, _) = s.bin("pve1", args);
         assert_eq!(code, Some(4), "{args:?}: {out}{err}");
         assert!(err.contains("`fence`"), "{args:?}: {err}");
@@ -484,8 +502,25 @@ fn nobody_sure_exits_refused_touches_nothing_and_never_shows_the_token() {
         );
         assert_eq!(s.sanoid(), SANOID, "{args:?}");
         assert!(!s.path("sanoid.conf.bak").exists());
-        assert!(!s.path("state").exists() && !s.path("run").exists());
+        assert!(!s.path("run").exists());
+        // The only file a run writes is its own record, for `status`; a
+        // dry run writes nothing at all.
+        let after = state();
+        if args.contains(&"--dry-run") {
+            assert_eq!(after, before, "a dry run records nothing");
+        } else {
+            let names: Vec<&str> = after.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["status.json"], "{args:?}");
+            assert!(!after[0].1.contains(&s.secret()));
+        }
     }
+    // Two unsure runs in a row: a warning (critical from [status] max_failures on).
+    let (code, out, _, _) = s.bin("pve1", &["status", "--check"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.starts_with("ZFS-NFS-REPLICA WARNING - nobody was surely master in the last run: "),
+        "{out}"
+    );
     let (_, out, _, _) = s.bin("pve1", &["run", "--dry-run"]);
     assert!(out.contains("nobody is surely master"), "{out}");
 }

@@ -528,8 +528,19 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
         None => raise(Level::Fail, "the last run's time is unreadable".into()),
     }
     let r = &s.last_run;
+    // Nobody surely master (a migration, an API hiccup) passes by itself:
+    // like a transient failure, it becomes critical only when it lasts.
+    let unsure = s.role.role == "unsure";
     match r.exit_code {
         0 | 1 => {}
+        4 if unsure && r.consecutive_failures < t.max_failures => {}
+        4 if unsure => raise(
+            Level::Fail,
+            format!(
+                "nobody was surely master in {} runs in a row",
+                r.consecutive_failures
+            ),
+        ),
         3 if r.consecutive_failures < t.max_failures => raise(
             Level::Warn,
             format!(
