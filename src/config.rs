@@ -38,6 +38,8 @@ pub struct Config {
     pub health: Health,
     #[serde(default)]
     pub status: StatusCfg,
+    #[serde(default)]
+    pub notify: Notify,
     #[serde(rename = "pool", default)]
     pub pools: Vec<Pool>,
 }
@@ -356,6 +358,106 @@ impl Default for Health {
             min_free: 0.05,
             on_unhealthy: OnUnhealthy::Alert,
             failover_cooldown: Dur::secs(3600),
+        }
+    }
+}
+
+/// When notifications are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyOn {
+    /// A change of state (failing, recovered, role, a new conflict), and a
+    /// persisting failure again with back-off.
+    Changes,
+    /// Every run, whatever happened.
+    EveryRun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    Ntfy,
+    Gotify,
+    Webhook,
+    Healthchecks,
+    Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebhookFormat {
+    /// `{"title", "message", "status", "node", "reasons", "time"}`.
+    #[default]
+    Json,
+    /// `{"content": ...}`.
+    Discord,
+    /// `{"text": ...}`.
+    Slack,
+}
+
+/// One notification target. URLs often carry secrets: give them in a file
+/// (`url_file`) if the config is readable by others; they are never logged.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    pub kind: TargetKind,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// ntfy: an access token (sent as a Bearer token); gotify: the app token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// webhook only.
+    #[serde(default)]
+    pub format: Option<WebhookFormat>,
+    /// command only: argv; `{title}`, `{body}`, `{status}`, `{node}` are replaced.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+impl fmt::Debug for NotifyTarget {
+    // The URL may hold a secret: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyTarget")
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_ref().map(|_| "<hidden>"))
+            .field("url_file", &self.url_file)
+            .field("token_file", &self.token_file)
+            .field("format", &self.format)
+            .field(
+                "command",
+                &self.command.as_ref().map(|c| c.first().cloned()),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notify {
+    pub on: NotifyOn,
+    /// A failure that persists is notified again after this, then after
+    /// twice as long, and so on up to `repeat_max`.
+    pub repeat_after: Dur,
+    pub repeat_max: Dur,
+    /// Bound on each delivery (HTTP request or command).
+    pub timeout: Dur,
+    /// Trusted CAs for HTTPS targets (Debian's bundle by default).
+    pub ca_file: PathBuf,
+    #[serde(rename = "target")]
+    pub targets: Vec<NotifyTarget>,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            on: NotifyOn::Changes,
+            repeat_after: Dur::secs(3600),
+            repeat_max: Dur::secs(24 * 3600),
+            timeout: Dur::secs(10),
+            ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+            targets: Vec::new(),
         }
     }
 }
@@ -708,6 +810,17 @@ fn validate(cfg: &Config) -> Result<(), String> {
             cfg.health.min_free
         ));
     }
+    let n = &cfg.notify;
+    if n.timeout.get().is_zero() || n.repeat_after.get().is_zero() {
+        return Err("[notify] timeout and repeat_after: must be more than 0".into());
+    }
+    if n.repeat_max.get() < n.repeat_after.get() {
+        return Err("[notify] repeat_max: must be at least repeat_after".into());
+    }
+    for (i, t) in n.targets.iter().enumerate() {
+        validate_target(t)
+            .map_err(|e| format!("[[notify.target]] #{} ({:?}): {e}", i + 1, t.kind))?;
+    }
     let st = &cfg.status;
     if st.warn_lag.get().is_zero() || st.crit_lag.get() < st.warn_lag.get() {
         return Err("[status] warn_lag must be more than 0 and crit_lag at least warn_lag".into());
@@ -730,6 +843,39 @@ fn validate(cfg: &Config) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+fn validate_target(t: &NotifyTarget) -> Result<(), String> {
+    let http = t.kind != TargetKind::Command;
+    match (http, t.url.is_some(), t.url_file.is_some()) {
+        (true, true, true) => return Err("set url or url_file, not both".into()),
+        (true, false, false) => return Err("url (or url_file) is required".into()),
+        (false, true, _) | (false, _, true) => {
+            return Err("url/url_file are for HTTP targets; a command target has `command`".into());
+        }
+        _ => {}
+    }
+    if let Some(u) = &t.url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        return Err("url must start with https:// (or http://)".into());
+    }
+    match t.kind {
+        TargetKind::Command => match &t.command {
+            Some(c) if !c.is_empty() && !c[0].is_empty() => {}
+            _ => return Err("command = [\"program\", \"arg\", ...] is required".into()),
+        },
+        _ if t.command.is_some() => return Err("command is for kind = \"command\" only".into()),
+        _ => {}
+    }
+    if t.format.is_some() && t.kind != TargetKind::Webhook {
+        return Err("format is for kind = \"webhook\" only".into());
+    }
+    match (t.kind, &t.token_file) {
+        (TargetKind::Gotify, None) => Err("token_file (the app token) is required".into()),
+        (TargetKind::Ntfy | TargetKind::Gotify, _) | (_, None) => Ok(()),
+        _ => Err("token_file is for ntfy and gotify only".into()),
+    }
 }
 
 /// Turn a TOML/serde error into one line: `file:line: message (did you mean ...)`.

@@ -14,6 +14,7 @@ pub mod health;
 pub mod history;
 pub mod lock;
 pub mod logging;
+pub mod notify;
 pub mod plan;
 pub mod progress;
 pub mod pve;

@@ -13,6 +13,7 @@ use crate::guard;
 use crate::health;
 use crate::history::{self, History, Loaded};
 use crate::lock::{LockError, try_lock_pool};
+use crate::notify;
 use crate::progress::{Bar, Progress, Silent};
 use crate::pve::{self, Purpose};
 use crate::role::{self, Role};
@@ -34,10 +35,18 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
         }
     }
     let started = chrono::Utc::now();
+    let runner = SystemRunner {
+        kill_grace: cfg.timeouts.kill_grace.get(),
+    };
+    if !args.dry_run {
+        notify::run_started(&cfg.notify, &runner).await;
+    }
     let mut obs = status::Observed::default();
     let code = run_inner(cfg, args, &mut obs).await;
     if !args.dry_run {
-        record(cfg, obs, started, code);
+        let mut s = record(cfg, obs, started, code);
+        status::evaluate(&mut s, chrono::Utc::now(), &cfg.status.thresholds());
+        notify::after_run(&cfg.notify, &cfg.paths.state_dir, &s, &runner).await;
     }
     code
 }
@@ -48,7 +57,7 @@ fn record(
     mut obs: status::Observed,
     started: chrono::DateTime<chrono::Utc>,
     code: u8,
-) {
+) -> status::Status {
     let dir = &cfg.paths.state_dir;
     let previous = status::load(dir).unwrap_or_else(|e| {
         warn!("previous status ignored: {e}");
@@ -75,6 +84,7 @@ fn record(
             ),
         }
     }
+    s
 }
 
 async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> u8 {

@@ -237,7 +237,7 @@ pub fn unwrap_data(path: &str, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ApiError> {
+pub fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ApiError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
