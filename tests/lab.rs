@@ -184,6 +184,9 @@ fn lab_initial_full_sync_of_nested_datasets_and_a_zvol() {
 fn lab_incrementals_with_intermediates_and_a_child_added_later() {
     let lab = Lab::get();
     setup(&lab);
+    lab.on_both(|n| {
+        lab.ok(n, "mkdir -p /var/lib/prometheus/node-exporter");
+    });
     initial_sync(&lab);
     lab.ok(
         A,
@@ -218,6 +221,101 @@ fn lab_incrementals_with_intermediates_and_a_child_added_later() {
         "only the new base is held:\n{h}"
     );
     assert_eq!(h.lines().count(), 6);
+    status_as_dashboards_read_it(&lab);
+}
+
+/// What the runs recorded, checked field by field: `status --json`, the
+/// table, `--check`, and the node_exporter textfile, on the master (after
+/// the incremental run) and on the standby.
+fn status_as_dashboards_read_it(lab: &Lab) {
+    let json = |node: &str| -> serde_json::Value {
+        serde_json::from_str(&lab.ok(node, "zfs-nfs-replica status --json")).unwrap()
+    };
+    let st = json(A);
+    assert_eq!(st["schema_version"], 1);
+    assert_eq!(st["status"], "ok", "{st:#}");
+    assert_eq!(st["node"], "pve1");
+    assert_eq!(st["role"]["role"], "master");
+    assert_eq!(st["last_run"]["exit_code"], 0);
+    assert_eq!(st["last_run"]["result"], "replicated");
+    assert_eq!(st["last_run"]["consecutive_failures"], 0);
+    let pool = &st["pools"][0];
+    assert_eq!(
+        (&pool["pool"], &pool["peer"], &pool["outcome"]),
+        (&"zpool1".into(), &"pve2".into(), &"replicated".into())
+    );
+    assert!(pool["bytes_sent"].as_u64().unwrap() > 0);
+    let later = pool["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dataset"] == "zpool1/a/later")
+        .expect("zpool1/a/later in the status");
+    assert_eq!(later["result"], "sent");
+    assert_eq!(later["replicated"]["name"], "s5");
+    assert_eq!(
+        later["replicated"]["guid"].as_u64().unwrap().to_string(),
+        lab.guid(B, "zpool1/a/later@s5"),
+        "the held base, by guid, as the standby has it"
+    );
+    assert_eq!(later["newest_peer"]["name"], "s5");
+    assert!(later["lag_seconds"].as_i64().unwrap() < 600);
+    assert_eq!(st["health"][0]["pool"], "zpool1");
+    assert_eq!(st["health"][0]["state"], "ONLINE");
+    let table = lab.ok(A, "zfs-nfs-replica status");
+    for want in [
+        "node pve1: master",
+        "status: OK",
+        "pool zpool1 -> pve2:zpool1  replicated",
+        "zpool1/a/later",
+        "sent (@s5)",
+    ] {
+        assert!(table.contains(want), "{want}:\n{table}");
+    }
+    let check = lab.sh(A, "zfs-nfs-replica status --check");
+    assert_eq!(check.code, Some(0), "{}", check.all());
+    assert!(
+        check
+            .stdout
+            .starts_with("ZFS-NFS-REPLICA OK - pve1 is master"),
+        "{}",
+        check.stdout
+    );
+    let prom = lab.ok(
+        A,
+        "cat /var/lib/prometheus/node-exporter/zfs_nfs_replica.prom",
+    );
+    let created = lab.ok(A, "zfs get -H -p -o value creation zpool1/a/later@s5");
+    for want in [
+        "zfs_nfs_replica_role{node=\"pve1\",role=\"master\"} 1".to_string(),
+        "zfs_nfs_replica_last_run_exit_code{node=\"pve1\"} 0".into(),
+        format!(
+            "zfs_nfs_replica_pool_bytes_sent{{pool=\"zpool1\",peer=\"pve2\"}} {}",
+            pool["bytes_sent"]
+        ),
+        format!(
+            "zfs_nfs_replica_dataset_replicated_timestamp_seconds{{dataset=\"zpool1/a/later\",peer=\"pve2\"}} {}",
+            created.trim()
+        ),
+        "zfs_nfs_replica_pool_health{pool=\"zpool1\",state=\"ONLINE\"} 0".into(),
+        "zfs_nfs_replica_pool_conflicts{pool=\"zpool1\",peer=\"pve2\"} 0".into(),
+    ] {
+        assert!(prom.lines().any(|l| l == want), "{want}:\n{prom}");
+    }
+    // The standby: its role, and the newest snapshot it received.
+    let out = lab.replica(B, "run");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    let sb = json(B);
+    assert_eq!(sb["role"]["role"], "standby");
+    assert_eq!(sb["role"]["master"], "pve1");
+    // zpool2 holds no snapshot on the master either: nothing to receive yet.
+    assert_eq!(sb["status"], "warn", "{sb:#}");
+    assert_eq!(
+        sb["reasons"],
+        serde_json::json!(["zpool2: no snapshot received yet"])
+    );
+    assert_eq!(sb["received"][0]["pool"], "zpool1");
+    assert_eq!(sb["received"][0]["snapshot"]["name"], "s5");
 }
 
 /// Start a run in the background on a node; its exit code lands in /tmp/run.rc.
