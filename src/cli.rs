@@ -46,6 +46,10 @@ pub enum Command {
     /// What the last run did, from local state only (works when the peer or
     /// the API is down): a table, `--json`, or a Nagios-style `--check`.
     Status(StatusArgs),
+    /// Write the man page, shell completions and the packaged (commented)
+    /// config into DIR (used when building the Debian package).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
     /// Proxmox hookscript entry (`pre-start` promotes this node at once).
     /// Always exits 0: it never blocks the guest's start.
     Hook(HookArgs),

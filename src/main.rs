@@ -17,6 +17,16 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.quiet);
+    // Needs no configuration: it runs where the package is built.
+    if let Command::GenerateAssets { dir } = &cli.command {
+        return match commands::assets::generate(dir) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(exit::INTERNAL)
+            }
+        };
+    }
     // The hookscript must never fail the guest's start: whatever happens, 0.
     let is_hook = matches!(cli.command, Command::Hook(_));
     let cfg = match config::parse(&cli.config) {
@@ -46,6 +56,7 @@ fn main() -> ExitCode {
                 Command::Status(args) => commands::status::status(&cfg, args),
                 Command::Resolve(args) => commands::resolve::resolve(&cfg, args).await,
                 Command::Adopt(args) => commands::adopt::adopt(&cfg, args).await,
+                Command::GenerateAssets { .. } => exit::INTERNAL,
                 Command::Hook(args) => {
                     commands::hook::hook(&cfg, args).await;
                     exit::OK

@@ -13,6 +13,11 @@ command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
 command -v pkill >/dev/null || need_pkgs+=(procps)
 command -v socat >/dev/null || need_pkgs+=(socat)
 command -v objcopy >/dev/null || need_pkgs+=(binutils)
+# The Debian package checks (packaging/check-deb.sh).
+command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)
+command -v lintian >/dev/null || need_pkgs+=(lintian)
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+command -v gzip >/dev/null || need_pkgs+=(gzip)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_pkgs[*]} (run as root, or install them)" >&2
@@ -32,6 +37,11 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test (includes the real-ZFS lab: tests/lab.rs boots two qemu nodes)"
 cargo test --locked --all-targets
+
+echo "== Debian package (cargo deb), its contents, lintian, a scratch-root install, systemd-analyze verify"
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
+deb=$(packaging/build-deb.sh)
+packaging/check-deb.sh "$deb"
 
 # The lab's watchdog stops the nodes once the test process is gone; make sure
 # it did: no test run may leave a qemu behind.

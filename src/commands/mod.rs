@@ -1,6 +1,7 @@
 //! One file per subcommand. Each returns an exit code from [`crate::exit`].
 
 pub mod adopt;
+pub mod assets;
 pub mod check;
 pub mod diverged;
 pub mod history;
