@@ -65,6 +65,16 @@ fn the_documented_example_states_the_real_defaults() {
             format!("{:?}", documented.health),
             format!("{:?}", defaults.health),
         ),
+        (
+            "status",
+            format!("{:?}", documented.status),
+            format!("{:?}", defaults.status),
+        ),
+        (
+            "notify",
+            format!("{:?}", documented.notify),
+            format!("{:?}", defaults.notify),
+        ),
     ] {
         assert_eq!(d, m, "[{what}] in examples/config.toml");
     }
