@@ -73,7 +73,17 @@ fn main() -> ExitCode {
             }
         }
     });
+    tracing::debug!("peak RSS {} KiB", peak_rss_kib());
     ExitCode::from(if is_hook { exit::OK } else { code })
+}
+
+/// This process's peak resident set size (its children are not counted).
+fn peak_rss_kib() -> i64 {
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is valid and writable for the call.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_maxrss
 }
 
 async fn interrupted() -> &'static str {
