@@ -251,6 +251,14 @@ fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
         best.push(x);
         best_cmds = c;
     }
+    if std::env::var_os("BENCH_PROFILE").is_some() {
+        // Where an idle run's time goes: every step, timestamped.
+        eprintln!(
+            "{}",
+            lab.sh(A, "RUST_LOG=zfs_nfs_replica=trace zfs-nfs-replica run 2>&1")
+                .stdout
+        );
+    }
     // 3. footprint of an idle run (the tool's own process; `zfs` and ssh
     // children are not in it).
     let rss = lab.ok(
@@ -273,14 +281,20 @@ fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
         }
         lab.ok(A, &s);
     };
-    // Back to the base on both sides (our holds on the new snapshot released
-    // first), so every measurement sends the same amount.
+    // Back to the base (our holds on the new snapshot released first): the
+    // standby rolls back to it, the master drops the new snapshot; every
+    // measurement then sends the same amount.
     let reset = |k: usize| {
         for n in NODES {
             let mut s = String::new();
             for d in &datasets {
+                let undo = if n == A {
+                    format!("zfs destroy {d}@inc{k}")
+                } else {
+                    format!("zfs rollback -r {d}@{base}")
+                };
                 s += &format!(
-                    "zfs release zfs-nfs-replica:{other} {d}@inc{k} 2>/dev/null; zfs destroy {d}@inc{k} 2>/dev/null; ",
+                    "zfs release zfs-nfs-replica:{other} {d}@inc{k} 2>/dev/null; {undo} 2>/dev/null; ",
                     other = if n == A { B } else { A }
                 );
             }
@@ -378,7 +392,7 @@ fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
         ("zfs-nfs-replica run (whole run)", &i_ours),
         ("zfs-nfs-replica: its transfers alone", &i_xfer),
         (
-            "raw zfs send -I | ssh (open connection) | zfs receive",
+            "raw `zfs send -I \\| ssh \\| zfs receive` (open connection)",
             &i_raw,
         ),
         ("syncoid --recursive --no-sync-snap", &i_sync),

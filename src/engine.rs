@@ -236,34 +236,94 @@ impl<'a, R: Runner> Engine<'a, R> {
     /// Replicate one pool to one peer. Never panics on bad input; every
     /// failure ends up in the report.
     pub async fn replicate(&mut self, job: &PoolJob, peer: &Peer) -> PoolReport {
-        let started = Instant::now();
-        let mut report = PoolReport {
-            pool: job.source.clone(),
-            peer: peer.name.clone(),
-            outcome: Outcome::NothingToDo,
-            datasets: Vec::new(),
-            receiver_only: Vec::new(),
-            bytes: 0,
-            duration: Duration::ZERO,
-            error: None,
-            listings: None,
-            quarantine: Vec::new(),
-        };
-        let res = self.replicate_inner(job, peer, &mut report).await;
-        report.quarantine = std::mem::take(&mut self.quarantine);
-        if let Err(e) = res {
-            report.outcome = report.outcome.max(e.outcome());
-            report.error = Some(e.to_string());
-        }
-        report.duration = started.elapsed();
-        report
+        self.replicate_many(std::slice::from_ref(job), peer, &HoldHint::default())
+            .await
+            .pop()
+            .expect("one report per job")
     }
 
-    async fn replicate_inner(
+    /// Replicate several pools to one peer with as few remote commands as
+    /// possible: both sides are listed once for all pools (if that fails,
+    /// once per pool, so that each error lands on its own pool), and the
+    /// holds are checked and moved once per side for all pools, both sides
+    /// at once. `hint`: the snapshots the previous run held, asked about
+    /// while the listings run; the answer is used only when those are still
+    /// exactly the snapshots to ask about.
+    pub async fn replicate_many(
+        &mut self,
+        jobs: &[PoolJob],
+        peer: &Peer,
+        hint: &HoldHint,
+    ) -> Vec<PoolReport> {
+        let mut works: Vec<Work> = jobs.iter().map(|j| Work::new(j, peer)).collect();
+        let shared = Instant::now();
+        let (runner, timeout) = (self.runner, self.settings.command_timeout);
+        let (mut listed, spec) = tokio::join!(
+            list_many(runner, timeout, peer, jobs),
+            speculative_holds(runner, timeout, peer, hint)
+        );
+        let mut shared_time = shared.elapsed();
+        for (i, job) in jobs.iter().enumerate() {
+            let own = Instant::now();
+            let pre = listed[i].take();
+            if let Err(e) = self.run_job(job, peer, pre, &mut works[i]).await {
+                works[i].fail(&e);
+            }
+            works[i].elapsed = own.elapsed();
+        }
+        let shared = Instant::now();
+        let active: Vec<usize> = (0..works.len()).filter(|i| works[*i].holds).collect();
+        if !active.is_empty() {
+            let mut src_want = BTreeMap::new();
+            let mut dst_want = BTreeMap::new();
+            for i in &active {
+                for (s, (t, snap)) in &works[*i].bases {
+                    src_want.insert(s.clone(), format!("{s}@{snap}"));
+                    dst_want.insert(t.clone(), format!("{t}@{snap}"));
+                }
+            }
+            let lists: Vec<&(Listing, Listing)> = active
+                .iter()
+                .filter_map(|i| works[*i].listings.as_ref())
+                .collect();
+            if let Err(e) = self
+                .update_holds(peer, &lists, &src_want, &dst_want, &spec)
+                .await
+            {
+                for i in &active {
+                    works[*i].fail(&e);
+                }
+            }
+        }
+        // Sizes after the transfers, for the size history.
+        if !self.settings.dry_run {
+            let sent: Vec<usize> = (0..works.len())
+                .filter(|i| works[*i].holds && works[*i].sent())
+                .collect();
+            let again: Vec<PoolJob> = sent.iter().map(|i| jobs[*i].clone()).collect();
+            let mut relisted = list_many(runner, timeout, peer, &again).await;
+            for (k, i) in sent.iter().enumerate() {
+                match relisted[k].take().expect("one listing per job") {
+                    Ok((s, d, _)) => works[*i].listings = Some((s, d)),
+                    Err(e) => works[*i].fail(&e),
+                }
+            }
+        }
+        shared_time += shared.elapsed();
+        works
+            .into_iter()
+            .map(|w| w.finish(self.settings.dry_run, shared_time))
+            .collect()
+    }
+
+    /// One pool: plan from its listings (a second pass after a resume),
+    /// the size guards, then the transfers (or, in dry-run, the plan shown).
+    async fn run_job(
         &mut self,
         job: &PoolJob,
         peer: &Peer,
-        report: &mut PoolReport,
+        mut pre: Option<Listed>,
+        w: &mut Work,
     ) -> Result<(), PoolError> {
         let remote = Side::Remote(peer);
         let opts = plan::Options {
@@ -271,22 +331,35 @@ impl<'a, R: Runner> Engine<'a, R> {
             empty_max_referenced: plan::DEFAULT_EMPTY_MAX_REFERENCED,
             exclude: job.exclude.clone(),
         };
-        // Final state of every dataset, by source name.
-        let mut results: BTreeMap<String, DatasetReport> = BTreeMap::new();
-        // Datasets whose final snapshot is known, for holds: source name -> (target name, snapshot).
-        let mut bases: BTreeMap<String, (String, String)> = BTreeMap::new();
-        let mut listings: Option<(Listing, Listing)> = None;
+        if self.settings.dry_run {
+            self.shown.push(format!(
+                "pool {} -> {}:{}",
+                job.source, peer.name, job.target
+            ));
+        }
         // A resume finishes an older stream; a second pass plans what is left.
         for pass in 0..2 {
-            let (src, dst) = self.list_both(job, peer).await?;
+            let (src, dst, quarantine) = match pre.take() {
+                Some(listed) => listed?,
+                None => {
+                    list_pair(
+                        self.runner,
+                        self.settings.command_timeout,
+                        (Side::Local, &job.source),
+                        (remote, &job.target),
+                    )
+                    .await?
+                }
+            };
+            w.report.quarantine = quarantine;
             let plan = plan::plan(&src, &job.source, &dst, &job.target, &opts);
-            report.receiver_only = plan.receiver_only.clone();
+            w.report.receiver_only = plan.receiver_only.clone();
             if pass == 0 {
                 for r in &plan.receiver_only {
                     warn!(dataset = %r, peer = %peer.name, "only on the receiver: kept, never destroyed");
                 }
                 if let Some(g) = &job.guard
-                    && self.guards_refuse(g, job, peer, &src, &dst, report)
+                    && self.guards_refuse(g, job, peer, &src, &dst, &mut w.report)
                 {
                     return Ok(());
                 }
@@ -294,47 +367,23 @@ impl<'a, R: Runner> Engine<'a, R> {
             let resumed = if self.settings.dry_run {
                 self.show_plan(&plan, remote);
                 for item in &plan.items {
-                    results.insert(item.source.clone(), dry_result(item));
+                    w.results.insert(item.source.clone(), dry_result(item));
                     if let Some(s) = item.action.final_snapshot() {
-                        bases.insert(item.source.clone(), (item.target.clone(), s.name.clone()));
+                        w.bases
+                            .insert(item.source.clone(), (item.target.clone(), s.name.clone()));
                     }
                 }
                 false
             } else {
-                self.execute(&plan, remote, &mut results, &mut bases, report)
+                self.execute(&plan, remote, &mut w.results, &mut w.bases, &mut w.report)
                     .await
             };
-            listings = Some((src, dst));
+            w.listings = Some((src, dst));
             if !resumed {
                 break;
             }
         }
-        let (src, dst) = listings.expect("at least one pass");
-        self.update_holds(peer, &src, &dst, &bases).await?;
-        report.datasets = results.into_values().collect();
-        if !self.settings.dry_run {
-            let sent = report
-                .datasets
-                .iter()
-                .any(|d| matches!(d.result, DatasetResult::Sent { .. }));
-            // Sizes after the transfers, for the history.
-            report.listings = Some(if sent {
-                self.list_both(job, peer).await?
-            } else {
-                (src, dst)
-            });
-        }
-        let worst = report.datasets.iter().fold(Outcome::NothingToDo, |acc, d| {
-            acc.max(match d.result {
-                DatasetResult::Sent { .. } => Outcome::Replicated,
-                DatasetResult::Conflict(_) => Outcome::Refused,
-                DatasetResult::Failed(_) => Outcome::Transient,
-                DatasetResult::Skipped(_) | DatasetResult::UpToDate | DatasetResult::Planned(_) => {
-                    Outcome::NothingToDo
-                }
-            })
-        });
-        report.outcome = report.outcome.max(worst);
+        w.holds = true;
         Ok(())
     }
 
@@ -683,72 +732,54 @@ impl<'a, R: Runner> Engine<'a, R> {
 
     /// Hold each dataset's new base on both sides and release our older holds,
     /// so pruning can never remove the last common snapshot. Hold before
-    /// release: a failure leaves the old base protected.
+    /// release: a failure leaves the old base protected. Which holds are ours
+    /// is asked of both sides at once (or taken from `spec`, asked during the
+    /// listings, when it was asked about exactly the right snapshots).
     async fn update_holds(
         &mut self,
         peer: &Peer,
-        src: &Listing,
-        dst: &Listing,
-        bases: &BTreeMap<String, (String, String)>,
+        lists: &[&(Listing, Listing)],
+        src_want: &BTreeMap<String, String>,
+        dst_want: &BTreeMap<String, String>,
+        spec: &SpecHolds,
     ) -> Result<(), PoolError> {
         let src_tag = format!("{}:{}", self.settings.hold_tag, peer.name);
         let dst_tag = format!("{}:{}", self.settings.hold_tag, self.settings.local_node);
-        let src_want: BTreeMap<String, String> = bases
-            .iter()
-            .map(|(s, (_, snap))| (s.clone(), format!("{s}@{snap}")))
-            .collect();
-        let dst_want: BTreeMap<String, String> = bases
-            .values()
-            .map(|(t, snap)| (t.clone(), format!("{t}@{snap}")))
-            .collect();
-        self.sync_holds(Side::Local, src, &src_tag, &src_want)
+        let src_held = held(lists.iter().map(|l| &l.0), src_want);
+        let dst_held = held(lists.iter().map(|l| &l.1), dst_want);
+        let (runner, timeout) = (self.runner, self.settings.command_timeout);
+        let remote = Side::Remote(peer);
+        let (src_ours, dst_ours) = tokio::join!(
+            ours(
+                runner,
+                timeout,
+                Side::Local,
+                &src_held,
+                &src_tag,
+                spec.local.as_ref()
+            ),
+            ours(
+                runner,
+                timeout,
+                remote,
+                &dst_held,
+                &dst_tag,
+                spec.remote.as_ref()
+            )
+        );
+        self.move_holds(Side::Local, &src_ours?, &src_tag, src_want)
             .await?;
-        self.sync_holds(Side::Remote(peer), dst, &dst_tag, &dst_want)
+        self.move_holds(remote, &dst_ours?, &dst_tag, dst_want)
             .await
     }
 
-    async fn sync_holds(
+    async fn move_holds(
         &mut self,
         side: Side<'_>,
-        listing: &Listing,
+        ours: &BTreeSet<String>,
         tag: &str,
         want: &BTreeMap<String, String>,
     ) -> Result<(), PoolError> {
-        // Only snapshots that carry any hold can carry ours.
-        let held: Vec<String> = listing
-            .datasets
-            .values()
-            .filter(|d| want.contains_key(&d.name))
-            .flat_map(|d| {
-                d.snapshots
-                    .iter()
-                    .filter(|s| s.userrefs > 0)
-                    .map(move |s| format!("{}@{}", d.name, s.name))
-            })
-            .collect();
-        let mut ours: BTreeSet<String> = BTreeSet::new();
-        for chunk in held.chunks(500) {
-            let text = self
-                .run_op(
-                    side,
-                    &Op::Holds {
-                        snapshots: chunk.to_vec(),
-                    },
-                )
-                .await?;
-            let holds = zfs::parse_holds(&text).map_err(|e| PoolError::Parse {
-                side: side.label(),
-                msg: format!("zfs holds: {e}"),
-            })?;
-            // Only what we asked about: never act on a hold we did not look for.
-            let asked: BTreeSet<&String> = chunk.iter().collect();
-            ours.extend(
-                holds
-                    .into_iter()
-                    .filter(|(s, t)| t == tag && asked.contains(s))
-                    .map(|(s, _)| s),
-            );
-        }
         let to_hold: Vec<String> = want
             .values()
             .filter(|s| !ours.contains(*s))
@@ -786,6 +817,260 @@ impl<'a, R: Runner> Engine<'a, R> {
     }
 }
 
+/// One listing of both sides: source, receiver, the receiver's quarantine.
+type Listed = Result<(Listing, Listing, Vec<String>), PoolError>;
+
+/// The snapshots the previous run held, on each side (full names).
+#[derive(Debug, Clone, Default)]
+pub struct HoldHint {
+    pub local: Vec<String>,
+    pub remote: Vec<String>,
+}
+
+/// A `zfs holds` answer: the snapshots asked about (sorted), and every
+/// `(snapshot, tag)` it listed.
+type Answer = (Vec<String>, Vec<(String, String)>);
+
+/// The answers to the speculative `zfs holds`, when they came.
+#[derive(Debug, Default)]
+struct SpecHolds {
+    local: Option<Answer>,
+    remote: Option<Answer>,
+}
+
+/// More than this and the hint is not worth a command of its own.
+const SPEC_MAX: usize = 2000;
+
+async fn speculative_holds<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    peer: &Peer,
+    hint: &HoldHint,
+) -> SpecHolds {
+    let (local, remote) = tokio::join!(
+        ask_holds(runner, timeout, Side::Local, &hint.local),
+        ask_holds(runner, timeout, Side::Remote(peer), &hint.remote)
+    );
+    SpecHolds { local, remote }
+}
+
+async fn ask_holds<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    side: Side<'_>,
+    snaps: &[String],
+) -> Option<Answer> {
+    if snaps.is_empty() || snaps.len() > SPEC_MAX {
+        return None;
+    }
+    let op = Op::Holds {
+        snapshots: snaps.to_vec(),
+    };
+    // A snapshot pruned since makes the whole command fail: then the holds
+    // are asked again after the listings.
+    let out = runner.output(&side.cmd(&op), timeout).await.ok()?;
+    if !out.success() {
+        return None;
+    }
+    let mut sorted = snaps.to_vec();
+    sorted.sort();
+    Some((sorted, zfs::parse_holds(&out.stdout).ok()?))
+}
+
+/// The snapshots that carry any hold (only those can carry ours), of the
+/// datasets we want to hold, sorted.
+fn held<'l>(
+    listings: impl Iterator<Item = &'l Listing>,
+    want: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut v: Vec<String> = listings
+        .flat_map(|l| l.datasets.values())
+        .filter(|d| want.contains_key(&d.name))
+        .flat_map(|d| {
+            d.snapshots
+                .iter()
+                .filter(|s| s.userrefs > 0)
+                .map(move |s| format!("{}@{}", d.name, s.name))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Which of `held` carry our `tag`: from the speculative answer when it
+/// asked about exactly these snapshots, else asked now (500 at a time).
+async fn ours<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    side: Side<'_>,
+    held: &[String],
+    tag: &str,
+    spec: Option<&Answer>,
+) -> Result<BTreeSet<String>, PoolError> {
+    let mine = |holds: &[(String, String)], asked: &BTreeSet<&String>| -> Vec<String> {
+        // Only what we asked about: never act on a hold we did not look for.
+        holds
+            .iter()
+            .filter(|(s, t)| t == tag && asked.contains(s))
+            .map(|(s, _)| s.clone())
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    if let Some((asked, holds)) = spec
+        && asked.as_slice() == held
+    {
+        let asked: BTreeSet<&String> = asked.iter().collect();
+        out.extend(mine(holds, &asked));
+        return Ok(out);
+    }
+    for chunk in held.chunks(500) {
+        let op = Op::Holds {
+            snapshots: chunk.to_vec(),
+        };
+        debug!(command = %side.show(&op), "run");
+        let text = checked(side, &op, runner.output(&side.cmd(&op), timeout).await)?;
+        let holds = zfs::parse_holds(&text).map_err(|e| PoolError::Parse {
+            side: side.label(),
+            msg: format!("zfs holds: {e}"),
+        })?;
+        let asked: BTreeSet<&String> = chunk.iter().collect();
+        out.extend(mine(&holds, &asked));
+    }
+    Ok(out)
+}
+
+/// Both sides of every job listed: one command per side for all of them
+/// when there are several; one listing per job if that fails (a missing
+/// pool, overlapping roots), so that each error lands on its own job.
+async fn list_many<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    peer: &Peer,
+    jobs: &[PoolJob],
+) -> Vec<Option<Listed>> {
+    let remote = Side::Remote(peer);
+    if jobs.len() > 1
+        && let Ok((src, dst)) = list_roots(
+            runner,
+            timeout,
+            (Side::Local, jobs.iter().map(|j| j.source.clone()).collect()),
+            (remote, jobs.iter().map(|j| j.target.clone()).collect()),
+        )
+        .await
+    {
+        return jobs.iter().map(|j| Some(split(&src, &dst, j))).collect();
+    }
+    let mut out = Vec::new();
+    for j in jobs {
+        out.push(Some(
+            list_pair(
+                runner,
+                timeout,
+                (Side::Local, &j.source),
+                (remote, &j.target),
+            )
+            .await,
+        ));
+    }
+    out
+}
+
+/// One job's part of a listing of several roots.
+fn split(src: &Listing, dst: &Listing, j: &PoolJob) -> Listed {
+    let part = |l: &Listing, root: &str| Listing {
+        datasets: l
+            .datasets
+            .iter()
+            .filter(|(n, _)| {
+                n.as_str() == root || n.starts_with(root) && n[root.len()..].starts_with('/')
+            })
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect(),
+    };
+    let mut s = part(src, &j.source);
+    let mut d = part(dst, &j.target);
+    if !s.datasets.contains_key(&j.source) {
+        return Err(PoolError::Parse {
+            side: "local".into(),
+            msg: format!("{} is missing from its own listing", j.source),
+        });
+    }
+    crate::resolve::split_quarantine(&mut s, &j.source);
+    let q = crate::resolve::split_quarantine(&mut d, &j.target);
+    Ok((s, d, q))
+}
+
+/// What replicating one pool gathers until its report is written.
+struct Work {
+    report: PoolReport,
+    /// Final state of every dataset, by source name.
+    results: BTreeMap<String, DatasetReport>,
+    /// Datasets whose final snapshot is known, for holds: source name ->
+    /// (target name, snapshot).
+    bases: BTreeMap<String, (String, String)>,
+    listings: Option<(Listing, Listing)>,
+    /// Holds to move: not after a failure or a size-guard refusal.
+    holds: bool,
+    elapsed: Duration,
+}
+
+impl Work {
+    fn new(job: &PoolJob, peer: &Peer) -> Work {
+        Work {
+            report: PoolReport {
+                pool: job.source.clone(),
+                peer: peer.name.clone(),
+                outcome: Outcome::NothingToDo,
+                datasets: Vec::new(),
+                receiver_only: Vec::new(),
+                bytes: 0,
+                duration: Duration::ZERO,
+                error: None,
+                listings: None,
+                quarantine: Vec::new(),
+            },
+            results: BTreeMap::new(),
+            bases: BTreeMap::new(),
+            listings: None,
+            holds: false,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn fail(&mut self, e: &PoolError) {
+        self.report.outcome = self.report.outcome.max(e.outcome());
+        self.report.error = Some(e.to_string());
+        self.holds = false;
+    }
+
+    fn sent(&self) -> bool {
+        self.results
+            .values()
+            .any(|d| matches!(d.result, DatasetResult::Sent { .. }))
+    }
+
+    fn finish(mut self, dry_run: bool, shared: Duration) -> PoolReport {
+        let r = &mut self.report;
+        r.datasets = self.results.into_values().collect();
+        if !dry_run && r.error.is_none() {
+            r.listings = self.listings;
+        }
+        let worst = r.datasets.iter().fold(Outcome::NothingToDo, |acc, d| {
+            acc.max(match d.result {
+                DatasetResult::Sent { .. } => Outcome::Replicated,
+                DatasetResult::Conflict(_) => Outcome::Refused,
+                DatasetResult::Failed(_) => Outcome::Transient,
+                DatasetResult::Skipped(_) | DatasetResult::UpToDate | DatasetResult::Planned(_) => {
+                    Outcome::NothingToDo
+                }
+            })
+        });
+        r.outcome = r.outcome.max(worst);
+        r.duration = self.elapsed + shared;
+        self.report
+    }
+}
+
 /// List a source tree and a receiver tree (either may be local or remote),
 /// both at once: the slower listing sets the pace, not the sum. Datasets
 /// `resolve` set aside are taken out of both (they are never replicated,
@@ -796,23 +1081,13 @@ pub async fn list_pair<R: Runner>(
     (sside, sroot): (Side<'_>, &str),
     (dside, droot): (Side<'_>, &str),
 ) -> Result<(Listing, Listing, Vec<String>), PoolError> {
-    let sop = Op::List {
-        root: sroot.to_string(),
-    };
-    let dop = Op::List {
-        root: droot.to_string(),
-    };
-    let (scmd, dcmd) = (sside.cmd(&sop), dside.cmd(&dop));
-    let (l, r) = tokio::join!(runner.output(&scmd, timeout), runner.output(&dcmd, timeout));
-    let parse = |side: Side<'_>, op: &Op, res| -> Result<Listing, PoolError> {
-        let text = checked(side, op, res)?;
-        zfs::parse_list(&text).map_err(|e| PoolError::Parse {
-            side: side.label(),
-            msg: format!("`{}`: {e}", side.show(op)),
-        })
-    };
-    let mut src = parse(sside, &sop, l)?;
-    let mut dst = parse(dside, &dop, r)?;
+    let (mut src, mut dst) = list_roots(
+        runner,
+        timeout,
+        (sside, vec![sroot.to_string()]),
+        (dside, vec![droot.to_string()]),
+    )
+    .await?;
     if !src.datasets.contains_key(sroot) {
         return Err(PoolError::Parse {
             side: sside.label(),
@@ -822,6 +1097,36 @@ pub async fn list_pair<R: Runner>(
     crate::resolve::split_quarantine(&mut src, sroot);
     let quarantine = crate::resolve::split_quarantine(&mut dst, droot);
     Ok((src, dst, quarantine))
+}
+
+/// `zfs list` of some roots on one side and some on the other, at once.
+async fn list_roots<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    (sside, sroots): (Side<'_>, Vec<String>),
+    (dside, droots): (Side<'_>, Vec<String>),
+) -> Result<(Listing, Listing), PoolError> {
+    let sop = Op::List { roots: sroots };
+    let dop = Op::List { roots: droots };
+    let (scmd, dcmd) = (sside.cmd(&sop), dside.cmd(&dop));
+    let started = Instant::now();
+    let (l, r) = tokio::join!(runner.output(&scmd, timeout), runner.output(&dcmd, timeout));
+    debug!(
+        "listed {} and {} in {:.2}s",
+        sside.show(&sop),
+        dside.show(&dop),
+        started.elapsed().as_secs_f64()
+    );
+    let parse = |side: Side<'_>, op: &Op, res| -> Result<Listing, PoolError> {
+        let text = checked(side, op, res)?;
+        zfs::parse_list(&text).map_err(|e| PoolError::Parse {
+            side: side.label(),
+            msg: format!("`{}`: {e}", side.show(op)),
+        })
+    };
+    let src = parse(sside, &sop, l)?;
+    let dst = parse(dside, &dop, r)?;
+    Ok((src, dst))
 }
 
 /// A command's stdout, or the error that names the side, the command and its stderr.

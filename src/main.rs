@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.quiet);
+    tracing::debug!("zfs-nfs-replica {} starting", env!("CARGO_PKG_VERSION"));
     // Needs no configuration: it runs where the package is built.
     if let Command::GenerateAssets { dir } = &cli.command {
         return match commands::assets::generate(dir) {

@@ -87,31 +87,39 @@ pub async fn make_writable<R: Runner>(
     timeout: Duration,
 ) -> Changes {
     let mut ch = Changes::default();
+    // One `zfs get` for every pool; if that fails (a pool missing), one per
+    // pool, so the others still get their role.
+    let all: Vec<String> = cfg.pools.iter().map(|p| p.name.to_string()).collect();
+    let batch = match role_props(runner, &all, timeout).await {
+        Ok(p) => Some(p),
+        Err(_) if all.len() > 1 => None,
+        Err(e) => {
+            ch.errors.push(e);
+            return ch;
+        }
+    };
     for pool in &cfg.pools {
-        let get = Op::RoleProps {
-            root: pool.name.to_string(),
-        };
-        let props = match runner.output(&get.to_cmd(), timeout).await {
-            Ok(o) if o.success() => match zfs::parse_role_props(&o.stdout) {
+        let props = match &batch {
+            Some(p) => p.clone(),
+            None => match role_props(runner, &[pool.name.to_string()], timeout).await {
                 Ok(p) => p,
                 Err(e) => {
-                    ch.errors.push(format!("`{get}`: {e}"));
+                    ch.errors.push(e);
                     continue;
                 }
             },
-            Ok(o) => {
-                ch.errors
-                    .push(format!("`{get}` failed: {}", stderr_head(&o.stderr)));
-                continue;
-            }
-            Err(e) => {
-                ch.errors.push(e.to_string());
-                continue;
-            }
+        };
+        let quarantine = crate::resolve::container(pool.name.as_str());
+        let mine = |name: &str| {
+            (name == pool.name.as_str() || name.starts_with(&format!("{}/", pool.name)))
+                && !excluded(pool, name)
+                // A quarantine stays read-only whatever the role.
+                && name != quarantine
+                && !name.starts_with(&format!("{quarantine}/"))
         };
         let datasets: Vec<String> = props
             .iter()
-            .filter(|(name, p)| p.readonly && p.readonly_source == "local" && !excluded(pool, name))
+            .filter(|(name, p)| p.readonly && p.readonly_source == "local" && mine(name))
             .map(|(name, _)| name.clone())
             .collect();
         if datasets.is_empty() {
@@ -158,6 +166,24 @@ pub async fn make_writable<R: Runner>(
     ch
 }
 
+/// The properties a role change reads, for whole trees, in one command.
+async fn role_props<R: Runner>(
+    runner: &R,
+    roots: &[String],
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<String, zfs::RoleProps>, String> {
+    let get = Op::RoleProps {
+        roots: roots.to_vec(),
+    };
+    match runner.output(&get.to_cmd(), timeout).await {
+        Ok(o) if o.success() => {
+            zfs::parse_role_props(&o.stdout).map_err(|e| format!("`{get}`: {e}"))
+        }
+        Ok(o) => Err(format!("`{get}` failed: {}", stderr_head(&o.stderr))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// On a standby: the newest snapshot of each pool's received copy (how far
 /// behind this node is), or why it could not be read.
 pub async fn standby_received<R: Runner>(
@@ -169,7 +195,7 @@ pub async fn standby_received<R: Runner>(
     for pool in &cfg.pools {
         let target = pool.target().to_string();
         let op = Op::List {
-            root: target.clone(),
+            roots: vec![target.clone()],
         };
         let mut r = crate::status::Received {
             pool: target.clone(),

@@ -136,7 +136,14 @@ impl Peer {
         // ConnectTimeout bounds the TCP connect and the banner; authentication
         // is bounded by this deadline.
         let deadline = cfg.connect_timeout.get() * 3 + Duration::from_secs(5);
+        let started = std::time::Instant::now();
         let res = runner.output(&cmd, deadline).await;
+        tracing::debug!(
+            "ssh master to {} ({}) in {:.2}s",
+            target.name,
+            target.addr,
+            started.elapsed().as_secs_f64()
+        );
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();
         let cleanup = |dir: &Path| {
             let _ = std::fs::remove_dir_all(dir);

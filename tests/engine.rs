@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use zfs_nfs_replica::cmd::Cmd;
-use zfs_nfs_replica::engine::{DatasetResult, Engine, Outcome, PoolJob, Settings};
+use zfs_nfs_replica::engine::{DatasetResult, Engine, HoldHint, Outcome, PoolJob, Settings};
 use zfs_nfs_replica::progress::Silent;
 use zfs_nfs_replica::runner::{Output, PipeOutput, PipeSpec, RunError, Runner};
 use zfs_nfs_replica::ssh::Peer;
@@ -19,6 +19,8 @@ struct Fake {
     remote_holds: String,
     /// A receive into a target whose name contains this fails.
     fail_recv: Option<String>,
+    /// A remote `zfs list` naming this root fails as for a missing pool.
+    missing_remote: Option<String>,
     log: Mutex<Vec<String>>,
 }
 
@@ -54,6 +56,17 @@ impl Runner for Fake {
             })
         };
         let (side, inner) = d.split_once(": ").unwrap();
+        if let Some(m) = &self.missing_remote
+            && side == "remote"
+            && inner.starts_with("zfs list ")
+            && inner.split(' ').any(|w| w == m)
+        {
+            return Ok(Output {
+                status: exit(1),
+                stdout: String::new(),
+                stderr: format!("cannot open '{m}': dataset does not exist\n"),
+            });
+        }
         if inner.starts_with("zfs list ") {
             ok(if side == "local" {
                 &self.local_list
@@ -356,5 +369,139 @@ fn garbled_listing_fails_the_pool_with_the_command_named() {
     assert!(
         fake.log().iter().all(|c| c.contains("zfs list")),
         "nothing else was attempted"
+    );
+}
+
+/// Two pools in sync, both sides holding every base.
+fn two_pools() -> Fake {
+    let mut l = String::new();
+    let mut lh = String::new();
+    let mut rh = String::new();
+    for p in ["zpool1", "zpool2"] {
+        l += &fs(p, 0);
+        l += &snap(p, "a", p.len() as u64 * 10 + 1, 1);
+        l += &fs(&format!("{p}/data"), 0);
+        l += &snap(&format!("{p}/data"), "a", p.len() as u64 * 10 + 2, 1);
+        for ds in [p.to_string(), format!("{p}/data")] {
+            lh += &format!("{ds}@a\tzfs-nfs-replica:pve2\tx\n");
+            rh += &format!("{ds}@a\tzfs-nfs-replica:pve1\tx\n");
+        }
+    }
+    Fake {
+        local_list: l.clone(),
+        remote_list: l,
+        local_holds: lh,
+        remote_holds: rh,
+        ..Default::default()
+    }
+}
+
+fn jobs() -> Vec<PoolJob> {
+    ["zpool1", "zpool2"]
+        .iter()
+        .map(|p| PoolJob {
+            source: p.to_string(),
+            target: p.to_string(),
+            exclude: vec![],
+            guard: None,
+        })
+        .collect()
+}
+
+fn run_many(fake: &Fake, hint: &HoldHint) -> Vec<zfs_nfs_replica::engine::PoolReport> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
+    let s = settings(false);
+    let mut silent = Silent;
+    let mut engine = Engine::new(fake, &s, &mut silent);
+    rt.block_on(engine.replicate_many(&jobs(), &peer, hint))
+}
+
+#[test]
+fn several_pools_are_one_listing_and_one_holds_check_per_side() {
+    let fake = two_pools();
+    let reports = run_many(&fake, &HoldHint::default());
+    let log = fake.log();
+    assert_eq!(log.len(), 4, "{log:#?}");
+    let lists: Vec<&String> = log.iter().filter(|c| c.contains("zfs list ")).collect();
+    assert_eq!(lists.len(), 2);
+    assert!(
+        lists.iter().all(|c| c.ends_with(" zpool1 zpool2")),
+        "{lists:#?}"
+    );
+    assert_eq!(log.iter().filter(|c| c.starts_with("remote:")).count(), 2);
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.outcome == Outcome::NothingToDo && r.error.is_none())
+    );
+    assert_eq!(reports[1].pool, "zpool2");
+    assert_eq!(
+        reports[1].datasets.len(),
+        2,
+        "each pool gets only its datasets"
+    );
+}
+
+#[test]
+fn the_last_runs_holds_are_asked_about_during_the_listings() {
+    // The hint names exactly the held snapshots: no second holds check.
+    let fake = two_pools();
+    let held: Vec<String> = ["zpool1", "zpool1/data", "zpool2", "zpool2/data"]
+        .iter()
+        .map(|d| format!("{d}@a"))
+        .collect();
+    let hint = HoldHint {
+        local: held.clone(),
+        remote: held,
+    };
+    let reports = run_many(&fake, &hint);
+    assert_eq!(fake.log().len(), 4, "{:#?}", fake.log());
+    assert!(reports.iter().all(|r| r.error.is_none()));
+    // A stale hint (a base moved since): asked again, and nothing is lost.
+    let fake = two_pools();
+    let stale = HoldHint {
+        local: vec!["zpool1@old".into()],
+        remote: vec!["zpool1@old".into()],
+    };
+    let reports = run_many(&fake, &stale);
+    let log = fake.log();
+    assert_eq!(log.len(), 6, "{log:#?}");
+    assert_eq!(
+        log.iter().filter(|c| c.contains("zfs holds")).count(),
+        4,
+        "the speculative pair, then the real pair"
+    );
+    assert!(
+        !log.iter()
+            .any(|c| c.contains("zfs hold ") || c.contains("zfs release ")),
+        "the holds are in place: nothing moved"
+    );
+    assert!(reports.iter().all(|r| r.error.is_none()));
+}
+
+#[test]
+fn a_batch_listing_failure_falls_back_to_one_listing_per_pool() {
+    let fake = Fake {
+        missing_remote: Some("zpool2".into()),
+        ..two_pools()
+    };
+    let reports = run_many(&fake, &HoldHint::default());
+    assert_eq!(
+        reports[0].outcome,
+        Outcome::NothingToDo,
+        "{:?}",
+        reports[0].error
+    );
+    assert!(reports[0].error.is_none());
+    let e = reports[1].error.as_deref().unwrap();
+    assert!(e.contains("[pve2] zfs list") && e.contains("zpool2"), "{e}");
+    assert_eq!(
+        reports[1].outcome,
+        Outcome::Refused,
+        "a missing pool needs the operator"
     );
 }

@@ -114,7 +114,7 @@ async fn adopt_with<R: Runner>(
         }
     };
     let props_op = Op::RoleProps {
-        root: dst_root.to_string(),
+        roots: vec![dst_root.to_string()],
     };
     let props = match read(runner, cfg, remote, &props_op).await.and_then(|t| {
         zfs::parse_role_props(&t).map_err(|e| format!("`{}`: {e}", remote.show(&props_op)))

@@ -7,7 +7,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::config::{Config, OnUnhealthy};
-use crate::engine::{Engine, GuardJob, Outcome, PoolJob, PoolReport, Settings, Side};
+use crate::engine::{Engine, GuardJob, HoldHint, Outcome, PoolJob, PoolReport, Settings, Side};
 use crate::exit;
 use crate::guard;
 use crate::health;
@@ -88,7 +88,49 @@ fn record(
 }
 
 async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> u8 {
-    let decision = pve::decide(cfg, Purpose::Run).await;
+    let runner = SystemRunner {
+        kill_grace: cfg.timeouts.kill_grace.get(),
+    };
+    // A node that was master last time most likely still is: its ssh
+    // connections are opened while the master checks run (about a second
+    // saved). They are closed unused if the checks say otherwise.
+    let was_master = state::load_role(&cfg.paths.state_dir)
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.role == "master");
+    let guess = super::local_node(cfg).ok();
+    let early = async {
+        let mut m = BTreeMap::new();
+        if let (true, Some(me)) = (was_master, &guess) {
+            for t in super::peers(cfg, me) {
+                let p = connect(&runner, cfg, &t, args.dry_run).await;
+                m.insert(t.name.clone(), p);
+            }
+        }
+        m
+    };
+    let cmd_timeout = cfg.timeouts.command.get();
+    // The master's own preparation (sanoid, datasets writable, pool
+    // health) runs while the connections open, right after the checks.
+    let prep = async {
+        let d = pve::decide(cfg, Purpose::Run).await;
+        if !matches!(d.role, Role::Master) {
+            return (d, None);
+        }
+        let sanoid = role::set_autosnap(cfg, true, args.dry_run);
+        if sanoid.is_err() {
+            return (d, Some((sanoid, role::Changes::default(), Vec::new())));
+        }
+        let (ch, hs) = tokio::join!(
+            role::make_writable(&runner, cfg, args.dry_run, cmd_timeout),
+            health::of_side(&runner, cfg, Side::Local, false)
+        );
+        (d, Some((sanoid, ch, hs)))
+    };
+    let ((decision, prep), mut early) = tokio::join!(prep, early);
+    if !matches!(decision.role, Role::Master) || guess.as_deref() != Some(decision.local.as_str()) {
+        close_all(cfg, std::mem::take(&mut early)).await;
+    }
     let local = decision.local.clone();
     obs.node = local.clone();
     obs.role = Some(match &decision.role {
@@ -111,10 +153,6 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
             reason: Some(reason.clone()),
         },
     });
-    let runner = SystemRunner {
-        kill_grace: cfg.timeouts.kill_grace.get(),
-    };
-    let cmd_timeout = cfg.timeouts.command.get();
     // What dry-run prints before the replication plan.
     let mut shown: Vec<String> = Vec::new();
     let mut role_code = exit::NOTHING_TO_DO;
@@ -179,27 +217,27 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         Role::Master => {
             info!(node = %local, "this node is master");
             shown.push(format!("# this node ({local}) is master"));
-            match role::set_autosnap(cfg, true, args.dry_run) {
-                Ok(Some(line)) => {
-                    info!("sanoid: {line}");
-                    shown.push(format!("# sanoid: {line}"));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    error!("refusing: sanoid config: {e}; left untouched");
-                    return exit::REFUSED;
-                }
-            }
-            let ch = role::make_writable(&runner, cfg, args.dry_run, cmd_timeout).await;
-            role::log_changes("master", &ch);
-            shown.extend(ch.done.iter().map(|d| format!("# {d}")));
-            if !ch.errors.is_empty() {
-                role_code = exit::TRANSIENT;
-            }
         }
     }
+    let (sanoid, ch, hs) = prep.expect("prepared: this node is master");
+    match sanoid {
+        Ok(Some(line)) => {
+            info!("sanoid: {line}");
+            shown.push(format!("# sanoid: {line}"));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            error!("refusing: sanoid config: {e}; left untouched");
+            close_all(cfg, early).await;
+            return exit::REFUSED;
+        }
+    }
+    role::log_changes("master", &ch);
+    shown.extend(ch.done.iter().map(|d| format!("# {d}")));
+    if !ch.errors.is_empty() {
+        role_code = exit::TRANSIENT;
+    }
     // The source pools' health, and what the policy makes of it.
-    let hs = health::of_side(&runner, cfg, Side::Local, false).await;
     health::log(&local, &hs);
     shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
     obs.health = hs.clone();
@@ -247,11 +285,10 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
     let mut all = replicate_all(
         cfg,
         args,
-        &local,
-        &runner,
         &mut engine,
         &refused,
         !failover_reasons.is_empty(),
+        early,
     )
     .await;
     let mut code_floor = exit::NOTHING_TO_DO;
@@ -382,26 +419,31 @@ struct All {
 async fn replicate_all<R: Runner>(
     cfg: &Config,
     args: &RunArgs,
-    local: &str,
-    runner: &R,
     engine: &mut Engine<'_, R>,
     refused: &BTreeMap<String, String>,
     want_peer_health: bool,
+    mut peers: BTreeMap<String, Result<Peer, String>>,
 ) -> All {
-    let mut peers: BTreeMap<String, Result<Peer, String>> = BTreeMap::new();
+    let runner = engine.runner;
     let mut reports = Vec::new();
-    let targets = super::peers(cfg, local);
+    let targets = super::peers(cfg, &engine.settings.local_node);
+    let job_of = |pool: &crate::config::Pool| PoolJob {
+        source: pool.name.to_string(),
+        target: pool.target().to_string(),
+        exclude: pool.exclude.iter().map(|e| e.to_string()).collect(),
+        guard: None,
+    };
+    // Every pool's lock and size history first; a pool that cannot be
+    // locked or trusted is reported and left out. The locks are held until
+    // every peer is done (the guards drop at the end of this function).
+    let mut ready: Vec<(&crate::config::Pool, Option<History>)> = Vec::new();
+    let mut _locks = Vec::new();
     for pool in cfg
         .pools
         .iter()
         .filter(|p| args.pools.is_empty() || args.pools.iter().any(|n| n == p.name.as_str()))
     {
-        let mut job = PoolJob {
-            source: pool.name.to_string(),
-            target: pool.target().to_string(),
-            exclude: pool.exclude.iter().map(|e| e.to_string()).collect(),
-            guard: None,
-        };
+        let job = job_of(pool);
         if let Some(why) = refused.get(pool.zpool()) {
             for t in &targets {
                 reports.push(failed_report(&job, &t.name, why.clone(), Outcome::Refused));
@@ -409,11 +451,9 @@ async fn replicate_all<R: Runner>(
             continue;
         }
         // Dry-run takes no lock: it must not create or change any file.
-        let _lock = if args.dry_run {
-            None
-        } else {
+        if !args.dry_run {
             match try_lock_pool(&cfg.paths.run_dir, pool.name.as_str()) {
-                Ok(l) => Some(l),
+                Ok(l) => _locks.push(l),
                 Err(e) => {
                     let busy = matches!(e, LockError::Busy { .. });
                     warn!("skipping pool {}: {e}", pool.name);
@@ -432,13 +472,12 @@ async fn replicate_all<R: Runner>(
                     continue;
                 }
             }
-        };
+        }
         // The size history, read under the pool's lock. One that cannot be
         // trusted refuses the pool until it is rebuilt.
-        let mut hist = match history::load(&cfg.paths.state_dir, pool.name.as_str(), !args.dry_run)
-        {
-            Ok(Loaded::Ok(h)) => Some(h),
-            Ok(Loaded::None) => None,
+        match history::load(&cfg.paths.state_dir, pool.name.as_str(), !args.dry_run) {
+            Ok(Loaded::Ok(h)) => ready.push((pool, Some(h))),
+            Ok(Loaded::None) => ready.push((pool, None)),
             other => {
                 let why = match other {
                     Ok(Loaded::Corrupt { reason, moved_to }) => format!(
@@ -460,52 +499,61 @@ async fn replicate_all<R: Runner>(
                 for t in &targets {
                     reports.push(failed_report(&job, &t.name, msg.clone(), Outcome::Refused));
                 }
+            }
+        }
+    }
+    // What the last run held: asked about while the listings run.
+    let previous = status::load(&cfg.paths.state_dir).ok().flatten();
+    for t in &targets {
+        if ready.is_empty() {
+            break;
+        }
+        if !peers.contains_key(&t.name) {
+            peers.insert(t.name.clone(), connect(runner, cfg, t, args.dry_run).await);
+        }
+        if args.dry_run {
+            engine
+                .shown
+                .push(format!("# connect to {} ({}) over ssh", t.name, t.addr));
+        }
+        let peer = match &peers[&t.name] {
+            Ok(p) => p,
+            Err(e) => {
+                for (pool, _) in &ready {
+                    reports.push(failed_report(
+                        &job_of(pool),
+                        &t.name,
+                        e.clone(),
+                        Outcome::Transient,
+                    ));
+                }
                 continue;
             }
         };
-        let accept = args
-            .accept_size_change
+        let jobs: Vec<PoolJob> = ready
             .iter()
-            .any(|p| p == pool.name.as_str());
-        for t in &targets {
-            job.guard = Some(GuardJob {
-                last: hist.as_ref().and_then(|h| h.last_for(&t.name).cloned()),
-                thresholds: guard::Thresholds {
-                    min_size_ratio: pool.min_size_ratio,
-                    history_tolerance: pool.history_tolerance,
-                },
-                accept,
-            });
-            if !peers.contains_key(&t.name) {
-                if args.dry_run {
-                    engine
-                        .shown
-                        .push(format!("# connect to {} ({}) over ssh", t.name, t.addr));
-                }
-                let sock_dir = super::socket_dir(cfg, args.dry_run);
-                let p = Peer::connect(runner, &cfg.ssh, t, &sock_dir)
-                    .await
-                    .map_err(|e| e.to_string());
-                if let Err(e) = &p {
-                    error!("{e}");
-                }
-                peers.insert(t.name.clone(), p);
+            .map(|(pool, hist)| PoolJob {
+                guard: Some(GuardJob {
+                    last: hist.as_ref().and_then(|h| h.last_for(&t.name).cloned()),
+                    thresholds: guard::Thresholds {
+                        min_size_ratio: pool.min_size_ratio,
+                        history_tolerance: pool.history_tolerance,
+                    },
+                    accept: args
+                        .accept_size_change
+                        .iter()
+                        .any(|p| p == pool.name.as_str()),
+                }),
+                ..job_of(pool)
+            })
+            .collect();
+        let hint = hold_hint(previous.as_ref(), &t.name, &jobs);
+        let reps = engine.replicate_many(&jobs, peer, &hint).await;
+        for ((_, hist), (job, report)) in ready.iter_mut().zip(jobs.iter().zip(reps)) {
+            if !args.dry_run {
+                record_history(cfg, job, &t.name, &report, hist);
             }
-            match &peers[&t.name] {
-                Ok(peer) => {
-                    if args.dry_run {
-                        engine
-                            .shown
-                            .push(format!("pool {} -> {}:{}", job.source, t.name, job.target));
-                    }
-                    let report = engine.replicate(&job, peer).await;
-                    if !args.dry_run {
-                        record_history(cfg, &job, &t.name, &report, &mut hist);
-                    }
-                    reports.push(report);
-                }
-                Err(e) => reports.push(failed_report(&job, &t.name, e.clone(), Outcome::Transient)),
-            }
+            reports.push(report);
         }
     }
     let mut peer_health = BTreeMap::new();
@@ -514,10 +562,7 @@ async fn replicate_all<R: Runner>(
         // connections (or new ones, for pools skipped above).
         for t in &targets {
             if !peers.contains_key(&t.name) {
-                let p = Peer::connect(runner, &cfg.ssh, t, &super::socket_dir(cfg, args.dry_run))
-                    .await
-                    .map_err(|e| e.to_string());
-                peers.insert(t.name.clone(), p);
+                peers.insert(t.name.clone(), connect(runner, cfg, t, args.dry_run).await);
             }
             let hs = match &peers[&t.name] {
                 Ok(p) => health::of_side(runner, cfg, Side::Remote(p), true).await,
@@ -529,15 +574,57 @@ async fn replicate_all<R: Runner>(
             peer_health.insert(t.name.clone(), hs);
         }
     }
+    close_all(cfg, peers).await;
+    All {
+        reports,
+        peer_health,
+    }
+}
+
+/// The ssh master connection to one peer; the error, logged, as text.
+async fn connect<R: Runner>(
+    runner: &R,
+    cfg: &Config,
+    t: &crate::ssh::Target,
+    dry_run: bool,
+) -> Result<Peer, String> {
+    let p = Peer::connect(runner, &cfg.ssh, t, &super::socket_dir(cfg, dry_run))
+        .await
+        .map_err(|e| e.to_string());
+    if let Err(e) = &p {
+        error!("{e}");
+    }
+    p
+}
+
+async fn close_all(cfg: &Config, peers: BTreeMap<String, Result<Peer, String>>) {
     for (_, p) in peers {
         if let Ok(p) = p {
             p.close(cfg.ssh.connect_timeout.get()).await;
         }
     }
-    All {
-        reports,
-        peer_health,
+}
+
+/// The snapshots the last run held on both sides for these pools, from
+/// its status (the newest snapshot both sides had, per dataset).
+fn hold_hint(previous: Option<&status::Status>, peer: &str, jobs: &[PoolJob]) -> HoldHint {
+    let mut h = HoldHint::default();
+    let Some(s) = previous else {
+        return h;
+    };
+    for p in s
+        .pools
+        .iter()
+        .filter(|p| p.peer == peer && jobs.iter().any(|j| j.source == p.pool))
+    {
+        for d in &p.datasets {
+            if let Some(r) = &d.replicated {
+                h.local.push(format!("{}@{}", d.dataset, r.name));
+                h.remote.push(format!("{}@{}", d.target, r.name));
+            }
+        }
     }
+    h
 }
 
 /// After a pool run that the guards let through and that completed (every

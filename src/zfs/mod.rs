@@ -49,9 +49,10 @@ pub struct RecvSpec {
 /// builds the argv.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// `zfs list` of a whole tree (filesystems, volumes, snapshots).
+    /// `zfs list` of whole trees (filesystems, volumes, snapshots): one
+    /// command for every pool of a run.
     List {
-        root: String,
+        roots: Vec<String>,
     },
     Send(SendSpec),
     /// `zfs send -t TOKEN`.
@@ -85,7 +86,7 @@ pub enum Op {
     /// The properties a role change looks at, for a whole tree:
     /// [`list::ROLE_PROPS`].
     RoleProps {
-        root: String,
+        roots: Vec<String>,
     },
     /// `zfs inherit -S readonly`: back to the received value, else the
     /// inherited one (undoes the `readonly=on` every standby receive sets).
@@ -200,7 +201,7 @@ impl Op {
     pub fn to_cmd(&self) -> Cmd {
         let zfs = Cmd::new("zfs");
         match self {
-            Op::List { root } => zfs
+            Op::List { roots } => zfs
                 .args([
                     "list",
                     "-H",
@@ -211,7 +212,7 @@ impl Op {
                     "-o",
                 ])
                 .arg(list::LIST_PROPS.join(","))
-                .arg(root.clone()),
+                .args(roots.iter().cloned()),
             Op::Send(s) => {
                 // -L/-c/-e keep large, compressed and embedded blocks as they are
                 // on disk (-L must then be used forever on that dataset, which we
@@ -250,7 +251,7 @@ impl Op {
                 .arg("release")
                 .arg(tag.clone())
                 .args(snapshots.iter().cloned()),
-            Op::RoleProps { root } => zfs
+            Op::RoleProps { roots } => zfs
                 .args([
                     "get",
                     "-H",
@@ -262,7 +263,7 @@ impl Op {
                     "name,property,value,source",
                 ])
                 .arg(list::ROLE_PROPS.join(","))
-                .arg(root.clone()),
+                .args(roots.iter().cloned()),
             Op::RevertReadonly { datasets } => zfs
                 .args(["inherit", "-S", "readonly"])
                 .args(datasets.iter().cloned()),
@@ -446,7 +447,7 @@ mod tests {
         );
         assert!(r.mutates());
         let l = Op::List {
-            root: "zpool1".into(),
+            roots: vec!["zpool1".into()],
         };
         assert!(!l.mutates());
         assert!(
