@@ -214,16 +214,25 @@ fn setup(lab: &Lab, o: &Opts, t: &Tree) {
     // then one run of ours to place the holds: from then on, idle.
     let t0 = Instant::now();
     for p in pools(o.smoke) {
-        lab.ok(
+        // Every snapshot received is a transaction group of its own: about
+        // ten minutes per pool of 1300 snapshots under TCG.
+        let out = lab.sh_timeout(
             A,
             &format!(
                 "zfs send -R {p}@b{} | ssh pve2 zfs receive -u -F -o readonly=on {p}",
                 t.snapshots
             ),
+            std::time::Duration::from_secs(3600),
         );
+        assert_eq!(out.code, Some(0), "the standby of {p}: {}", out.all());
     }
     let out = lab.replica(A, "run");
-    assert_eq!(out.code, Some(1), "holds placed, nothing to send: {}", out.all());
+    assert_eq!(
+        out.code,
+        Some(1),
+        "holds placed, nothing to send: {}",
+        out.all()
+    );
     eprintln!("[bench] standby made in {:.0}s", t0.elapsed().as_secs_f64());
     // An open connection for the ideal and the raw pipe.
     lab.ok(
