@@ -24,9 +24,13 @@ if [ $smoke = 1 ]; then
     cargo bench --locked --bench lab -- --smoke
     exit 0
 fi
+# The pools live in sparse files on each guest's tmpfs, and every snapshot
+# received touches new blocks: the full tree (2 x 1300 snapshots) grows the
+# standby's tmpfs by ~1 GiB, more than the lab's default 1 GiB guest holds.
+export LAB_MEM=${LAB_MEM:-3072}
 out=bench/RESULTS.md
 tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$tmp.planner" "$tmp.lab"' EXIT
 planner_cmd="cargo bench --locked --bench planner -- --runs $runs"
 lab_cmd="cargo bench --locked --bench lab -- --runs $runs"
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -39,7 +43,7 @@ $lab_cmd | tee -a "$tmp.lab"
     echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with local changes)')."
     echo
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
-    echo "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); lab guests under qemu TCG (no KVM),"
+    echo "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); lab guests under qemu TCG (no KVM, 1 vCPU, $LAB_MEM MiB each),"
     echo "Lab image $(basename "$(readlink -f target/lab/current)") (Debian 12 kernel and OpenZFS), syncoid from Debian 12's sanoid package."
     echo
     echo "Commands: \`$planner_cmd\`, then \`$lab_cmd\`."

@@ -148,6 +148,12 @@ fn main() {
             inc_mib_each: 12.8,
         }
     };
+    if !smoke && std::env::var_os("LAB_MEM").is_none() {
+        // The full tree's standby outgrows the default 1 GiB guest (the pools
+        // are files on the guest's tmpfs); bench/run.sh sets the same.
+        // SAFETY: single-threaded here, before the lab (and any thread) starts.
+        unsafe { std::env::set_var("LAB_MEM", "3072") };
+    }
     let started = Instant::now();
     let lab = Lab::get();
     eprintln!("[bench] lab up in {:.1}s", started.elapsed().as_secs_f64());
