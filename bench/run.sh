@@ -7,7 +7,7 @@
 #     footprint (benches/lab.rs).
 #
 # usage: bench/run.sh [--runs N]     (default 5; as root: the lab needs it)
-#        bench/run.sh --smoke        (one tiny iteration of each, nothing written)
+#        bench/run.sh --smoke        (a tiny version of each, nothing written)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=5

@@ -88,6 +88,9 @@ fn script(name: &str, envs: &[(&str, String)]) {
     for (k, v) in envs {
         c.env(k, v);
     }
+    // Its messages are the harness's log, never part of a test's or a
+    // bench's output (the bench prints its report on stdout).
+    c.stdout(std::io::stderr());
     let st = c
         .status()
         .unwrap_or_else(|e| panic!("tests/lab/{name}: {e}"));
