@@ -490,16 +490,6 @@ impl Default for StatusCfg {
     }
 }
 
-impl StatusCfg {
-    pub fn thresholds(&self) -> crate::status::Thresholds {
-        crate::status::Thresholds {
-            warn_lag: self.warn_lag.get(),
-            crit_lag: self.crit_lag.get(),
-            max_failures: self.max_failures,
-        }
-    }
-}
-
 impl Config {
     /// The sanoid sections whose autosnap this tool manages.
     pub fn sanoid_datasets(&self) -> Vec<String> {

@@ -227,16 +227,6 @@ pub async fn standby_received<R: Runner>(
     out
 }
 
-pub fn human_age(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
-    }
-}
-
 /// Log a role change's lines.
 pub fn log_changes(what: &str, ch: &Changes) {
     for d in &ch.done {
@@ -244,19 +234,5 @@ pub fn log_changes(what: &str, ch: &Changes) {
     }
     for e in &ch.errors {
         warn!("{what}: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages() {
-        assert_eq!(human_age(-5), "0s");
-        assert_eq!(human_age(59), "59s");
-        assert_eq!(human_age(600), "10m");
-        assert_eq!(human_age(3 * 3600 + 5 * 60), "3h05m");
-        assert_eq!(human_age(3 * 86400 + 7200), "3d02h");
     }
 }

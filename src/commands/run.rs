@@ -45,7 +45,11 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
     let code = run_inner(cfg, args, &mut obs).await;
     if !args.dry_run {
         let mut s = record(cfg, obs, started, code);
-        status::evaluate(&mut s, chrono::Utc::now(), &cfg.status.thresholds());
+        status::evaluate(
+            &mut s,
+            chrono::Utc::now(),
+            &status::Thresholds::from_config(&cfg.status),
+        );
         notify::after_run(&cfg.notify, &cfg.paths.state_dir, &s, &runner).await;
     }
     code

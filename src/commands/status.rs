@@ -12,7 +12,7 @@ use crate::status::{self, InProgress, render};
 const UNKNOWN: u8 = 3;
 
 pub fn status(cfg: &Config, args: &StatusArgs) -> u8 {
-    let mut t = cfg.status.thresholds();
+    let mut t = status::Thresholds::from_config(&cfg.status);
     if let Some(w) = args.warn_lag {
         t.warn_lag = w;
     }

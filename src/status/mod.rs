@@ -147,7 +147,7 @@ impl Received {
                 self.pool,
                 s.name,
                 s.created_at()
-                    .map(|c| crate::role::human_age((now - c).num_seconds()))
+                    .map(|c| human_age((now - c).num_seconds()))
                     .unwrap_or_else(|| "?".into())
             ),
             _ => format!("{}: no snapshot received yet", self.pool),
@@ -418,6 +418,27 @@ pub struct Thresholds {
     pub max_failures: u32,
 }
 
+impl Thresholds {
+    pub fn from_config(c: &crate::config::StatusCfg) -> Thresholds {
+        Thresholds {
+            warn_lag: c.warn_lag.get(),
+            crit_lag: c.crit_lag.get(),
+            max_failures: c.max_failures,
+        }
+    }
+}
+
+/// An age for people: "59s", "10m", "3h05m", "3d02h".
+pub fn human_age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
 fn secs(d: Duration) -> i64 {
     d.as_secs() as i64
 }
@@ -431,7 +452,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
         level = level.max(l);
         reasons.push(why);
     };
-    let age = |l: i64| crate::role::human_age(l);
+    let age = |l: i64| human_age(l);
     let lag_level = |lag: i64| {
         if lag > secs(t.crit_lag) {
             Level::Fail
@@ -598,6 +619,15 @@ pub fn max_lag(s: &Status) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(human_age(-5), "0s");
+        assert_eq!(human_age(59), "59s");
+        assert_eq!(human_age(600), "10m");
+        assert_eq!(human_age(3 * 3600 + 5 * 60), "3h05m");
+        assert_eq!(human_age(3 * 86400 + 7200), "3d02h");
+    }
     use crate::engine::DatasetReport;
     use crate::testutil::{ds, listing};
 

@@ -5,10 +5,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::{Status, Thresholds, max_lag, parse_time};
+use super::{Status, Thresholds, human_age, max_lag, parse_time};
 use crate::health::Level;
 use crate::progress::human_bytes;
-use crate::role::human_age;
 
 struct Paint(bool);
 
