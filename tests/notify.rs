@@ -43,13 +43,6 @@ fn secret_file(dir: &std::path::Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn each_kind_reaches_a_real_http_server() {
     let srv = Recorder::start();
@@ -76,7 +69,7 @@ fn each_kind_reaches_a_real_http_server() {
     );
     let runner = SystemRunner::default();
     let sender = Sender::new(&cfg, &runner).unwrap();
-    let rt = rt();
+    let rt = common::rt();
     let n = rt.block_on(deliver(&sender, &cfg.targets, &msg(Level::Fail)));
     assert_eq!(n, 6, "every target took it");
     let reqs = srv.taken();
@@ -167,7 +160,7 @@ fn a_failing_or_hanging_server_is_reported_and_bounded() {
     );
     let runner = SystemRunner::default();
     let sender = Sender::new(&cfg, &runner).unwrap();
-    let rt = rt();
+    let rt = common::rt();
     let e = rt
         .block_on(sender.send(&cfg.targets[0], &msg(Level::Fail)))
         .unwrap_err();

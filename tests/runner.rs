@@ -8,13 +8,6 @@ use common::pids_matching;
 use zfs_nfs_replica::cmd::Cmd;
 use zfs_nfs_replica::runner::{PipeSpec, RunError, Runner, SystemRunner};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn runner() -> SystemRunner {
     SystemRunner {
         kill_grace: Duration::from_secs(1),
@@ -41,7 +34,7 @@ fn assert_nothing_left(marker: &str) {
 
 #[test]
 fn output_captures_stdout_stderr_and_status() {
-    rt().block_on(async {
+    common::rt().block_on(async {
         let out = runner()
             .output(
                 &Cmd::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
@@ -57,7 +50,7 @@ fn output_captures_stdout_stderr_and_status() {
 
 #[test]
 fn missing_program_is_a_spawn_error_naming_it() {
-    rt().block_on(async {
+    common::rt().block_on(async {
         let e = runner()
             .output(
                 &Cmd::new("/nonexistent/zfs").arg("list"),
@@ -73,7 +66,7 @@ fn missing_program_is_a_spawn_error_naming_it() {
 #[test]
 fn timeout_kills_the_whole_process_group() {
     let m = marker();
-    rt().block_on(async {
+    common::rt().block_on(async {
         let started = Instant::now();
         // A child that starts a grandchild ignoring SIGTERM: only the group
         // SIGKILL after the grace period gets rid of it.
@@ -109,7 +102,7 @@ fn timeout_kills_the_whole_process_group() {
 #[test]
 fn a_stopped_sender_is_a_stall_and_nothing_is_left_running() {
     let m = marker();
-    rt().block_on(async {
+    common::rt().block_on(async {
         // Progress lines like `zfs send -P -v`, then the sender stops itself
         // (SIGSTOP, as a hung `zfs send` looks from outside).
         let send = Cmd::new("sh").args([
@@ -144,7 +137,7 @@ fn a_stopped_sender_is_a_stall_and_nothing_is_left_running() {
 
 #[test]
 fn pipe_moves_bytes_and_reports_sender_failure() {
-    rt().block_on(async {
+    common::rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let send = Cmd::new("sh").args(["-c", "seq 1 100000"]);
@@ -169,7 +162,7 @@ fn pipe_moves_bytes_and_reports_sender_failure() {
 #[test]
 fn a_receiver_that_never_finishes_is_bounded() {
     let m = marker();
-    rt().block_on(async {
+    common::rt().block_on(async {
         let send = Cmd::new("true");
         let recv = Cmd::new("sh").args(["-c", &format!("cat >/dev/null; sleep 300 # {m}")]);
         let e = runner()

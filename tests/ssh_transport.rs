@@ -22,13 +22,6 @@ fn target() -> Target {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn hostile_arguments_reach_the_remote_program_intact() {
     let sshd = TestSshd::start();
@@ -53,7 +46,7 @@ fn hostile_arguments_reach_the_remote_program_intact() {
         "ümlaut & <redirect> | pipe".into(),
         "zpool1/a b:c.d_e-f@autosnap_2024-01-01_00:00:00_hourly".into(),
     ];
-    rt().block_on(async {
+    common::rt().block_on(async {
         let r = runner();
         let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path())
             .await
@@ -85,7 +78,7 @@ fn streams_a_large_payload_through_the_master_connection() {
         .unwrap();
     assert!(status.success());
     let dst = work.path().join("received");
-    rt().block_on(async {
+    common::rt().block_on(async {
         let r = runner();
         let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path())
             .await
@@ -131,7 +124,7 @@ fn streams_a_large_payload_through_the_master_connection() {
 fn a_failing_remote_command_reports_its_own_status_and_stderr() {
     let sshd = TestSshd::start();
     let run_dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
+    common::rt().block_on(async {
         let r = runner();
         let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path())
             .await
@@ -183,7 +176,7 @@ fn a_failing_remote_command_reports_its_own_status_and_stderr() {
 fn a_dropped_connection_fails_fast_with_ssh_status() {
     let mut sshd = TestSshd::start();
     let run_dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
+    common::rt().block_on(async {
         let r = runner();
         let peer = Peer::connect(&r, &sshd.ssh_config(sshd.port), &target(), run_dir.path())
             .await
@@ -218,7 +211,7 @@ fn a_peer_that_stops_answering_times_out_and_leaves_nothing_running() {
     let sshd = TestSshd::start();
     let proxy = FreezeProxy::start(sshd.port);
     let run_dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
+    common::rt().block_on(async {
         let r = runner();
         let mut cfg = sshd.ssh_config(proxy.port);
         // Long keepalives so the deadline, not ssh, is what fires first.
@@ -293,7 +286,7 @@ fn connecting_to_a_silent_server_is_bounded() {
     });
     let sshd = TestSshd::start();
     let run_dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
+    common::rt().block_on(async {
         let r = runner();
         let started = Instant::now();
         let e = Peer::connect(&r, &sshd.ssh_config(port), &target(), run_dir.path())
@@ -315,7 +308,7 @@ fn unknown_host_key_is_refused() {
     let mut cfg = sshd.ssh_config(sshd.port);
     std::fs::write(cfg.known_hosts.as_ref().unwrap(), "").unwrap();
     cfg.known_hosts = cfg.known_hosts.clone();
-    rt().block_on(async {
+    common::rt().block_on(async {
         let e = Peer::connect(&runner(), &cfg, &target(), run_dir.path())
             .await
             .unwrap_err();

@@ -56,6 +56,23 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
 }
 
 /// After a run (not a dry run): the status file and the metrics.
+/// Logs and shows what the sanoid.conf rewrite did; false (logged) when it
+/// refused the file, which refuses the run.
+fn sanoid_applied(r: Result<Option<String>, String>, shown: &mut Vec<String>) -> bool {
+    match r {
+        Ok(Some(line)) => {
+            info!("sanoid: {line}");
+            shown.push(format!("# sanoid: {line}"));
+            true
+        }
+        Ok(None) => true,
+        Err(e) => {
+            error!("refusing: sanoid config: {e}; left untouched");
+            false
+        }
+    }
+}
+
 fn record(
     cfg: &Config,
     mut obs: status::Observed,
@@ -190,16 +207,8 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
             shown.push(format!(
                 "# this node ({local}) is a standby; {master} is master"
             ));
-            match role::set_autosnap(cfg, false, args.dry_run) {
-                Ok(Some(line)) => {
-                    info!("sanoid: {line}");
-                    shown.push(format!("# sanoid: {line}"));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    error!("refusing: sanoid config: {e}; left untouched");
-                    return exit::REFUSED;
-                }
+            if !sanoid_applied(role::set_autosnap(cfg, false, args.dry_run), &mut shown) {
+                return exit::REFUSED;
             }
             let now = chrono::Utc::now();
             obs.received = role::standby_received(&runner, cfg, cmd_timeout).await;
@@ -224,17 +233,9 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         }
     }
     let (sanoid, ch, hs) = prep.expect("prepared: this node is master");
-    match sanoid {
-        Ok(Some(line)) => {
-            info!("sanoid: {line}");
-            shown.push(format!("# sanoid: {line}"));
-        }
-        Ok(None) => {}
-        Err(e) => {
-            error!("refusing: sanoid config: {e}; left untouched");
-            close_all(cfg, early).await;
-            return exit::REFUSED;
-        }
+    if !sanoid_applied(sanoid, &mut shown) {
+        close_all(cfg, early).await;
+        return exit::REFUSED;
     }
     role::log_changes("master", &ch);
     shown.extend(ch.done.iter().map(|d| format!("# {d}")));

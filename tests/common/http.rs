@@ -67,17 +67,25 @@ impl Recorder {
     }
 }
 
-async fn serve(mut s: tokio::net::TcpStream, reqs: &Mutex<Vec<Request>>) -> std::io::Result<()> {
+/// Reads one request: its head (at most 64 KiB) and a body of its
+/// `Content-Length`. None when the peer closes (or floods) before the head
+/// ends. Shared with the Proxmox API stand-in (pve.rs).
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+) -> std::io::Result<Option<Request>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         let n = s.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break p + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Ok(None);
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
@@ -87,16 +95,20 @@ async fn serve(mut s: tokio::net::TcpStream, reqs: &Mutex<Vec<Request>>) -> std:
         first.next().unwrap_or_default().to_string(),
         first.next().unwrap_or_default().to_string(),
     );
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        })
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
+    let mut req = Request {
+        method,
+        path,
+        headers: lines
+            .filter_map(|l| {
+                l.split_once(':')
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            })
+            .collect(),
+        body: String::new(),
+    };
+    let len: usize = req
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     while buf.len() < head_end + len {
         let n = s.read(&mut chunk).await?;
@@ -105,13 +117,16 @@ async fn serve(mut s: tokio::net::TcpStream, reqs: &Mutex<Vec<Request>>) -> std:
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
-    reqs.lock().unwrap().push(Request {
-        method,
-        path: path.clone(),
-        headers,
-        body,
-    });
+    req.body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+    Ok(Some(req))
+}
+
+async fn serve(mut s: tokio::net::TcpStream, reqs: &Mutex<Vec<Request>>) -> std::io::Result<()> {
+    let Some(req) = read_request(&mut s).await? else {
+        return Ok(());
+    };
+    let path = req.path.clone();
+    reqs.lock().unwrap().push(req);
     if path.starts_with("/hang") {
         std::future::pending::<()>().await;
     }
