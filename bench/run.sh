@@ -44,7 +44,7 @@ $lab_cmd | tee -a "$tmp.lab"
     echo
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
     echo "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); lab guests under qemu TCG (no KVM, 1 vCPU, $LAB_MEM MiB each),"
-    echo "Lab image $(basename "$(readlink -f target/lab/current)") (Debian 12 kernel and OpenZFS), syncoid from Debian 12's sanoid package."
+    echo "Lab image $(basename "$(. tests/lab/lib.sh; readlink -f "$LAB_CACHE/current")") (Debian 12 kernel and OpenZFS), syncoid from Debian 12's sanoid package."
     echo
     echo "Commands: \`$planner_cmd\`, then \`$lab_cmd\`."
     echo

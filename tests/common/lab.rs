@@ -41,7 +41,68 @@ impl Out {
     }
 }
 
-static LAB: OnceLock<Mutex<Lab>> = OnceLock::new();
+static LABS: OnceLock<Vec<Mutex<Option<Lab>>>> = OnceLock::new();
+
+/// How many labs scenarios may use at once: `LAB_PARALLEL`, else 2 on a
+/// machine with 2 or more cores. One lab keeps about one core busy (its two
+/// nodes mostly take turns), so a second one uses the rest of a 2-core host.
+pub fn parallel() -> usize {
+    std::env::var("LAB_PARALLEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(2))
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
+/// The lab, held by one scenario. On drop, the scenario's name (the test
+/// thread's name) and how long it held the lab are appended to
+/// `$LAB_TIMINGS` (tests/run.sh prints them as a table at the end).
+pub struct Held {
+    guard: MutexGuard<'static, Option<Lab>>,
+    started: Instant,
+}
+
+impl std::ops::Deref for Held {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        self.guard.as_ref().expect("a held lab is booted")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let name = std::thread::current()
+            .name()
+            .unwrap_or("(unnamed)")
+            .to_string();
+        let name = if std::thread::panicking() {
+            format!("{name} (FAILED)")
+        } else {
+            name
+        };
+        record_timing(&name, self.started.elapsed());
+    }
+}
+
+/// One `name<TAB>seconds` line in `$LAB_TIMINGS`, if set.
+pub fn record_timing(name: &str, took: Duration) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("LAB_TIMINGS") else {
+        return;
+    };
+    eprintln!("[lab] {name}: {:.1}s", took.as_secs_f64());
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{name}\t{:.1}", took.as_secs_f64());
+    }
+}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -58,7 +119,9 @@ fn target_dir() -> PathBuf {
 /// share, every page the run touches is a 9p read under TCG (2.4 s instead of
 /// 0.5 s for a run that only asks the API).
 fn stage_binary(run_dir: &Path) -> String {
-    let host = PathBuf::from(env!("CARGO_BIN_EXE_zfs-nfs-replica"));
+    let host = std::env::var_os("LAB_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_zfs-nfs-replica")));
     let staged = run_dir.join("zfs-nfs-replica");
     let st = Command::new("objcopy")
         .arg("--strip-debug")
@@ -99,15 +162,37 @@ fn script(name: &str, envs: &[(&str, String)]) {
 }
 
 impl Lab {
-    /// The lab, booted on first use; holding the guard serializes scenarios.
-    pub fn get() -> MutexGuard<'static, Lab> {
-        let m = LAB.get_or_init(|| Mutex::new(Lab::boot()));
-        // A panicking scenario poisons the mutex; the next one starts from
-        // fresh pools anyway.
-        m.lock().unwrap_or_else(|p| p.into_inner())
+    /// A lab of its own for the calling scenario: the first free one of
+    /// [`parallel`] labs, booted on first use. Scenarios on different labs
+    /// run at the same time (each lab is its own pair of machines); holding
+    /// the guard keeps the lab for this scenario alone. The guard records
+    /// how long the scenario held it (see [`Held`]).
+    pub fn get() -> Held {
+        let slots = LABS.get_or_init(|| (0..parallel()).map(|_| Mutex::new(None)).collect());
+        loop {
+            for (i, slot) in slots.iter().enumerate() {
+                let mut guard = match slot.try_lock() {
+                    Ok(g) => g,
+                    // A panicking scenario poisons the mutex; the next one
+                    // starts from fresh pools anyway.
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => continue,
+                };
+                if guard.is_none() {
+                    let t = Instant::now();
+                    *guard = Some(Lab::boot(i));
+                    record_timing(&format!("(lab {i} boot)"), t.elapsed());
+                }
+                return Held {
+                    guard,
+                    started: Instant::now(),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
-    fn boot() -> Lab {
+    fn boot(slot: usize) -> Lab {
         script("build.sh", &[]);
         let pve = super::pve::FakePve::start(
             &[("pve1", "192.168.100.10"), ("pve2", "192.168.100.20")],
@@ -115,7 +200,7 @@ impl Lab {
         );
         let run_dir = target_dir()
             .join("lab")
-            .join(format!("run-test-{}", std::process::id()));
+            .join(format!("run-test-{}-{slot}", std::process::id()));
         let envs = vec![
             ("LAB_RUN_DIR", run_dir.display().to_string()),
             ("LAB_SSH_PORT_A", free_port().to_string()),
@@ -256,6 +341,78 @@ impl Lab {
             }
             self.ok(n, &s);
         });
+    }
+
+    /// Keep the nodes' present state under `name`, to be brought back by
+    /// [`Lab::restore`]: both pools (exported, their files copied, imported
+    /// again), which filesystems were mounted, and every file the tool or
+    /// the scenario set up (its config and state, sanoid.conf, `.vmlist`).
+    /// A restored state is this one byte for byte: scenarios that start
+    /// from the same set-up (pools replicated once) make it once per lab.
+    pub fn save(&self, name: &str) {
+        let pools = POOLS.join(" ");
+        self.on_both(|n| {
+            self.ok(
+                n,
+                &format!(
+                    "set -e; d=/pools/saved-{name}; rm -rf $d; mkdir -p $d
+                     zpool sync {pools}
+                     zfs list -H -o name,mounted -t filesystem -r {pools} | awk '$2 == \"yes\" {{ print $1 }}' > $d/mounted
+                     tar -C / -cf $d/files.tar $(cd / && for f in etc/zfs-nfs-replica etc/sanoid etc/pve var/lib/zfs-nfs-replica; do [ -e $f ] && echo $f; done)
+                     zpool export {pools}
+                     for p in {pools}; do cp --sparse=always /pools/$p.img $d/; done
+                     {import}",
+                    import = Self::import_as_saved(name),
+                ),
+            );
+        });
+    }
+
+    /// Bring back the state [`Lab::save`] kept under `name`; false (and
+    /// nothing done) when this lab has none. Any run left over is stopped
+    /// first, as by [`Lab::fresh_pools`].
+    pub fn restore(&self, name: &str) -> bool {
+        let pools = POOLS.join(" ");
+        let ok = self.on_both(|n| {
+            let o = self.sh(
+                n,
+                &format!(
+                    "d=/pools/saved-{name}; [ -f $d/files.tar ] || exit 9
+                     pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2
+                     for p in {pools}; do zpool destroy -f $p 2>/dev/null; rm -rf /$p; done
+                     set -e
+                     rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid /etc/zfs-nfs-replica /etc/pve
+                     tar -C / -xf $d/files.tar
+                     pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log
+                     for p in {pools}; do cp --sparse=always $d/$p.img /pools/; done
+                     {import}",
+                    import = Self::import_as_saved(name),
+                ),
+            );
+            match o.code {
+                Some(0) => true,
+                Some(9) => false,
+                _ => panic!("restoring {name} on {n} failed: {}", o.all()),
+            }
+        });
+        assert!(
+            ok.iter().all(|b| *b) || ok.iter().all(|b| !*b),
+            "{name} saved on one node only"
+        );
+        ok[0]
+    }
+
+    /// Import the pools of a saved state without mounting, then mount what
+    /// was mounted when it was saved (parents first, as listed).
+    fn import_as_saved(name: &str) -> String {
+        let devs: String = POOLS
+            .iter()
+            .map(|p| format!(" -d /pools/{p}.img"))
+            .collect();
+        format!(
+            "zpool import -N -o cachefile=none{devs} -a
+             while read -r ds; do zfs mount \"$ds\"; done < /pools/saved-{name}/mounted"
+        )
     }
 
     /// Write the tool's config on a node (as the package would install it),

@@ -2,6 +2,7 @@
 //! loopback with generated keys, and a TCP proxy that can freeze a connection.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod http;
 pub mod lab;
 pub mod pve;

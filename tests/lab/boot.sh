@@ -5,10 +5,10 @@
 # usage: tests/lab/boot.sh            (build first: tests/lab/build.sh)
 #
 # env (defaults in brackets):
-#   LAB_CACHE          cache dir [$CARGO_TARGET_DIR/lab or <repo>/target/lab]
+#   LAB_CACHE          image cache [${XDG_CACHE_HOME:-~/.cache}/zfs-nfs-replica-lab]
 #   LAB_IMAGE_DIR      image dir [<cache>/current, or <cache>/current-backports
 #                      with LAB_ZFS_SUITE=bookworm-backports]
-#   LAB_RUN_DIR        run dir: pid files, consoles, keys, ssh_config [<cache>/run]
+#   LAB_RUN_DIR        run dir: pid files, consoles, keys, ssh_config [<target>/lab/run]
 #   LAB_SSH_PORT_A     host port forwarded to pve1:22 [10022]
 #   LAB_SSH_PORT_B     host port forwarded to pve2:22 [10023]
 #   LAB_LINK_PORT      127.0.0.1 TCP port carrying the pve1<->pve2 link [10024]
@@ -23,6 +23,10 @@
 #   LAB_API_PORT_A/B   if set: 127.0.0.1 port of pve1's/pve2's Proxmox API stand-in,
 #                      reachable in that node at https://10.0.2.100:8006 (qemu guestfwd)
 #   LAB_KERNEL         vmlinux (PVH boot, default) or vmlinuz (bzImage)
+#   LAB_CPU            qemu -cpu model [qemu64]: the plain x86-64 model makes
+#                      the libraries pick plain code paths, which TCG runs
+#                      faster than the AVX2/AES-NI ones it emulates for
+#                      `-cpu max` (zfs commands ~25% faster, measured)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -122,7 +126,7 @@ else
         # so the serial console goes to a file and there is no monitor on stdio
         # (a QMP socket is available instead).
         if ! "$QEMU" -name "$n,process=lab-$n" \
-            -accel tcg -cpu max -m "$MEM" -smp 1 \
+            -accel tcg -cpu "${LAB_CPU:-qemu64}" -m "$MEM" -smp 1 \
             -nodefaults -display none -no-reboot \
             -serial "file:$RUN/$n.console" \
             -qmp "unix:$RUN/$n.qmp,server=on,wait=off" \

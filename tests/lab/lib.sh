@@ -4,8 +4,11 @@
 #   LAB_DIR     this directory (tests/lab)
 #   REPO_DIR    repository root
 #   TARGET_DIR  $CARGO_TARGET_DIR or <repo>/target
-#   LAB_CACHE   $LAB_CACHE or <target>/lab      (images, chroot, run dir)
-#   LAB_RUN     $LAB_RUN_DIR or <cache>/run     (pid files, logs, keys, ssh_config)
+#   LAB_CACHE   $LAB_CACHE or ${XDG_CACHE_HOME:-~/.cache}/zfs-nfs-replica-lab
+#               (build chroots and images: outside the clone, so a new clone
+#               or `cargo clean` reuses them; each image dir is keyed by what
+#               it was built from, see build.sh)
+#   LAB_RUN     $LAB_RUN_DIR or <target>/lab/run (pid files, logs, keys, ssh_config)
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$LAB_DIR/../.." && pwd)
@@ -14,8 +17,8 @@ if [[ -n "${CARGO_TARGET_DIR:-}" ]]; then
 else
     TARGET_DIR=$REPO_DIR/target
 fi
-LAB_CACHE=$(realpath -m "${LAB_CACHE:-$TARGET_DIR/lab}")
-LAB_RUN=$(realpath -m "${LAB_RUN_DIR:-$LAB_CACHE/run}")
+LAB_CACHE=$(realpath -m "${LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zfs-nfs-replica-lab}")
+LAB_RUN=$(realpath -m "${LAB_RUN_DIR:-$TARGET_DIR/lab/run}")
 # image dir symlink written by build.sh and read by boot.sh, per ZFS suite
 case "${LAB_ZFS_SUITE:-bookworm}" in
 bookworm) LAB_CURRENT_LINK=current ;;

@@ -65,8 +65,8 @@ run pve2 'zfs create zpool2/smoke-empty && zfs list -Hp -o name,referenced,writt
 # ---- host share, tools, sanoid, sshd log
 # shellcheck disable=SC1091
 . "$LAB_RUN/lab.env"
-case "$LAB_CACHE/" in
-"$LAB_HOST_SHARE"/*) T9=$LAB_CACHE/9p-test ;; # the cache is inside the share (default)
+case "$LAB_RUN/" in
+"$LAB_HOST_SHARE"/*) T9=$LAB_RUN/9p-test ;; # the run dir is inside the share (default)
 *) T9=$LAB_HOST_SHARE/lab-9p-test ;;
 esac
 G9=/mnt/host/${T9#"$LAB_HOST_SHARE"/}
