@@ -28,7 +28,12 @@ pub enum Command {
     /// Replicate every configured pool from this node (the master) to the other nodes.
     Run(RunArgs),
     /// Validate the configuration, ask the Proxmox API once, reach every peer
-    /// and list the pools on both sides.
+    /// and list the pools on both sides. Exit 0: all good; 2: the config (or
+    /// this node's name); 3: a peer unreachable over ssh; 4: the master
+    /// check failed, or a pool is missing or unhealthy on some node.
+    #[command(
+        after_help = "Exit codes:\n  0  all good\n  2  configuration error\n  3  a peer is unreachable over ssh\n  4  the master check failed, or a pool is missing or unhealthy"
+    )]
     Check,
     /// The size history the guards compare against.
     History(HistoryArgs),

@@ -610,8 +610,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         };
         total = total.checked_add(d).ok_or_else(bad)?;
     }
+    if total > MAX_DURATION {
+        return Err(format!(
+            "duration `{s}` is longer than a year (365d): every wait of the tool must end"
+        ));
+    }
     Ok(total)
 }
+
+/// The longest duration a setting may have. Deadlines are added to clocks
+/// and multiplied (a check's deadline is twice the API timeout): a year
+/// leaves room for that, where an absurd value would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -688,8 +698,13 @@ pub fn valid_node_name(s: &str) -> Result<(), String> {
 pub struct ConfigError(pub String);
 
 pub fn parse(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
+    let text = crate::files::read_text(path, 4 << 20).map_err(|e| {
+        ConfigError(format!(
+            "{}: cannot read config: {}",
+            path.display(),
+            e.reason()
+        ))
+    })?;
     parse_str(&text, &path.display().to_string())
 }
 
@@ -697,62 +712,226 @@ pub fn parse(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let cfg: Config =
         toml::from_str(text).map_err(|e| ConfigError(describe_toml_error(&e, text, origin)))?;
-    validate(&cfg).map_err(|m| ConfigError(format!("{origin}: {m}")))?;
+    validate(&cfg).map_err(|e| {
+        ConfigError(match locate(text, e.table, e.nth, e.key) {
+            Some(line) => format!("{origin}:{line}: {}", e.msg),
+            None => format!("{origin}: {}", e.msg),
+        })
+    })?;
     Ok(cfg)
 }
 
-fn validate(cfg: &Config) -> Result<(), String> {
+/// The line (1-based) where `key` of the `nth` `[table]` (or `[[table]]`)
+/// is written, else that table's header; None when neither is (a default).
+fn locate(text: &str, table: &str, nth: usize, key: &str) -> Option<usize> {
+    if table.is_empty() {
+        return None;
+    }
+    let mut current = String::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut index = 0;
+    let mut header = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        let name = t
+            .strip_prefix("[[")
+            .and_then(|r| r.split("]]").next())
+            .or_else(|| t.strip_prefix('[').and_then(|r| r.split(']').next()));
+        if let Some(name) = name {
+            current = name.trim().to_string();
+            let n = seen.entry(current.clone()).or_insert(0);
+            index = *n;
+            *n += 1;
+            if current == table && index == nth {
+                header = Some(i + 1);
+            }
+            // `[cluster.nodes]` is where `nodes` of [cluster] is written.
+            if !key.is_empty() && current == format!("{table}.{key}") {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if current == table && index == nth && !key.is_empty() {
+            let written = t
+                .split_once('=')
+                .map(|(k, _)| k.trim().trim_matches('"'))
+                .is_some_and(|k| k == key || k.starts_with(&format!("{key}.")));
+            if written {
+                return Some(i + 1);
+            }
+        }
+    }
+    header
+}
+
+/// A host name (RFC 1123 labels), an IPv4 address, or an IPv6 address
+/// (with an optional `%zone`): what ssh is handed after `--`, nothing a
+/// shell or ssh could read as more than one word or an option.
+fn valid_address(a: &str) -> bool {
+    if a.is_empty() || a.len() > 253 {
+        return false;
+    }
+    if a.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    if let Some((ip, zone)) = a.split_once('%') {
+        return ip.parse::<std::net::Ipv6Addr>().is_ok()
+            && !zone.is_empty()
+            && zone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    }
+    a.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    })
+}
+
+/// A login name as ssh's `-l` takes it: no blank, no shell character, not
+/// an option.
+fn valid_user(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 32
+        && !u.starts_with('-')
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// A setting that parsed but makes no sense, and where it is written.
+struct Invalid {
+    /// `cluster`, `pool`, `notify.target`, ... ("" for the top level).
+    table: &'static str,
+    /// Which `[[table]]` of an array of tables (0 otherwise).
+    nth: usize,
+    /// The key ("" for the table itself).
+    key: &'static str,
+    msg: String,
+}
+
+fn bad(table: &'static str, nth: usize, key: &'static str, msg: String) -> Invalid {
+    Invalid {
+        table,
+        nth,
+        key,
+        msg,
+    }
+}
+
+fn validate(cfg: &Config) -> Result<(), Invalid> {
     if cfg.cluster.nodes.len() < 2 {
-        return Err("[cluster] nodes: list at least two nodes (this one and a peer)".into());
+        return Err(bad(
+            "cluster",
+            0,
+            "nodes",
+            "[cluster] nodes: list at least two nodes (this one and a peer)".into(),
+        ));
     }
     if let Some(n) = &cfg.cluster.node
         && !cfg.cluster.nodes.contains_key(n)
     {
-        return Err(format!(
-            "[cluster] node `{n}` is not one of [cluster] nodes"
+        return Err(bad(
+            "cluster",
+            0,
+            "node",
+            format!("[cluster] node `{n}` is not one of [cluster] nodes"),
         ));
     }
     for (n, addr) in &cfg.cluster.nodes {
-        if addr.is_empty()
-            || addr.starts_with('-')
-            || addr.chars().any(|c| c.is_whitespace() || c == '@')
-        {
-            return Err(format!("[cluster] nodes.{n}: invalid address `{addr}`"));
+        if !valid_address(addr) {
+            return Err(bad(
+                "cluster",
+                0,
+                "nodes",
+                format!(
+                    "[cluster] nodes.{n}: invalid address `{addr}` (a host name, an IPv4 or an IPv6 address)"
+                ),
+            ));
         }
     }
+    for (key, dir) in [
+        ("run_dir", &cfg.paths.run_dir),
+        ("state_dir", &cfg.paths.state_dir),
+    ] {
+        if !dir.is_absolute() {
+            return Err(bad(
+                "paths",
+                0,
+                key,
+                format!(
+                    "[paths] {key} `{}`: must be an absolute path (a relative one would put the tool's files wherever it was started)",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    if !valid_user(&cfg.ssh.user) {
+        return Err(bad(
+            "ssh",
+            0,
+            "user",
+            format!(
+                "[ssh] user `{}`: not a user name (letters, digits, `_`, `-`, `.`; not starting with `-`)",
+                cfg.ssh.user
+            ),
+        ));
+    }
     if cfg.pools.is_empty() {
-        return Err("no [[pool]] configured: add at least one `[[pool]]` with a `name`".into());
+        return Err(bad(
+            "",
+            0,
+            "",
+            "no [[pool]] configured: add at least one `[[pool]]` with a `name`".into(),
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
-    for p in &cfg.pools {
+    for (i, p) in cfg.pools.iter().enumerate() {
+        let pool = |key: &'static str, msg: String| bad("pool", i, key, msg);
         if !(p.min_size_ratio > 0.0 && p.min_size_ratio <= 1.0) {
-            return Err(format!(
-                "[[pool]] `{}`: min_size_ratio {} must be in (0, 1]",
-                p.name, p.min_size_ratio
+            return Err(pool(
+                "min_size_ratio",
+                format!(
+                    "[[pool]] `{}`: min_size_ratio {} must be in (0, 1]",
+                    p.name, p.min_size_ratio
+                ),
             ));
         }
         if !(0.0..1.0).contains(&p.history_tolerance) {
-            return Err(format!(
-                "[[pool]] `{}`: history_tolerance {} must be in [0, 1)",
-                p.name, p.history_tolerance
+            return Err(pool(
+                "history_tolerance",
+                format!(
+                    "[[pool]] `{}`: history_tolerance {} must be in [0, 1)",
+                    p.name, p.history_tolerance
+                ),
             ));
         }
         if !seen.insert(p.name.as_str()) {
-            return Err(format!("[[pool]] name `{}` is configured twice", p.name));
+            return Err(pool(
+                "name",
+                format!("[[pool]] name `{}` is configured twice", p.name),
+            ));
         }
         for d in &p.disks {
             if d.is_empty() || d.contains('/') || d.starts_with('.') {
-                return Err(format!(
-                    "[[pool]] `{}`: disks entry `{d}` must be a name in /dev/disk/by-id/ (no path)",
-                    p.name
+                return Err(pool(
+                    "disks",
+                    format!(
+                        "[[pool]] `{}`: disks entry `{d}` must be a name in /dev/disk/by-id/ (no path)",
+                        p.name
+                    ),
                 ));
             }
         }
         for e in &p.exclude {
             if !e.as_str().starts_with(&format!("{}/", p.name)) {
-                return Err(format!(
-                    "[[pool]] `{}`: exclude `{e}` is not a dataset below `{}`",
-                    p.name, p.name
+                return Err(pool(
+                    "exclude",
+                    format!(
+                        "[[pool]] `{}`: exclude `{e}` is not a dataset below `{}`",
+                        p.name, p.name
+                    ),
                 ));
             }
         }
@@ -764,73 +943,143 @@ fn validate(cfg: &Config) -> Result<(), String> {
         ("transfer", t.transfer),
     ] {
         if d.get().is_zero() {
-            return Err(format!(
-                "[timeouts] {k}: must be more than 0 (a deadline is required)"
+            return Err(bad(
+                "timeouts",
+                0,
+                k,
+                format!("[timeouts] {k}: must be more than 0 (a deadline is required)"),
             ));
         }
     }
     let px = &cfg.proxmox;
     let Some(rest) = px.url.strip_prefix("https://") else {
-        return Err(format!(
-            "[proxmox] url `{}`: must start with https:// (the API is only spoken over verified TLS)",
-            px.url
+        return Err(bad(
+            "proxmox",
+            0,
+            "url",
+            format!(
+                "[proxmox] url `{}`: must start with https:// (the API is only spoken over verified TLS)",
+                px.url
+            ),
         ));
     };
     if rest.is_empty()
         || rest.contains(char::is_whitespace)
         || reqwest::Url::parse(&px.url).is_err()
     {
-        return Err(format!("[proxmox] url `{}`: not a valid URL", px.url));
+        return Err(bad(
+            "proxmox",
+            0,
+            "url",
+            format!("[proxmox] url `{}`: not a valid URL", px.url),
+        ));
     }
     if px.ca_file.is_some() && px.fingerprint.is_some() {
-        return Err(
+        return Err(bad(
+            "proxmox",
+            0,
+            "fingerprint",
             "[proxmox] set either ca_file or fingerprint, not both (which one to trust would be ambiguous)"
                 .into(),
-        );
+        ));
     }
     if px.timeout.get().is_zero() {
-        return Err("[proxmox] timeout: must be more than 0 (a deadline is required)".into());
+        return Err(bad(
+            "proxmox",
+            0,
+            "timeout",
+            "[proxmox] timeout: must be more than 0 (a deadline is required)".into(),
+        ));
     }
     if cfg.checks.count == 0 || cfg.checks.count > 10 {
-        return Err("[checks] count: must be between 1 and 10".into());
+        return Err(bad(
+            "checks",
+            0,
+            "count",
+            "[checks] count: must be between 1 and 10".into(),
+        ));
     }
     if !(0.0..1.0).contains(&cfg.health.min_free) {
-        return Err(format!(
-            "[health] min_free {} must be in [0, 1) (a fraction of the pool's size, e.g. 0.05)",
-            cfg.health.min_free
+        return Err(bad(
+            "health",
+            0,
+            "min_free",
+            format!(
+                "[health] min_free {} must be in [0, 1) (a fraction of the pool's size, e.g. 0.05)",
+                cfg.health.min_free
+            ),
         ));
     }
     let n = &cfg.notify;
     if n.timeout.get().is_zero() || n.repeat_after.get().is_zero() {
-        return Err("[notify] timeout and repeat_after: must be more than 0".into());
+        return Err(bad(
+            "notify",
+            0,
+            "timeout",
+            "[notify] timeout and repeat_after: must be more than 0".into(),
+        ));
     }
     if n.repeat_max.get() < n.repeat_after.get() {
-        return Err("[notify] repeat_max: must be at least repeat_after".into());
+        return Err(bad(
+            "notify",
+            0,
+            "repeat_max",
+            "[notify] repeat_max: must be at least repeat_after".into(),
+        ));
     }
     for (i, t) in n.targets.iter().enumerate() {
-        validate_target(t)
-            .map_err(|e| format!("[[notify.target]] #{} ({:?}): {e}", i + 1, t.kind))?;
+        validate_target(t).map_err(|e| {
+            bad(
+                "notify.target",
+                i,
+                "",
+                format!("[[notify.target]] #{} ({:?}): {e}", i + 1, t.kind),
+            )
+        })?;
     }
     let st = &cfg.status;
     if st.warn_lag.get().is_zero() || st.crit_lag.get() < st.warn_lag.get() {
-        return Err("[status] warn_lag must be more than 0 and crit_lag at least warn_lag".into());
+        return Err(bad(
+            "status",
+            0,
+            "crit_lag",
+            "[status] warn_lag must be more than 0 and crit_lag at least warn_lag".into(),
+        ));
     }
     if st.max_failures == 0 {
-        return Err("[status] max_failures: must be at least 1".into());
+        return Err(bad(
+            "status",
+            0,
+            "max_failures",
+            "[status] max_failures: must be at least 1".into(),
+        ));
     }
     if cfg.hook.timeout.get().is_zero() {
-        return Err("[hook] timeout: must be more than 0 (a deadline is required)".into());
+        return Err(bad(
+            "hook",
+            0,
+            "timeout",
+            "[hook] timeout: must be more than 0 (a deadline is required)".into(),
+        ));
     }
     if cfg.ssh.connect_timeout.get() < Duration::from_secs(1) {
-        return Err("[ssh] connect_timeout: must be at least 1s (ssh counts whole seconds)".into());
+        return Err(bad(
+            "ssh",
+            0,
+            "connect_timeout",
+            "[ssh] connect_timeout: must be at least 1s (ssh counts whole seconds)".into(),
+        ));
     }
     if cfg.ssh.server_alive_interval.get() < Duration::from_secs(1)
         || cfg.ssh.server_alive_count == 0
     {
-        return Err(
+        return Err(bad(
+            "ssh",
+            0,
+            "server_alive_interval",
             "[ssh] server_alive_interval must be at least 1s and server_alive_count at least 1"
                 .into(),
-        );
+        ));
     }
     Ok(())
 }
@@ -875,7 +1124,15 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, origin: &str) -> String 
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
-            (Some(line), section_at(before))
+            // On a `[table]` line itself the error is about the table, at
+            // the top level; below one, about a key of that table.
+            let this_line = text.lines().nth(line - 1).unwrap_or("");
+            let section = if this_line.trim_start().starts_with('[') {
+                None
+            } else {
+                section_at(before)
+            };
+            (Some(line), section)
         }
         None => (None, None),
     };
@@ -971,6 +1228,15 @@ name = "zpool1"
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("365d").unwrap(), MAX_DURATION);
+        for absurd in [
+            "9999999999999999999s",
+            "366d",
+            "18446744073709551615ms",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(absurd).is_err(), "{absurd}");
+        }
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         for bad in [
             "",

@@ -1060,9 +1060,10 @@ impl Work {
                 DatasetResult::Sent { .. } => Outcome::Replicated,
                 DatasetResult::Conflict(_) => Outcome::Refused,
                 DatasetResult::Failed(_) => Outcome::Transient,
-                DatasetResult::Skipped(_) | DatasetResult::UpToDate | DatasetResult::Planned(_) => {
-                    Outcome::NothingToDo
-                }
+                // A dry run exits as the run would: "replicated" when it
+                // would send.
+                DatasetResult::Planned(_) => Outcome::Replicated,
+                DatasetResult::Skipped(_) | DatasetResult::UpToDate => Outcome::NothingToDo,
             })
         });
         r.outcome = r.outcome.max(worst);

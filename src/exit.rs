@@ -16,6 +16,8 @@ pub const TRANSIENT: u8 = 3;
 pub const REFUSED: u8 = 4;
 /// Internal error (a bug): please report it.
 pub const INTERNAL: u8 = 5;
+/// `status --check` could not judge (the monitoring plugin convention).
+pub const UNKNOWN: u8 = 3;
 
 pub const TABLE: &str = "\
 Exit codes:

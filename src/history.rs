@@ -157,15 +157,15 @@ pub fn path(state_dir: &Path, pool: &str) -> PathBuf {
 /// unless `move_aside` is false (dry-run changes no file).
 pub fn load(state_dir: &Path, pool: &str, move_aside: bool) -> Result<Loaded, String> {
     let p = path(state_dir, pool);
-    let text = match std::fs::read(&p) {
+    let text = match crate::files::read(&p, crate::files::DEFAULT_LIMIT) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Ok(match corrupt_copies(state_dir, pool).into_iter().last() {
                 Some(aside) => Loaded::NeedsRebuild { aside },
                 None => Loaded::None,
             });
         }
-        Err(e) => return Err(format!("{}: {e}", p.display())),
+        Err(e) => return Err(e.to_string()),
     };
     let parsed = serde_json::from_slice::<History>(&text)
         .map_err(|e| e.to_string())
@@ -227,7 +227,7 @@ pub fn save(state_dir: &Path, h: &History) -> Result<(), String> {
     let p = path(state_dir, &h.pool);
     let mut text = serde_json::to_string_pretty(h).map_err(|e| e.to_string())?;
     text.push('\n');
-    crate::state::replace_atomically(&p, text.as_bytes(), 0o644, None)
+    crate::files::replace_atomically(&p, text.as_bytes(), 0o644, None)
         .map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
     // A rebuilt history supersedes the copies moved aside: keep them for
     // people, but rename them so they no longer block the pool.

@@ -35,6 +35,24 @@ pub fn lock_path(run_dir: &Path, pool: &str) -> PathBuf {
     run_dir.join(format!("pool-{}.lock", pool.replace('/', "%")))
 }
 
+/// The lock file, never blocking on what stands at its path (a FIFO there
+/// is an error, not a wait) and never through a symlink.
+fn open_lock_file(path: &Path, create: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 pub fn try_lock_pool(run_dir: &Path, pool: &str) -> Result<PoolLock, LockError> {
     let path = lock_path(run_dir, pool);
     let io = |source| LockError::Io {
@@ -42,13 +60,7 @@ pub fn try_lock_pool(run_dir: &Path, pool: &str) -> Result<PoolLock, LockError> 
         source,
     };
     std::fs::create_dir_all(run_dir).map_err(io)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
+    let mut file = open_lock_file(&path, true).map_err(io)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -76,7 +88,7 @@ pub fn try_lock_pool(run_dir: &Path, pool: &str) -> Result<PoolLock, LockError> 
 /// Who holds a pool's lock right now, if anyone, without taking it for
 /// longer than a probe and without creating or writing anything (`status`).
 pub fn holder(run_dir: &Path, pool: &str) -> Option<String> {
-    let mut file = File::open(lock_path(run_dir, pool)).ok()?;
+    let mut file = open_lock_file(&lock_path(run_dir, pool), false).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,
         Err(TryLockError::WouldBlock) => Some(read_holder(&mut file)),

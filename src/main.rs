@@ -2,11 +2,32 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use zfs_nfs_replica::cli::{Cli, Command};
-use zfs_nfs_replica::{commands, config, exit, logging};
+use zfs_nfs_replica::{commands, config, exit, interrupt, logging};
+
+/// `status --check` is a monitoring plugin: whatever goes wrong before it
+/// can judge anything (a bad flag, a missing or broken config), it prints
+/// one `UNKNOWN` line and exits 3, the monitoring convention.
+fn is_status_check(args: &[std::ffi::OsString]) -> bool {
+    let words: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    words.contains(&"status") && words.iter().any(|w| *w == "--check")
+}
+
+fn unknown(why: &str) -> ExitCode {
+    let first = why.lines().find(|l| !l.trim().is_empty()).unwrap_or(why);
+    let first = first.trim().trim_start_matches("error: ");
+    zfs_nfs_replica::outln!("ZFS-NFS-REPLICA UNKNOWN - {}", first.replace('|', "/"));
+    ExitCode::from(exit::UNKNOWN)
+}
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // First, before any thread exists: SIGTERM/SIGINT end the process within
+    // a bounded time whatever it is doing (the grace follows the config).
+    let interrupt = interrupt::install(std::time::Duration::from_secs(15));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let nagios = is_status_check(&args);
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
+        Err(e) if nagios && e.use_stderr() => return unknown(&e.to_string()),
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() {
@@ -32,11 +53,15 @@ fn main() -> ExitCode {
     let is_hook = matches!(cli.command, Command::Hook(_));
     let cfg = match config::parse(&cli.config) {
         Ok(c) => c,
+        Err(e) if nagios => return unknown(&format!("config error: {e}")),
         Err(e) => {
             tracing::error!("config error: {e}");
             return ExitCode::from(if is_hook { exit::OK } else { exit::CONFIG });
         }
     };
+    // Stopping kills the children at once; their own grace, and a margin,
+    // is all a stop may take.
+    interrupt.set_grace(cfg.timeouts.kill_grace.get() + std::time::Duration::from_secs(5));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -66,7 +91,7 @@ fn main() -> ExitCode {
         };
         tokio::select! {
             code = work => code,
-            sig = interrupted() => {
+            sig = interrupt.wait() => {
                 // Dropping `work` kills every child (kill_on_drop) and closes
                 // the ssh masters; receives stay resumable.
                 tracing::error!("interrupted by {sig}: stopping; interrupted receives resume on the next run");
@@ -85,18 +110,4 @@ fn peak_rss_kib() -> i64 {
     // SAFETY: ru is valid and writable for the call.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     ru.ru_maxrss
-}
-
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }

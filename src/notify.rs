@@ -184,7 +184,7 @@ pub fn label(t: &NotifyTarget, url: Option<&str>) -> String {
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String, String> {
-    let t = std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let t = crate::files::read_text(path, 64 << 10).map_err(|e| format!("{what} {e}"))?;
     let t = t.trim().to_string();
     if t.is_empty() || t.contains('\n') {
         return Err(format!("{what} {}: expected one line", path.display()));
@@ -471,7 +471,7 @@ pub async fn after_run<R: Runner>(cfg: &Notify, state_dir: &Path, s: &Status, ru
         }
     };
     let path = state_dir.join(STATE_FILE);
-    let prev: Option<Notified> = std::fs::read_to_string(&path)
+    let prev: Option<Notified> = crate::files::read_text(&path, crate::files::DEFAULT_LIMIT)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     let f = facts(s);
@@ -503,7 +503,7 @@ pub async fn after_run<R: Runner>(cfg: &Notify, state_dir: &Path, s: &Status, ru
     }
     let next = next_state(prev.as_ref(), f, now);
     let text = serde_json::to_string_pretty(&next).unwrap_or_default();
-    if let Err(e) = crate::state::replace_atomically(&path, text.as_bytes(), 0o644, None) {
+    if let Err(e) = crate::files::replace_atomically(&path, text.as_bytes(), 0o644, None) {
         warn!("{}: cannot write: {e}", path.display());
     }
 }

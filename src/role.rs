@@ -38,36 +38,32 @@ pub struct Changes {
     pub errors: Vec<String>,
 }
 
-/// Set the managed sections' `autosnap` to `on` (master) or off (standby).
-/// Returns a line describing the change, or None when there was nothing to do.
+/// Make sanoid's `autosnap` follow the role in every section at or below
+/// the managed datasets (`on`: master). Returns a line describing the
+/// change, or None when there was nothing to do; what the operator should
+/// know about the file (a comment moved, a managed dataset no section
+/// covers) is logged. An error leaves the file as it was.
 pub fn set_autosnap(cfg: &Config, on: bool, dry_run: bool) -> Result<Option<String>, String> {
     let managed = cfg.sanoid_datasets();
     if managed.is_empty() {
         return Ok(None);
     }
-    let path = &cfg.sanoid.config;
-    let value = if on { "yes" } else { "no" };
-    let sections = managed
-        .iter()
-        .map(|m| format!("[{m}]"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let planned = sanoid::plan(&cfg.sanoid.config, &managed, on).map_err(|e| e.to_string())?;
+    for n in &planned.rewrite.notes {
+        info!("sanoid.conf: {n}");
+    }
+    if !planned.changes() {
+        return Ok(None);
+    }
     if dry_run {
-        let origin = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{origin}: cannot read: {e}"))?;
-        let new = sanoid::rewrite(&text, &managed, on, &origin).map_err(|e| e.to_string())?;
-        return Ok((new != text)
-            .then(|| format!("would set autosnap = {value} in {sections} of {origin}")));
+        return Ok(Some(format!("would set {}", planned.describe(on))));
     }
-    match sanoid::apply(path, &managed, on)? {
-        sanoid::Applied::Unchanged => Ok(None),
-        sanoid::Applied::Rewritten { backup } => Ok(Some(format!(
-            "set autosnap = {value} in {sections} of {} (previous file kept as {})",
-            path.display(),
-            backup.display()
-        ))),
-    }
+    sanoid::apply(&planned).map_err(|e| e.to_string())?;
+    Ok(Some(format!(
+        "set {} (previous file kept as {})",
+        planned.describe(on),
+        planned.backup().display()
+    )))
 }
 
 fn excluded(pool: &crate::config::Pool, ds: &str) -> bool {

@@ -177,6 +177,59 @@ fn spawn(cmd: &Cmd, c: &mut Command) -> Result<Child, RunError> {
     })
 }
 
+/// Every process group started by this process and not yet seen to end.
+/// A forced exit (`crate::interrupt`) kills them all; a group whose run is
+/// abandoned (its future dropped: the run was stopped) is killed at once.
+/// Process-wide by nature, like the signal disposition it serves.
+static LIVE: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILL to every live group (SIGKILL stops a stopped process too).
+pub fn kill_live_groups() {
+    let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    for pgid in live.iter() {
+        signal_group(*pgid, libc::SIGKILL);
+    }
+}
+
+/// A started process group, registered in [`LIVE`] until its leader has
+/// been waited for. Dropped before that (the run was abandoned), it kills
+/// the whole group: the leader is not reaped yet, so the id cannot belong
+/// to anybody else.
+struct Group {
+    pgid: Option<u32>,
+    reaped: bool,
+}
+
+impl Group {
+    fn new(pgid: Option<u32>) -> Group {
+        if let Some(g) = pgid {
+            LIVE.lock().unwrap_or_else(|p| p.into_inner()).push(g);
+        }
+        Group {
+            pgid,
+            reaped: false,
+        }
+    }
+
+    /// Its leader was waited for (the group may still have members, which
+    /// the caller handles).
+    fn reaped(&mut self) {
+        self.reaped = true;
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let Some(g) = self.pgid else { return };
+        if !self.reaped {
+            signal_group(g, libc::SIGKILL);
+        }
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|x| *x != g);
+    }
+}
+
 fn signal_group(pgid: u32, sig: i32) {
     // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
     unsafe {
@@ -214,6 +267,7 @@ impl Runner for SystemRunner {
             .stderr(Stdio::piped());
         let mut child = spawn(cmd, &mut c)?;
         let pgid = child.id();
+        let mut group = Group::new(pgid);
         let mut so = child.stdout.take().expect("piped stdout");
         let mut se = child.stderr.take().expect("piped stderr");
         let mut out = Vec::new();
@@ -228,13 +282,18 @@ impl Runner for SystemRunner {
         })
         .await;
         match res {
-            Ok(Ok(status)) => Ok(Output {
-                status,
-                stdout: String::from_utf8_lossy(&out).into_owned(),
-                stderr: String::from_utf8_lossy(&err).into_owned(),
-            }),
+            Ok(Ok(status)) => {
+                group.reaped();
+                Ok(Output {
+                    status,
+                    stdout: String::from_utf8_lossy(&out).into_owned(),
+                    stderr: String::from_utf8_lossy(&err).into_owned(),
+                })
+            }
             Ok(Err(source)) => {
-                self.terminate(&mut child, pgid).await;
+                if self.terminate(&mut child, pgid).await.is_none() {
+                    group.reaped();
+                }
                 Err(RunError::Io {
                     cmd: cmd.to_string(),
                     source,
@@ -242,6 +301,9 @@ impl Runner for SystemRunner {
             }
             Err(_) => {
                 let stuck_pid = self.terminate(&mut child, pgid).await;
+                if stuck_pid.is_none() {
+                    group.reaped();
+                }
                 Err(RunError::Timeout {
                     cmd: cmd.to_string(),
                     after: timeout,
@@ -271,6 +333,7 @@ impl Runner for SystemRunner {
         // the sender ends.
         drop(rc);
         let recv_pgid = recv.id();
+        let mut recv_group = Group::new(recv_pgid);
 
         let mut sc = command(spec.send);
         sc.stdin(Stdio::null())
@@ -280,12 +343,15 @@ impl Runner for SystemRunner {
             Ok(c) => c,
             Err(e) => {
                 drop(sc);
-                self.terminate(&mut recv, recv_pgid).await;
+                if self.terminate(&mut recv, recv_pgid).await.is_none() {
+                    recv_group.reaped();
+                }
                 return Err(e);
             }
         };
         drop(sc);
         let send_pgid = send.id();
+        let mut send_group = Group::new(send_pgid);
 
         let mut send_lines = BufReader::new(send.stderr.take().expect("piped")).lines();
         let mut recv_err_pipe = recv.stderr.take().expect("piped");
@@ -340,6 +406,12 @@ impl Runner for SystemRunner {
         if let Some(fail) = failure {
             let send_stuck = self.terminate(&mut send, send_pgid).await;
             let recv_stuck = self.terminate(&mut recv, recv_pgid).await;
+            if send_stuck.is_none() {
+                send_group.reaped();
+            }
+            if recv_stuck.is_none() {
+                recv_group.reaped();
+            }
             let stuck_pid = send_stuck.or(recv_stuck);
             let cmd = spec.send.to_string();
             return Err(match fail {
@@ -365,10 +437,17 @@ impl Runner for SystemRunner {
             r.and(st)
         })
         .await;
+        // The sender's leader was waited for in phase 1.
+        send_group.reaped();
         let recv_status = match recv_wait {
-            Ok(Ok(st)) => st,
+            Ok(Ok(st)) => {
+                recv_group.reaped();
+                st
+            }
             Ok(Err(source)) => {
-                self.terminate(&mut recv, recv_pgid).await;
+                if self.terminate(&mut recv, recv_pgid).await.is_none() {
+                    recv_group.reaped();
+                }
                 return Err(RunError::Io {
                     cmd: spec.recv.to_string(),
                     source,
@@ -376,6 +455,9 @@ impl Runner for SystemRunner {
             }
             Err(_) => {
                 let stuck_pid = self.terminate(&mut recv, recv_pgid).await;
+                if stuck_pid.is_none() {
+                    recv_group.reaped();
+                }
                 return Err(RunError::Timeout {
                     cmd: spec.recv.to_string(),
                     after: spec.finish,

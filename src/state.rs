@@ -1,48 +1,13 @@
-//! Files this tool writes: always replaced atomically (temp file in the same
-//! directory, fsync, rename, fsync of the directory), so a crash leaves the
-//! old or the new content, never half of one.
+//! This node's records: its role and since when, its last promotion and
+//! failover, the operator's actions. Always replaced atomically
+//! ([`crate::files`]), so a crash leaves the old or the new content, never
+//! half of one.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 
-/// Replace `path` with `bytes`: mode `mode`, owner `owner` (uid, gid) when given.
-pub fn replace_atomically(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.zfs-nfs-replica.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
+use crate::files::replace_atomically;
 
 /// The last promotion of this node (the `pre-start` hook), for the operator
 /// and for `status`.
@@ -81,10 +46,10 @@ pub struct RoleRecord {
 pub const ROLE_FILE: &str = "role.json";
 
 fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
-    match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
-        Ok(t) => serde_json::from_str(&t)
+    match crate::files::read_text_if_exists(path, crate::files::DEFAULT_LIMIT) {
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("cannot read: {e}")),
+        Ok(Some(t)) => serde_json::from_str(&t)
             .map(Some)
             .map_err(|e| format!("{}: {e}", path.display())),
     }

@@ -142,17 +142,17 @@ async fn adopt_with<R: Runner>(
         }
     }
     let plan = adopt::plan_adopt(&src, src_root, &dst, dst_root, &props, &diffs);
-    println!(
+    crate::outln!(
         "{}adopt {}:{dst_root} as the read-only standby of {src_root}",
         if args.dry_run { "would " } else { "" },
         peer.name
     );
     for c in &plan.checked {
-        println!("  ok: {c}");
+        crate::outln!("  ok: {c}");
     }
     if !plan.obstacles.is_empty() {
         for o in &plan.obstacles {
-            println!("  REFUSED: {o}");
+            crate::outln!("  REFUSED: {o}");
         }
         error!(
             "adopt {}: the standby on {} holds something the master does not ({} finding(s)); nothing was changed. \
@@ -163,14 +163,14 @@ async fn adopt_with<R: Runner>(
         );
         return exit::REFUSED;
     }
-    println!("  steps, each run on {}:", peer.name);
+    crate::outln!("  steps, each run on {}:", peer.name);
     for (i, s) in plan.steps.iter().enumerate() {
         let flag = if s.destructive { "DESTRUCTIVE " } else { "" };
-        println!("  {:>3}. {flag}{}", i + 1, s.op);
-        println!("       # {}", s.note);
+        crate::outln!("  {:>3}. {flag}{}", i + 1, s.op);
+        crate::outln!("       # {}", s.note);
     }
     if plan.steps.is_empty() {
-        println!("  nothing to change: it already is a read-only standby");
+        crate::outln!("  nothing to change: it already is a read-only standby");
     }
     if args.dry_run {
         return exit::OK;

@@ -20,7 +20,7 @@ pub async fn check(cfg: &Config) -> u8 {
             return exit::CONFIG;
         }
     };
-    println!(
+    crate::outln!(
         "config: ok ({} pool(s), this node: {local})",
         cfg.pools.len()
     );
@@ -31,16 +31,20 @@ pub async fn check(cfg: &Config) -> u8 {
     once.checks.count = 1;
     let d = crate::pve::decide(&once, crate::pve::Purpose::Run).await;
     match d.role {
-        Role::Master => println!(
+        Role::Master => crate::outln!(
             "proxmox {}: ok, guest {} runs here: this node ({}) is master",
-            cfg.proxmox.url, cfg.cluster.guest, d.local
+            cfg.proxmox.url,
+            cfg.cluster.guest,
+            d.local
         ),
-        Role::Standby { master } => println!(
+        Role::Standby { master } => crate::outln!(
             "proxmox {}: ok, guest {} runs on {master}: this node ({}) is a standby",
-            cfg.proxmox.url, cfg.cluster.guest, d.local
+            cfg.proxmox.url,
+            cfg.cluster.guest,
+            d.local
         ),
         Role::Unsure { reason } => {
-            println!("proxmox {}: FAILED: {reason}", cfg.proxmox.url);
+            crate::outln!("proxmox {}: FAILED: {reason}", cfg.proxmox.url);
             code = exit::REFUSED;
         }
     }
@@ -51,12 +55,12 @@ pub async fn check(cfg: &Config) -> u8 {
     for t in super::peers(cfg, &local) {
         match Peer::connect(&runner, &cfg.ssh, &t, &cfg.paths.run_dir).await {
             Ok(peer) => {
-                println!("ssh {} ({}): ok", t.name, t.addr);
+                crate::outln!("ssh {} ({}): ok", t.name, t.addr);
                 code = code.max(show_pools(&runner, cfg, Side::Remote(&peer), &t.name, true).await);
                 peer.close(cfg.ssh.connect_timeout.get()).await;
             }
             Err(e) => {
-                println!("ssh {} ({}): FAILED: {e}", t.name, t.addr);
+                crate::outln!("ssh {} ({}): FAILED: {e}", t.name, t.addr);
                 code = code.max(exit::TRANSIENT);
             }
         }
@@ -74,7 +78,7 @@ async fn show_pools(
 ) -> u8 {
     let mut code = exit::OK;
     for h in health::of_side(runner, cfg, side, targets).await {
-        println!("  {node:<12} {}", h.summary());
+        crate::outln!("  {node:<12} {}", h.summary());
         if h.level == health::Level::Fail {
             code = code.max(exit::REFUSED);
         }

@@ -88,26 +88,28 @@ pub async fn diverged(cfg: &Config) -> u8 {
                 .filter(|e| e.diverged())
             {
                 found += 1;
-                println!("{} -> {dst_node}:{}: {}", e.source, e.target, e.kind());
+                crate::outln!("{} -> {dst_node}:{}: {}", e.source, e.target, e.kind());
                 for l in e.lines(src_node, dst_node) {
-                    println!("    {l}");
+                    crate::outln!("    {l}");
                 }
-                println!(
+                crate::outln!(
                     "    keep it and re-sync, on {src_node}: zfs-nfs-replica resolve '{}' --keep-divergent",
                     e.source
                 );
             }
             for q in quarantine {
-                println!("quarantine on {dst_node}: {q} (kept)");
+                crate::outln!("quarantine on {dst_node}: {q} (kept)");
             }
         }
         peer.close(cfg.ssh.connect_timeout.get()).await;
     }
     if found > 0 {
-        println!("{found} diverged dataset(s): nothing is replicated into them until resolved");
+        crate::outln!(
+            "{found} diverged dataset(s): nothing is replicated into them until resolved"
+        );
         code = code.max(exit::REFUSED);
     } else if code == exit::OK {
-        println!("no diverged dataset");
+        crate::outln!("no diverged dataset");
     }
     info!("diverged finished with exit code {code}");
     code

@@ -183,5 +183,5 @@ fn print_plan(plan: &ResolvePlan, source: &str, receiver: &str, dry_run: bool) {
         "  then: the next run sends the source's newer snapshots from the common snapshot; {} stays until you destroy it (README: Divergence)",
         plan.quarantine
     ));
-    println!("{}", out.join("\n"));
+    crate::outln!("{}", out.join("\n"));
 }

@@ -196,7 +196,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
                 "refusing: nobody is surely master ({reason}); sanoid.conf and ZFS left as they are"
             );
             if args.dry_run {
-                println!(
+                crate::outln!(
                     "# this node ({local}): nobody is surely master: {reason}\n# nothing would be done"
                 );
             }
@@ -223,7 +223,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
             shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
             obs.health = hs;
             if args.dry_run {
-                println!("{}", shown.join("\n"));
+                crate::outln!("{}", shown.join("\n"));
             }
             return exit::NOTHING_TO_DO;
         }
@@ -311,7 +311,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         code_floor = exit::REFUSED;
     }
     if args.dry_run {
-        println!("{}", engine.shown.join("\n"));
+        crate::outln!("{}", engine.shown.join("\n"));
     }
     for r in &all.reports {
         match r.outcome {

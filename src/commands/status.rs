@@ -31,9 +31,9 @@ pub fn status(cfg: &Config, args: &StatusArgs) -> u8 {
                 Err(e) => format!("unreadable status: {e}"),
             };
             if args.check {
-                println!("ZFS-NFS-REPLICA UNKNOWN - {why}");
+                crate::outln!("ZFS-NFS-REPLICA UNKNOWN - {why}");
             } else if args.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::json!({"schema_version": status::SCHEMA_VERSION, "status": "unknown", "reasons": [why]})
                 );
@@ -56,12 +56,12 @@ pub fn status(cfg: &Config, args: &StatusArgs) -> u8 {
         .collect();
     if args.check {
         let (line, code) = render::check_line(&s, &t);
-        println!("{line}");
+        crate::outln!("{line}");
         return code;
     }
     if args.json {
         match serde_json::to_string_pretty(&s) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => crate::outln!("{j}"),
             Err(e) => {
                 eprintln!("cannot encode the status: {e}");
                 return crate::exit::INTERNAL;
@@ -70,6 +70,6 @@ pub fn status(cfg: &Config, args: &StatusArgs) -> u8 {
         return crate::exit::OK;
     }
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    print!("{}", render::table(&s, chrono::Utc::now(), color));
+    crate::out!("{}", render::table(&s, chrono::Utc::now(), color));
     crate::exit::OK
 }

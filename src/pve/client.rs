@@ -61,8 +61,8 @@ pub fn load_token(path: &Path) -> Result<Token, ApiError> {
             "[proxmox] token_file {shown} is readable by group or others (mode {mode:04o}): run `chmod 600 {shown}`"
         )));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ApiError::Setup(format!("[proxmox] token_file {shown}: {e}")))?;
+    let text = crate::files::read_text(path, 64 << 10)
+        .map_err(|e| ApiError::Setup(format!("[proxmox] token_file {e}")))?;
     let t = text.trim();
     let t = t.strip_prefix("PVEAPIToken=").unwrap_or(t);
     // USER@REALM!TOKENID=SECRET; the secret itself is never echoed.
@@ -195,7 +195,21 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     // The last two levels usually carry the useful part ("invalid peer
     // certificate: UnknownIssuer", "Connection refused (os error 111)").
     let n = msgs.len();
-    msgs[n.saturating_sub(2)..].join(": ")
+    strip_urls(&msgs[n.saturating_sub(2)..].join(": "))
+}
+
+/// Without the documentation links some errors carry ("peer closed
+/// connection without sending TLS close_notify:
+/// https://docs.rs/rustls/.../index.html#unexpected-eof"): a log line is
+/// for the operator, who needs what happened, not a crate's manual.
+fn strip_urls(msg: &str) -> String {
+    let kept: Vec<&str> = msg
+        .split(' ')
+        .filter(|w| !(w.starts_with("https://") || w.starts_with("http://")))
+        .collect();
+    kept.join(" ")
+        .trim_end_matches([':', ' '])
+        .replace(": :", ":")
 }
 
 fn status_hint(status: u16, body: &[u8]) -> String {
@@ -245,9 +259,9 @@ pub fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ApiError> {
     let mut cfg = match trust {
         Trust::CaFile(path) => {
             let shown = path.display();
-            let pem = std::fs::read(path).map_err(|e| {
+            let pem = crate::files::read(path, 4 << 20).map_err(|e| {
                 ApiError::Setup(format!(
-                    "[proxmox] ca_file {shown}: {e} (or pin the certificate with `fingerprint`)"
+                    "[proxmox] ca_file {e} (or pin the certificate with `fingerprint`)"
                 ))
             })?;
             let mut roots = rustls::RootCertStore::empty();
@@ -378,6 +392,20 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn errors_carry_no_documentation_links() {
+        assert_eq!(
+            strip_urls(
+                "connection closed: peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof"
+            ),
+            "connection closed: peer closed connection without sending TLS close_notify"
+        );
+        assert_eq!(
+            strip_urls("Connection refused (os error 111)"),
+            "Connection refused (os error 111)"
+        );
     }
 
     #[test]

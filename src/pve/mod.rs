@@ -155,13 +155,13 @@ async fn check_once(client: &Client, cfg: &Config, ctx: &Context) -> Result<Verd
 }
 
 fn read_vmlist(path: &std::path::Path, vmid: u32) -> VmList {
-    match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match crate::files::read_text_if_exists(path, crate::files::DEFAULT_LIMIT) {
+        Ok(None) => {
             debug!("{}: absent, no local cross-check", path.display());
             VmList::Absent
         }
-        Err(e) => VmList::Bad(format!("{}: {e}", path.display())),
-        Ok(text) => match answers::parse_vmlist(&text, vmid) {
+        Err(e) => VmList::Bad(e.to_string()),
+        Ok(Some(text)) => match answers::parse_vmlist(&text, vmid) {
             Ok(n) => VmList::Places(n),
             Err(e) => VmList::Bad(format!("{}: {e}", path.display())),
         },

@@ -194,10 +194,10 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// it: `status` reports it as UNKNOWN, and a run starts its history afresh.
 pub fn load(state_dir: &Path) -> Result<Option<Status>, String> {
     let p = path(state_dir);
-    let text = match std::fs::read_to_string(&p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: cannot read: {e}", p.display())),
-        Ok(t) => t,
+    let text = match crate::files::read_text_if_exists(&p, crate::files::DEFAULT_LIMIT) {
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("cannot read: {e}")),
+        Ok(Some(t)) => t,
     };
     let s: Status = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
     if s.schema_version != SCHEMA_VERSION {
@@ -215,7 +215,7 @@ pub fn save(state_dir: &Path, s: &Status) -> Result<(), String> {
     let mut text = serde_json::to_string_pretty(s).map_err(|e| e.to_string())?;
     text.push('\n');
     let p = path(state_dir);
-    crate::state::replace_atomically(&p, text.as_bytes(), 0o644, None)
+    crate::files::replace_atomically(&p, text.as_bytes(), 0o644, None)
         .map_err(|e| format!("{}: cannot write: {e}", p.display()))
 }
 

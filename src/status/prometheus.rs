@@ -225,6 +225,6 @@ pub fn render(s: &Status) -> String {
 /// Write the textfile atomically. The temp name does not end in `.prom`, so
 /// node_exporter never reads half a file.
 pub fn write(path: &Path, s: &Status) -> Result<(), String> {
-    crate::state::replace_atomically(path, render(s).as_bytes(), 0o644, None)
+    crate::files::replace_atomically(path, render(s).as_bytes(), 0o644, None)
         .map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }

@@ -61,7 +61,7 @@ pub fn table(s: &Status, now: DateTime<Utc>, color: bool) -> String {
     let since = match (&s.role.since, s.role.role.as_str()) {
         (Some(t), _) => format!(" since {}", when(t, now)),
         (None, "unsure") => String::new(),
-        (None, _) => " (since before this version recorded it)".into(),
+        (None, _) => " (since before zfs-nfs-replica first ran here)".into(),
     };
     let master = match (&s.role.master, s.role.role.as_str()) {
         (Some(m), "standby") => format!(" ({m} is master)"),
