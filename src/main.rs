@@ -9,7 +9,7 @@ use zfs_nfs_replica::{commands, config, exit, interrupt, logging};
 /// one `UNKNOWN` line and exits 3, the monitoring convention.
 fn is_status_check(args: &[std::ffi::OsString]) -> bool {
     let words: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
-    words.contains(&"status") && words.iter().any(|w| *w == "--check")
+    words.contains(&"status") && words.contains(&"--check")
 }
 
 fn unknown(why: &str) -> ExitCode {
