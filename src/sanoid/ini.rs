@@ -9,7 +9,9 @@
 //! - the line ending is the first line's (`\n`, `\r\n`, `\r`); every later
 //!   line is split on that ending only, so a line with another ending is
 //!   glued to its neighbours (refused here: sanoid would misread it);
-//! - a UTF-8 byte-order mark at the start is dropped;
+//! - a UTF-8 byte-order mark at the start makes the first line malformed
+//!   (the module means to strip it, but its source spells the mark doubly
+//!   encoded): sanoid cannot read such a file;
 //! - blank lines, and comment lines (`#` or `;` after blanks), are skipped;
 //! - `[name]` (blanks allowed around and inside the brackets, nothing after)
 //!   opens a section; a name seen twice continues the same section;
@@ -147,6 +149,10 @@ fn text(b: &[u8]) -> String {
 }
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
+/// What Config::IniFiles 3.000003 really strips from the start: its source
+/// spells the byte-order mark as three Latin-1 characters in a file read as
+/// bytes (no `use utf8`), so it matches the mark encoded twice.
+const MOJIBAKE_BOM: &[u8] = b"\xc3\xaf\xc2\xbb\xc2\xbf";
 
 /// The ending of the first line, as Config::IniFiles finds it: the first
 /// CR, LF or NAK (0x15) byte, a CR followed by LF counting as CRLF.
@@ -197,9 +203,19 @@ pub fn parse(t: &[u8]) -> Result<Ini<'_>, IniError> {
         let (start, content_end, end) = raw[i];
         let mut content = &t[start..content_end];
         if i == 0 && content.starts_with(BOM) {
-            content = &content[BOM.len()..];
+            return Err(err(
+                0,
+                "the file starts with a UTF-8 byte-order mark, which sanoid cannot read (Config::IniFiles 3.000003 only strips a doubly encoded one): remove it".into(),
+            ));
         }
-        if content.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+        if i == 0 && content.starts_with(MOJIBAKE_BOM) {
+            content = &content[MOJIBAKE_BOM.len()..];
+        }
+        let glued = content.iter().any(|b| matches!(b, b'\r' | b'\n'));
+        let trimmed = trim(content);
+        // A comment (or blank) glued to the lines after it stays one for
+        // Config::IniFiles: harmless. Anything else would be misread.
+        if glued && !(trimmed.is_empty() || matches!(trimmed[0], b'#' | b';')) {
             return Err(err(
                 i,
                 format!(
@@ -218,7 +234,6 @@ pub fn parse(t: &[u8]) -> Result<Ini<'_>, IniError> {
             end,
             kind,
         };
-        let trimmed = trim(content);
         if trimmed.is_empty() {
             lines.push(line(Kind::Blank));
             i += 1;
@@ -396,8 +411,20 @@ mod tests {
         let e = parse(b"[a]\r\nk = v\r\n[b]\nk = w\r\n").unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.reason.contains("mixed line endings"), "{e}");
-        // A byte-order mark is not part of the first section's name.
-        assert_eq!(ini("\u{feff}[a]\nk = v\n").sections[0].name, "a");
+        // sanoid cannot read a file with a byte-order mark (its parser
+        // strips only a doubly encoded one).
+        let e = parse("\u{feff}[a]\nk = v\n".as_bytes()).unwrap_err();
+        assert!(e.reason.contains("byte-order mark"), "{e}");
+        assert_eq!(
+            parse(b"\xc3\xaf\xc2\xbb\xc2\xbf[a]\nk = v\n")
+                .unwrap()
+                .sections[0]
+                .name,
+            "a"
+        );
+        // A comment glued to the next lines stays a comment for sanoid.
+        let i = ini("[a]\r\n# one\n# two\r\nk = v\r\n");
+        assert_eq!(i.section("a").unwrap().single("k"), Some("v"));
     }
 
     #[test]

@@ -314,13 +314,6 @@ fn assemble(conf: &Ini<'_>, edits: &[Option<Edit>], inserts: &[(usize, Vec<u8>)]
         match &edits[i] {
             Some(Edit::Delete) => {}
             Some(Edit::Replace(new)) => {
-                // Keep a byte-order mark on the first line.
-                if i == 0
-                    && t[l.start..].starts_with(b"\xef\xbb\xbf")
-                    && !new.starts_with(b"\xef\xbb\xbf")
-                {
-                    out.extend_from_slice(b"\xef\xbb\xbf");
-                }
                 out.extend_from_slice(new);
                 out.extend_from_slice(&t[l.content_end..l.end]);
             }
@@ -451,11 +444,11 @@ mod tests {
     }
 
     #[test]
-    fn line_endings_bom_and_a_missing_final_newline_are_kept() {
-        let t = "\u{feff}[zpool1]\r\n\tuse_template = p\r\n[template_p]\r\n\tautosnap = yes\r\n";
+    fn line_endings_and_a_missing_final_newline_are_kept() {
+        let t = "[zpool1]\r\n\tuse_template = p\r\n[template_p]\r\n\tautosnap = yes\r\n";
         assert_eq!(
             out(t, &["zpool1"], false),
-            "\u{feff}[zpool1]\r\n\tuse_template = p\r\n\tautosnap = no\r\n[template_p]\r\n\tautosnap = yes\r\n"
+            "[zpool1]\r\n\tuse_template = p\r\n\tautosnap = no\r\n[template_p]\r\n\tautosnap = yes\r\n"
         );
         let t = "[zpool1]\n\thourly = 1";
         assert_eq!(

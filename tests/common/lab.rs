@@ -161,6 +161,25 @@ fn script(name: &str, envs: &[(&str, String)]) {
     eprintln!("[lab] {name} took {:.1}s", started.elapsed().as_secs_f64());
 }
 
+/// The lab image, built (or found up to date) once per test process.
+pub fn build_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| script("build.sh", &[]));
+}
+
+/// Where tests/lab/build.sh keeps its chroots and images (tests/lab/lib.sh).
+pub fn cache_dir() -> PathBuf {
+    if let Some(c) = std::env::var_os("LAB_CACHE") {
+        return PathBuf::from(c);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
+        });
+    base.join("zfs-nfs-replica-lab")
+}
+
 impl Lab {
     /// A lab of its own for the calling scenario: the first free one of
     /// [`parallel`] labs, booted on first use. Scenarios on different labs
@@ -193,7 +212,7 @@ impl Lab {
     }
 
     fn boot(slot: usize) -> Lab {
-        script("build.sh", &[]);
+        build_image();
         let pve = super::pve::FakePve::start(
             &[("pve1", "192.168.100.10"), ("pve2", "192.168.100.20")],
             103,

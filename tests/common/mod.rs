@@ -6,6 +6,7 @@ pub mod bench;
 pub mod http;
 pub mod lab;
 pub mod pve;
+pub mod sanoid_shapes;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
