@@ -163,12 +163,12 @@ pub fn assess(
         v.fail(format!("vdev(s) not online: {}", bad.join(", ")));
     }
     let (r, w, c) = st.error_counts();
-    if r + w + c > 0 {
+    if r > 0 || w > 0 || c > 0 {
         let who: Vec<String> = st
             .vdevs
             .iter()
             .skip(1)
-            .filter(|x| x.read + x.write + x.cksum > 0)
+            .filter(|x| x.read > 0 || x.write > 0 || x.cksum > 0)
             .map(|x| format!("{} {}/{}/{}", x.name, x.read, x.write, x.cksum))
             .collect();
         v.fail(format!(

@@ -67,7 +67,13 @@ impl ZpoolStatus {
     /// pool row, which zpool fills with its own counters).
     pub fn error_counts(&self) -> (u64, u64, u64) {
         self.vdevs.iter().skip(1).fold((0, 0, 0), |(r, w, c), v| {
-            (r + v.read, w + v.write, c + v.cksum)
+            // Saturating: counters are whatever the text said (found by
+            // tests/fuzz.rs: two huge ones overflowed).
+            (
+                r.saturating_add(v.read),
+                w.saturating_add(v.write),
+                c.saturating_add(v.cksum),
+            )
         })
     }
 
@@ -167,9 +173,13 @@ fn parse_vdev_row(line: &str) -> Option<Vdev> {
 
 fn pct(text: &str) -> Option<f64> {
     let i = text.find("% done")?;
+    // After the last character that is not part of the number (which may
+    // be any character: found by the fuzzer, `65\u{fffd}35% done`).
     let start = text[..i]
-        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or(0, |p| p + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(0, |(p, c)| p + c.len_utf8());
     text[start..i].parse().ok()
 }
 
@@ -382,6 +392,15 @@ pub fn parse_zpool_status(text: &str) -> Result<Vec<ZpoolStatus>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_percentage_after_any_character() {
+        // Found by tests/fuzz.rs: a multi-byte character right before the
+        // number was cut in half.
+        assert_eq!(pct("65\u{fffd}35% done"), Some(35.0));
+        assert_eq!(pct("12.5% done"), Some(12.5));
+        assert_eq!(pct("x% done"), None);
+    }
 
     /// `zpool status -p` captured from OpenZFS 2.1.11 in the lab
     /// (tests/fixtures/zpool-status/capture.sh).
