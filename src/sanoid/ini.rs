@@ -126,7 +126,7 @@ pub struct Ini<'a> {
 }
 
 /// Perl's `\s`.
-fn is_space(b: u8) -> bool {
+pub fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 

@@ -204,9 +204,11 @@ pub fn rewrite(text: &[u8], managed: &[String], on: bool) -> Result<Rewrite, ini
                     .iter()
                     .position(|b| *b == b'=')
                     .expect("a key line has `=`");
+                // Every blank Config::IniFiles skips after `=` (Perl's \s,
+                // form feeds included) stays, so a flip back is exact.
                 let spaces = line[eq + 1..]
                     .iter()
-                    .take_while(|b| matches!(b, b' ' | b'\t'))
+                    .take_while(|b| ini::is_space(**b))
                     .count();
                 let mut new = line[..eq + 1 + spaces].to_vec();
                 let raw = if first.heredoc {
