@@ -55,9 +55,36 @@ pub enum Command {
     /// config into DIR (used when building the Debian package).
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
-    /// Proxmox hookscript entry (`pre-start` promotes this node at once).
-    /// Always exits 0: it never blocks the guest's start.
+    /// Proxmox hookscript entry (`pre-start` takes the old master's last
+    /// writes after a planned migration, then promotes this node). Always
+    /// exits 0: it never fails the guest's start.
     Hook(HookArgs),
+    /// This node's own answer to "who is master?" (one master check), for a
+    /// peer about to write into it.
+    Role(RoleArgs),
+    /// On the old master, asked by the node the guest moved to: send the
+    /// last writes there before the guest starts (README: Migrations).
+    Handover(HandoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// As JSON (what the peers read).
+    #[arg(long)]
+    pub json: bool,
+    /// The node asking (logged when it may not write here).
+    #[arg(long, value_name = "NODE")]
+    pub asked_by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HandoverArgs {
+    /// The node the guest moved to.
+    #[arg(long, value_name = "NODE")]
+    pub to: String,
+    /// The time the new node gives this handover (e.g. "10m").
+    #[arg(long, value_name = "DURATION", value_parser = parse_dur)]
+    pub within: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -302,15 +302,20 @@ impl Default for Sanoid {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Hook {
-    /// Everything the hook does is bounded by this: the guest's start never
-    /// waits longer.
+    /// The promotion (`pre-start`: writable, mounted, sanoid on) is bounded
+    /// by this.
     pub timeout: Dur,
+    /// A planned migration's handover (the old master's last writes sent
+    /// before the guest starts here) may delay the start this long; past
+    /// it, this node promotes at once and the rest is a divergence.
+    pub handover_timeout: Dur,
 }
 
 impl Default for Hook {
     fn default() -> Self {
         Hook {
             timeout: Dur::secs(30),
+            handover_timeout: Dur::secs(600),
         }
     }
 }
@@ -1060,6 +1065,14 @@ fn validate(cfg: &Config) -> Result<(), Invalid> {
             0,
             "timeout",
             "[hook] timeout: must be more than 0 (a deadline is required)".into(),
+        ));
+    }
+    if cfg.hook.handover_timeout.get() > Duration::from_secs(3600) {
+        return Err(bad(
+            "hook",
+            0,
+            "handover_timeout",
+            "[hook] handover_timeout: at most 1h (the guest's start waits for it)".into(),
         ));
     }
     if cfg.ssh.connect_timeout.get() < Duration::from_secs(1) {

@@ -236,10 +236,15 @@ impl<'a, R: Runner> Engine<'a, R> {
     /// Replicate one pool to one peer. Never panics on bad input; every
     /// failure ends up in the report.
     pub async fn replicate(&mut self, job: &PoolJob, peer: &Peer) -> PoolReport {
-        self.replicate_many(std::slice::from_ref(job), peer, &HoldHint::default())
-            .await
-            .pop()
-            .expect("one report per job")
+        self.replicate_many(
+            std::slice::from_ref(job),
+            peer,
+            &HoldHint::default(),
+            std::future::ready(Ok(())),
+        )
+        .await
+        .pop()
+        .expect("one report per job")
     }
 
     /// Replicate several pools to one peer with as few remote commands as
@@ -248,20 +253,38 @@ impl<'a, R: Runner> Engine<'a, R> {
     /// holds are checked and moved once per side for all pools, both sides
     /// at once. `hint`: the snapshots the previous run held, asked about
     /// while the listings run; the answer is used only when those are still
-    /// exactly the snapshots to ask about.
+    /// exactly the snapshots to ask about. `gate`: whether this peer may be
+    /// written into (its own answer, asked while the listings run); when it
+    /// says no, nothing is written and every pool is refused with its reason.
     pub async fn replicate_many(
         &mut self,
         jobs: &[PoolJob],
         peer: &Peer,
         hint: &HoldHint,
+        gate: impl std::future::Future<Output = Result<(), String>>,
     ) -> Vec<PoolReport> {
         let mut works: Vec<Work> = jobs.iter().map(|j| Work::new(j, peer)).collect();
         let shared = Instant::now();
         let (runner, timeout) = (self.runner, self.settings.command_timeout);
-        let (mut listed, spec) = tokio::join!(
+        let (mut listed, spec, allowed) = tokio::join!(
             list_many(runner, timeout, peer, jobs),
-            speculative_holds(runner, timeout, peer, hint)
+            speculative_holds(runner, timeout, peer, hint),
+            gate
         );
+        if let Err(why) = allowed {
+            error!(peer = %peer.name, "refused: {why}");
+            if self.settings.dry_run {
+                self.shown.push(format!("# REFUSED: {why}"));
+            }
+            return works
+                .into_iter()
+                .map(|mut w| {
+                    w.report.outcome = Outcome::Refused;
+                    w.report.error = Some(why.clone());
+                    w.finish(self.settings.dry_run, shared.elapsed())
+                })
+                .collect();
+        }
         let mut shared_time = shared.elapsed();
         for (i, job) in jobs.iter().enumerate() {
             let own = Instant::now();
@@ -326,10 +349,11 @@ impl<'a, R: Runner> Engine<'a, R> {
         w: &mut Work,
     ) -> Result<(), PoolError> {
         let remote = Side::Remote(peer);
-        let opts = plan::Options {
+        let mut opts = plan::Options {
             overwrite_empty: self.settings.overwrite_empty,
             empty_max_referenced: plan::DEFAULT_EMPTY_MAX_REFERENCED,
             exclude: job.exclude.clone(),
+            noise: Default::default(),
         };
         if self.settings.dry_run {
             self.shown.push(format!(
@@ -352,7 +376,27 @@ impl<'a, R: Runner> Engine<'a, R> {
                 }
             };
             w.report.quarantine = quarantine;
-            let plan = plan::plan(&src, &job.source, &dst, &job.target, &opts);
+            let mut plan = plan::plan(&src, &job.source, &dst, &job.target, &opts);
+            // The receiver changed since the common snapshot: in anything the
+            // source lacks, or only in access times and logs? Asked of the
+            // receiver itself; proven noise is rolled back and receives.
+            let probes = noise_candidates(&plan, &dst);
+            if !probes.is_empty() {
+                if self.settings.dry_run {
+                    for (t, snap, _) in &probes {
+                        self.shown.push(format!(
+                            "  {t}: changed since @{snap}: a real run asks the receiver whether any file or block changed, and rolls it back if none did"
+                        ));
+                    }
+                } else {
+                    for (t, snap, volume) in probes {
+                        if let Some(evidence) = self.probe(remote, &t, &snap, volume).await {
+                            opts.noise.insert(t, evidence);
+                        }
+                    }
+                    plan = plan::plan(&src, &job.source, &dst, &job.target, &opts);
+                }
+            }
             w.report.receiver_only = plan.receiver_only.clone();
             if pass == 0 {
                 for r in &plan.receiver_only {
@@ -434,6 +478,33 @@ impl<'a, R: Runner> Engine<'a, R> {
             job.source
         ));
         true
+    }
+
+    /// Did `target` change since `snapshot` in anything but access times
+    /// and logs? Some(evidence) when it did not.
+    async fn probe(
+        &mut self,
+        remote: Side<'_>,
+        target: &str,
+        snapshot: &str,
+        volume: bool,
+    ) -> Option<String> {
+        match changed_in_nothing(
+            self.runner,
+            remote,
+            target,
+            snapshot,
+            volume,
+            self.settings.command_timeout,
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(dataset = %target, "cannot tell what changed on the receiver: {e}");
+                None
+            }
+        }
     }
 
     pub async fn list_both(
@@ -519,6 +590,12 @@ impl<'a, R: Runner> Engine<'a, R> {
         for item in &plan.items {
             let line = format!("  {:<40} {}", item.source, describe(&item.action));
             self.shown.push(line);
+            if let Some(op) = discard_op(item) {
+                self.shown.push(format!(
+                    "      DESTRUCTIVE (discards what changed no file or block): {}",
+                    remote.show(&op)
+                ));
+            }
             for (send, recv) in self.steps(item) {
                 let flag = if matches!(recv, Op::Recv(RecvSpec { force: true, .. })) {
                     "DESTRUCTIVE (recv -F replaces the receiver dataset): "
@@ -603,12 +680,35 @@ impl<'a, R: Runner> Engine<'a, R> {
                 }
                 Action::Full { .. } | Action::Incremental { .. } | Action::Resume { .. } => {}
             }
-            if item.action.is_destructive() {
+            if matches!(item.action, Action::Full { force: true, .. }) {
                 warn!(dataset = %item.target, peer = %report.peer, "DESTRUCTIVE step (asked for with --overwrite-empty-target): recv -F replaces the empty receiver dataset");
+            }
+            if matches!(item.action, Action::Resume { .. }) {
+                // An interrupted receive may still be running (stopped, or
+                // stuck): it holds the partial state the resume needs.
+                self.stop_receives(remote, &item.target).await;
             }
             let started = Instant::now();
             let mut sent = 0u64;
             let mut failure = None;
+            if let (
+                Some(op),
+                Action::Incremental {
+                    discard: Some(d), ..
+                },
+            ) = (discard_op(item), &item.action)
+            {
+                warn!(dataset = %item.target, peer = %report.peer, "DESTRUCTIVE step: {} (discards {} written since, which {})", remote.show(&op), human_bytes(d.written), d.evidence);
+                if let Err(e) = self.run_op(remote, &op).await {
+                    error!(dataset = %item.source, peer = %report.peer, "{e}");
+                    failed.insert(item.source.clone());
+                    results.insert(
+                        item.source.clone(),
+                        rep(DatasetResult::Failed(e.to_string())),
+                    );
+                    continue;
+                }
+            }
             for (send, recv) in self.steps(item) {
                 match self.transfer(&send, &recv, remote, &item.source).await {
                     Ok(b) => sent += b,
@@ -702,7 +802,8 @@ impl<'a, R: Runner> Engine<'a, R> {
         }
     }
 
-    /// Explain a failed transfer; clean up a stale resume state if that was the cause.
+    /// Explain a failed transfer; make sure nothing of it still runs on the
+    /// receiver; clean up a stale resume state if that was the cause.
     async fn after_failed_transfer(
         &mut self,
         item: &Item,
@@ -710,6 +811,11 @@ impl<'a, R: Runner> Engine<'a, R> {
         (e, kind): &(RunError, ZfsErrorKind),
     ) -> String {
         let mut msg = e.to_string();
+        // Killing our end closes the stream, and a receive that reads sees
+        // its end; one that is stopped, or stuck, does not. It is stopped
+        // here, so the next run resumes from its token instead of meeting a
+        // receive still in progress.
+        self.stop_receives(remote, &item.target).await;
         if *kind == ZfsErrorKind::StaleResumeToken && matches!(item.action, Action::Resume { .. }) {
             // The snapshot the interrupted stream started from is gone: the
             // partial state can never complete. Discarding it loses no data
@@ -728,6 +834,17 @@ impl<'a, R: Runner> Engine<'a, R> {
             }
         }
         msg
+    }
+
+    /// Stop every receive of ours into `target` on the receiver (best
+    /// effort: logged, never fatal).
+    async fn stop_receives(&mut self, remote: Side<'_>, target: &str) {
+        let op = Op::StopReceives {
+            roots: vec![target.to_string()],
+        };
+        if let Err(e) = self.run_op(remote, &op).await {
+            warn!(dataset = %target, "could not make sure no receive is left running: {e}");
+        }
     }
 
     /// Hold each dataset's new base on both sides and release our older holds,
@@ -815,6 +932,88 @@ impl<'a, R: Runner> Engine<'a, R> {
         }
         Ok(())
     }
+}
+
+/// Did `target` (on `side`) change since `snapshot` in nothing but access
+/// times and logs? `Some(evidence)` when no file (a filesystem: `zfs diff`)
+/// or no block and no object (a volume: its stream since `snapshot`)
+/// changed; None when something did (logged with what changed).
+pub async fn changed_in_nothing<R: Runner>(
+    runner: &R,
+    side: Side<'_>,
+    target: &str,
+    snapshot: &str,
+    volume: bool,
+    timeout: Duration,
+) -> Result<Option<String>, PoolError> {
+    let op = Op::ChangedSince {
+        dataset: target.to_string(),
+        snapshot: snapshot.to_string(),
+        volume,
+    };
+    debug!(command = %side.show(&op), "run");
+    let out = checked(side, &op, runner.output(&side.cmd(&op), timeout).await)?;
+    let verdict = if volume {
+        // `Total DRR_WRITE records = 0 (0 bytes)`, one line per kind.
+        let counts: Vec<u64> = out
+            .lines()
+            .filter_map(|l| l.split('=').nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect();
+        (!counts.is_empty() && counts.iter().all(|c| *c == 0)).then(|| {
+            format!("its stream since @{snapshot} carries no block and no object (a pool import's log claim)")
+        })
+    } else if out.trim().is_empty() {
+        Some(format!(
+            "`zfs diff` since @{snapshot} lists no change (access times, metadata)"
+        ))
+    } else {
+        let first: Vec<&str> = out.lines().take(5).collect();
+        warn!(dataset = %target, "changed on the receiver since @{snapshot}: {}", first.join("; "));
+        None
+    };
+    if let Some(v) = &verdict {
+        info!(dataset = %target, "receiver changes since @{snapshot} are noise: {v}");
+    }
+    Ok(verdict)
+}
+
+/// The rollback that clears a receiver's proven noise before an incremental.
+fn discard_op(item: &Item) -> Option<Op> {
+    match &item.action {
+        Action::Incremental {
+            base,
+            discard: Some(_),
+            ..
+        } => Some(Op::Rollback {
+            snapshot: format!("{}@{}", item.target, base.name),
+            destroy_newer: false,
+        }),
+        _ => None,
+    }
+}
+
+/// Receiver datasets refused as modified that may only carry noise: (name,
+/// common snapshot, is a volume). Not when the receiver lost the last
+/// run's base: its changes are that snapshot's data.
+fn noise_candidates(plan: &Plan, dst: &Listing) -> Vec<(String, String, bool)> {
+    plan.items
+        .iter()
+        .filter_map(|i| match &i.action {
+            Action::Conflict(plan::Conflict::ReceiverModified {
+                common,
+                lost_base: None,
+                ..
+            }) => Some((
+                i.target.clone(),
+                common.name.clone(),
+                dst.datasets
+                    .get(&i.target)
+                    .is_some_and(|d| d.kind == zfs::Kind::Volume),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One listing of both sides: source, receiver, the receiver's quarantine.
@@ -1190,11 +1389,27 @@ pub fn describe(a: &Action) -> String {
             s
         }
         Action::Incremental {
-            base, last, count, ..
-        } => format!(
-            "incremental @{} -> @{} ({count} snapshot(s))",
-            base.name, last.name
-        ),
+            base,
+            last,
+            count,
+            discard,
+            ..
+        } => {
+            let mut s = format!(
+                "incremental @{} -> @{} ({count} snapshot(s))",
+                base.name, last.name
+            );
+            if let Some(d) = discard {
+                let _ = write!(
+                    s,
+                    " [DESTRUCTIVE: first rolls the receiver back to @{}: its {} written since are no change ({})]",
+                    base.name,
+                    human_bytes(d.written),
+                    d.evidence
+                );
+            }
+            s
+        }
         Action::Resume { .. } => "resume the interrupted receive".into(),
         Action::Conflict(c) => format!("CONFLICT {}: {c}", c.kind()),
         Action::Blocked { by, reason } => format!("blocked by {by}: {reason}"),

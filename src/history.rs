@@ -72,6 +72,23 @@ impl History {
         self.entries.iter().rev().find(|e| e.peer == peer)
     }
 
+    /// The latest entry for this peer recorded since `since` (RFC 3339:
+    /// when this node last became master). An entry from before belongs to
+    /// an earlier stretch in this direction: the other node was master in
+    /// between and both sides changed under other rules, so it says nothing
+    /// about now. None `since` (not known): every entry counts.
+    pub fn last_for_since(&self, peer: &str, since: Option<&str>) -> Option<&Entry> {
+        let since = since.and_then(crate::status::parse_time);
+        self.entries.iter().rev().find(|e| {
+            e.peer == peer
+                && match (since, crate::status::parse_time(&e.time)) {
+                    (Some(s), Some(t)) => t >= s,
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                }
+        })
+    }
+
     pub fn push(&mut self, e: Entry) {
         self.entries.push(e);
         let extra = self.entries.len().saturating_sub(MAX_ENTRIES);

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod failover;
 pub mod files;
 pub mod guard;
+pub mod handover;
 pub mod health;
 pub mod history;
 pub mod interrupt;

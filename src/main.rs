@@ -83,6 +83,8 @@ fn main() -> ExitCode {
                 Command::Resolve(args) => commands::resolve::resolve(&cfg, args).await,
                 Command::Adopt(args) => commands::adopt::adopt(&cfg, args).await,
                 Command::GenerateAssets { .. } => exit::INTERNAL,
+                Command::Role(args) => commands::role::role(&cfg, args).await,
+                Command::Handover(args) => commands::handover::handover(&cfg, args).await,
                 Command::Hook(args) => {
                     commands::hook::hook(&cfg, args).await;
                     exit::OK

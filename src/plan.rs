@@ -45,7 +45,14 @@ pub enum Conflict {
     /// (`recv -F`) is allowed only when the operator asks for it.
     ReceiverExistsEmpty { receiver_referenced: u64 },
     /// Unsnapshotted writes on the receiver since the common snapshot.
-    ReceiverModified { common: SnapRef, written: u64 },
+    /// `lost_base`: a newer snapshot the source still holds for this peer
+    /// (the last run's common base) that the receiver no longer has: it was
+    /// deleted there, and the "writes" are its data.
+    ReceiverModified {
+        common: SnapRef,
+        written: u64,
+        lost_base: Option<SnapRef>,
+    },
     /// The source is encrypted but the receiver copy is not a raw one.
     RawMismatch,
     /// Filesystem on one side, volume on the other.
@@ -118,9 +125,20 @@ impl fmt::Display for Conflict {
                 "the receiver dataset exists without snapshots ({receiver_referenced} B referenced); \
                  overwriting it needs `recv -F`: rerun with --overwrite-empty-target if it really holds nothing"
             ),
-            Conflict::ReceiverModified { common, written } => write!(
+            Conflict::ReceiverModified {
+                common,
+                written: _,
+                lost_base: Some(lost),
+            } => write!(
                 f,
-                "the receiver was modified after @{} ({written} B written since); refusing to roll it back",
+                "the receiver no longer has @{} (guid {}), the common snapshot of the last run (this node still holds it for the receiver): it was deleted there, so the receiver now differs from @{}, its newest; nothing was sent (look at it, then `zfs-nfs-replica resolve`)",
+                lost.name, lost.guid, common.name
+            ),
+            Conflict::ReceiverModified {
+                common, written, ..
+            } => write!(
+                f,
+                "the receiver was modified after @{} ({written} B written since, and `zfs diff` or its stream shows real changes); refusing to roll it back",
                 common.name
             ),
             Conflict::RawMismatch => write!(
@@ -159,6 +177,10 @@ pub enum Action {
         last: SnapRef,
         count: usize,
         raw: bool,
+        /// The receiver changed after `base` in nothing the source lacks
+        /// (access times, a pool import's log claim: proven, see
+        /// [`Options::noise`]): it is rolled back to `base` first.
+        discard: Option<Discard>,
     },
     /// Continue an interrupted receive.
     Resume {
@@ -190,7 +212,14 @@ impl Action {
     }
 
     pub fn is_destructive(&self) -> bool {
-        matches!(self, Action::Full { force: true, .. })
+        matches!(
+            self,
+            Action::Full { force: true, .. }
+                | Action::Incremental {
+                    discard: Some(_),
+                    ..
+                }
+        )
     }
 }
 
@@ -220,6 +249,15 @@ impl Plan {
     }
 }
 
+/// What an incremental rolls back first, and why that loses nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discard {
+    /// The receiver's `written` since the base.
+    pub written: u64,
+    /// How it was proven that no file or block changed.
+    pub evidence: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Allow `recv -F` over a receiver dataset that has no snapshots and at
@@ -228,6 +266,11 @@ pub struct Options {
     pub empty_max_referenced: u64,
     /// Full source names of excluded subtrees.
     pub exclude: Vec<String>,
+    /// Receiver datasets (full names) whose changes since the common
+    /// snapshot were checked to change no file and no block (the engine
+    /// asks `zfs diff`, or a volume's stream), with the evidence: they are
+    /// rolled back and receive, where they would be refused.
+    pub noise: std::collections::BTreeMap<String, String>,
 }
 
 /// An empty filesystem references its metadata only (tens of KiB); anything
@@ -304,7 +347,7 @@ pub fn plan(
             continue;
         }
         let receiver = dst.get(rel).copied();
-        let action = decide(d, receiver, opts);
+        let action = decide(d, receiver, opts, opts.noise.get(&target));
         let block_reason = match &action {
             Action::Conflict(c) => Some(format!("{} on {}", c.kind(), d.name)),
             Action::NoSnapshots if receiver.is_none() => Some(format!(
@@ -385,7 +428,7 @@ pub fn standing<'a>(src: &'a Dataset, dst: &Dataset) -> Standing<'a> {
     }
 }
 
-fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
+fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options, noise: Option<&String>) -> Action {
     let (Some(first), Some(last)) = (src.snapshots.first(), src.snapshots.last()) else {
         return Action::NoSnapshots;
     };
@@ -443,13 +486,29 @@ fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
             receiver_newer,
         });
     }
-    if dst.written > 0 {
+    let discard = match noise {
+        Some(evidence) if dst.written > 0 => Some(Discard {
+            written: dst.written,
+            evidence: evidence.clone(),
+        }),
+        _ => None,
+    };
+    if dst.written > 0 && discard.is_none() {
+        // A snapshot this node holds for the receiver (the last run's common
+        // base), newer than what the receiver still has: deleted there.
+        let lost_base = src
+            .snapshots
+            .iter()
+            .rfind(|s| s.createtxg > common.createtxg && s.userrefs > 0)
+            .map(SnapRef::from);
         return Action::Conflict(Conflict::ReceiverModified {
             common: common.into(),
             written: dst.written,
+            lost_base,
         });
     }
     if source_newer.is_empty() {
+        // Noise alone, and nothing to send: nothing to roll back for.
         return Action::UpToDate {
             snapshot: common.into(),
         };
@@ -459,6 +518,7 @@ fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options) -> Action {
         last: last.into(),
         count: source_newer.len(),
         raw,
+        discard,
     }
 }
 
@@ -548,13 +608,14 @@ mod tests {
             last,
             count,
             raw,
+            discard,
         } = a
         else {
             panic!("{a:?}")
         };
         assert_eq!(
-            (base.name.as_str(), last.name.as_str(), count, raw),
-            ("b", "d", 2, false)
+            (base.name.as_str(), last.name.as_str(), count, raw, discard),
+            ("b", "d", 2, false, None)
         );
     }
 
@@ -667,6 +728,54 @@ mod tests {
             ),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn receiver_noise_proven_by_the_receiver_is_rolled_back_then_received() {
+        let mut d = ds("p", "a:1");
+        d.written = 57344;
+        let mut opts = Options::default();
+        opts.noise
+            .insert("p".into(), "`zfs diff` lists no change".into());
+        let a = one_opts(ds("p", "a:1 b:2"), Some(d.clone()), &opts);
+        let Action::Incremental {
+            base,
+            discard: Some(x),
+            ..
+        } = &a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!((base.name.as_str(), x.written), ("a", 57344));
+        assert!(
+            a.is_destructive(),
+            "the rollback is a destructive step, shown"
+        );
+        // Noise and nothing to send: nothing is rolled back.
+        let a = one_opts(ds("p", "a:1"), Some(d), &opts);
+        assert!(matches!(a, Action::UpToDate { .. }), "{a:?}");
+    }
+
+    #[test]
+    fn a_deleted_common_snapshot_is_named_not_called_a_write() {
+        // The source holds @b for the receiver (the last run's base); the
+        // receiver lost it: its "writes" since @a are @b's data.
+        let mut src = ds("p", "a:1 b:2 c:3");
+        src.snapshots[1].userrefs = 1;
+        let mut dst = ds("p", "a:1");
+        dst.written = 4096;
+        let a = one(src, Some(dst));
+        let Action::Conflict(
+            c @ Conflict::ReceiverModified {
+                lost_base: Some(l), ..
+            },
+        ) = &a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(l.name, "b");
+        assert!(c.to_string().contains("no longer has @b"), "{c}");
+        assert!(!c.to_string().contains("written since"), "{c}");
     }
 
     #[test]

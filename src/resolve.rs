@@ -173,7 +173,7 @@ pub fn evidence(
 }
 
 /// One step of a resolve, run on the receiver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub op: Op,
     /// Why, for people.
@@ -396,10 +396,57 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
             },
             "hold the capture snapshots",
         ));
+        // Free the live paths: the subtree's filesystems are unmounted,
+        // deepest first (the recreated datasets take their names and
+        // mountpoints; a standby's copies are not mounted anyway).
+        for e in subtree.iter().rev() {
+            if r.dst
+                .datasets
+                .get(&e.target)
+                .is_some_and(|d| d.kind == Kind::Filesystem)
+            {
+                plan.steps.push(Step {
+                    op: Op::Unmount {
+                        dataset: e.target.clone(),
+                    },
+                    note: "free its mountpoint for the dataset recreated at the common snapshot"
+                        .into(),
+                    destructive: false,
+                    best_effort: false,
+                });
+            }
+        }
+        // The quarantine's path to it: containers that are never mounted,
+        // so that nothing is created inside a read-only mount.
+        let parent_rel = t.target[r.dst_root.len()..]
+            .rsplit_once('/')
+            .map_or("", |(p, _)| p);
+        let mut path = qt.clone();
+        for part in parent_rel.split('/').filter(|p| !p.is_empty()) {
+            path = format!("{path}/{part}");
+            if !plan
+                .steps
+                .iter()
+                .any(|s| matches!(&s.op, Op::CreateContainer { dataset, .. } if *dataset == path))
+            {
+                plan.steps.push(step(
+                    Op::CreateContainer {
+                        dataset: path.clone(),
+                        mountpoint: None,
+                    },
+                    "its place in the quarantine",
+                ));
+            }
+        }
         plan.steps.push(step(
             Op::Rename {
                 from: t.target.clone(),
                 to: q.clone(),
+                filesystem: r
+                    .dst
+                    .datasets
+                    .get(&t.target)
+                    .is_some_and(|d| d.kind == Kind::Filesystem),
             },
             format!("set {} and everything below it aside", t.target),
         ));
@@ -524,7 +571,9 @@ mod tests {
                 format!("zfs create -o canmount=off {Q}"),
                 "zfs snapshot -r zpool1/a@zfs-nfs-replica-quarantine_20261122T170000Z".into(),
                 "zfs hold -r zfs-nfs-replica-quarantine zpool1/a@zfs-nfs-replica-quarantine_20261122T170000Z".into(),
-                format!("zfs rename -p zpool1/a {Q}/a"),
+                "zfs unmount zpool1/a/c".into(),
+                "zfs unmount zpool1/a".into(),
+                format!("zfs rename -u zpool1/a {Q}/a"),
                 format!("zfs inherit -r mountpoint {Q}/a"),
                 format!("zfs set readonly=on {Q}/a {Q}/a/c"),
                 format!("zfs clone -o readonly=on {Q}/a@s1 zpool1/a"),
@@ -550,6 +599,43 @@ mod tests {
         assert_eq!(lines[2], "unsnapshotted writes on pve1: 8.0 KiB");
         assert_eq!(lines[3], "only on pve2 (source), newer: @n1 (4.0 KiB)");
         assert!(p.sent_in_full.is_empty());
+    }
+
+    #[test]
+    fn a_dataset_two_levels_down_gets_its_place_in_the_quarantine_first() {
+        // `resolve zpool1/share/home`: the quarantine's `share` is a
+        // container of its own (never mounted), then `home` is renamed
+        // into it without a remount (OpenZFS 2.1's `rename -p` made a
+        // mounted parent and failed half-way).
+        let src = listing(vec![
+            ds("zpool1", "s1:10:5", 0),
+            ds("zpool1/share", "s1:11:5", 0),
+            ds("zpool1/share/home", "s1:12:5 n1:22:9", 0),
+        ]);
+        let dst = listing(vec![
+            ds("zpool1", "s1:10:5", 0),
+            ds("zpool1/share", "s1:11:5", 0),
+            ds("zpool1/share/home", "s1:12:5 x1:32:7", 0),
+        ]);
+        let p = plan_resolve(&req(&src, &dst, "zpool1/share/home")).unwrap();
+        let steps = shown(&p);
+        let at = |want: &str| {
+            steps
+                .iter()
+                .position(|s| s == want)
+                .unwrap_or_else(|| panic!("{want} missing: {steps:#?}"))
+        };
+        let container = at(&format!("zfs create -o canmount=off {Q}/share"));
+        let unmount = at("zfs unmount zpool1/share/home");
+        let rename = at(&format!("zfs rename -u zpool1/share/home {Q}/share/home"));
+        let clone = at(&format!(
+            "zfs clone -o readonly=on {Q}/share/home@s1 zpool1/share/home"
+        ));
+        assert!(
+            container < rename && unmount < rename && rename < clone,
+            "{steps:#?}"
+        );
+        assert!(!steps.iter().any(|s| s.contains("rename -p")), "{steps:#?}");
     }
 
     #[test]
@@ -582,7 +668,8 @@ mod tests {
                 format!("(best effort) zfs mount {Q}"),
                 format!("zfs snapshot -r zpool1/a@{cap}"),
                 format!("zfs hold -r zfs-nfs-replica-quarantine zpool1/a@{cap}"),
-                format!("zfs rename -p zpool1/a {Q}/a"),
+                "zfs unmount zpool1/a".into(),
+                format!("zfs rename -u zpool1/a {Q}/a"),
                 format!("zfs inherit -r mountpoint {Q}/a"),
                 format!("zfs set readonly=on {Q}/a"),
                 format!("zfs clone -o readonly=on {Q}/a@s1 zpool1/a"),

@@ -31,6 +31,62 @@ pub struct Decision {
     pub ha_sid: Option<String>,
 }
 
+/// A node's own answer to "who is master?", given to a peer that is about
+/// to write into it (`zfs-nfs-replica role --json`): a node writes into a
+/// peer only when the peer, by its own checks, is a standby of the writer,
+/// or is waiting for exactly this writer's handover. Two nodes whose checks
+/// both said "master" at the same moment then write into neither.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Answer {
+    pub node: String,
+    /// `master`, `standby` or `unsure`.
+    pub role: String,
+    pub master: Option<String>,
+    pub reason: Option<String>,
+    /// The node whose handover this node is waiting for (its `pre-start`).
+    pub handover_from: Option<String>,
+}
+
+impl Answer {
+    pub fn of(d: &Decision, handover_from: Option<String>) -> Answer {
+        let (role, master, reason) = match &d.role {
+            Role::Master => ("master", Some(d.local.clone()), None),
+            Role::Standby { master } => ("standby", Some(master.clone()), None),
+            Role::Unsure { reason } => ("unsure", None, Some(reason.clone())),
+        };
+        Answer {
+            node: d.local.clone(),
+            role: role.into(),
+            master,
+            reason,
+            handover_from,
+        }
+    }
+
+    /// May `writer` write into this node? Why not, in one line.
+    pub fn allows(&self, writer: &str) -> Result<(), String> {
+        if self.handover_from.as_deref() == Some(writer) {
+            return Ok(());
+        }
+        match (self.role.as_str(), self.master.as_deref()) {
+            ("standby", Some(m)) if m == writer => Ok(()),
+            ("standby", Some(m)) => Err(format!(
+                "{} says {m} is master, not {writer}: not writing into it",
+                self.node
+            )),
+            ("master", _) => Err(format!(
+                "{} says it is master itself (its own checks): not writing into it",
+                self.node
+            )),
+            _ => Err(format!(
+                "{} cannot tell who is master ({}): not writing into it",
+                self.node,
+                self.reason.as_deref().unwrap_or("no reason given")
+            )),
+        }
+    }
+}
+
 /// What a role change did (or, in dry-run, would do): one line each.
 #[derive(Debug, Default, Clone)]
 pub struct Changes {
@@ -79,13 +135,16 @@ fn excluded(pool: &crate::config::Pool, ds: &str) -> bool {
 pub async fn make_writable<R: Runner>(
     runner: &R,
     cfg: &Config,
+    only: &[String],
     dry_run: bool,
     timeout: Duration,
 ) -> Changes {
     let mut ch = Changes::default();
+    // Only the pools this run was asked to handle (`--pool`).
+    let pools: Vec<&crate::config::Pool> = selected(cfg, only);
     // One `zfs get` for every pool; if that fails (a pool missing), one per
     // pool, so the others still get their role.
-    let all: Vec<String> = cfg.pools.iter().map(|p| p.name.to_string()).collect();
+    let all: Vec<String> = pools.iter().map(|p| p.name.to_string()).collect();
     let batch = match role_props(runner, &all, timeout).await {
         Ok(p) => Some(p),
         Err(_) if all.len() > 1 => None,
@@ -94,7 +153,7 @@ pub async fn make_writable<R: Runner>(
             return ch;
         }
     };
-    for pool in &cfg.pools {
+    for pool in pools {
         let props = match &batch {
             Some(p) => p.clone(),
             None => match role_props(runner, &[pool.name.to_string()], timeout).await {
@@ -158,6 +217,77 @@ pub async fn make_writable<R: Runner>(
                 Err(e) => ch.errors.push(e.to_string()),
             }
         }
+    }
+    ch
+}
+
+/// The configured pools named in `only` (all of them when it is empty).
+fn selected<'c>(cfg: &'c Config, only: &[String]) -> Vec<&'c crate::config::Pool> {
+    cfg.pools
+        .iter()
+        .filter(|p| only.is_empty() || only.iter().any(|n| n == p.name.as_str()))
+        .collect()
+}
+
+/// On a node that is not master: every dataset of the managed pools that is
+/// writable becomes read-only at once (`zfs set readonly=on`), so that
+/// nothing on a former master writes after it handed over (atime, a
+/// leftover NFS export, a local process), and its copy can receive again.
+/// Excluded subtrees (not replicated) and the quarantine are not touched.
+pub async fn make_readonly<R: Runner>(
+    runner: &R,
+    cfg: &Config,
+    only: &[String],
+    dry_run: bool,
+    timeout: Duration,
+) -> Changes {
+    let mut ch = Changes::default();
+    let pools = selected(cfg, only);
+    // This node's copies carry its own names for the pools (the master's
+    // `target` is this node's `name` in a config that can fail over).
+    let roots: Vec<String> = pools.iter().map(|p| p.name.to_string()).collect();
+    // One `zfs get` for every pool; a pool this node does not have is not
+    // this function's business (the run reports it).
+    let props = match role_props(runner, &roots, timeout).await {
+        Ok(p) => p,
+        Err(_) => {
+            let mut all = std::collections::BTreeMap::new();
+            for r in &roots {
+                if let Ok(p) = role_props(runner, std::slice::from_ref(r), timeout).await {
+                    all.extend(p);
+                }
+            }
+            all
+        }
+    };
+    let mut datasets = Vec::new();
+    for pool in pools {
+        let root = pool.name.as_str();
+        let quarantine = crate::resolve::container(root);
+        for (name, p) in &props {
+            let mine = (name == root || name.starts_with(&format!("{root}/")))
+                && !excluded(pool, name)
+                && *name != quarantine
+                && !name.starts_with(&format!("{quarantine}/"));
+            if mine && !p.readonly {
+                datasets.push(name.clone());
+            }
+        }
+    }
+    if datasets.is_empty() {
+        return ch;
+    }
+    let op = Op::SetReadonly { datasets };
+    if dry_run {
+        ch.done.push(format!("would run: {op}"));
+        return ch;
+    }
+    match runner.output(&op.to_cmd(), timeout).await {
+        Ok(o) if o.success() => ch.done.push(op.to_string()),
+        Ok(o) => ch
+            .errors
+            .push(format!("`{op}` failed: {}", stderr_head(&o.stderr))),
+        Err(e) => ch.errors.push(e.to_string()),
     }
     ch
 }

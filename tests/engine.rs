@@ -417,7 +417,7 @@ fn run_many(fake: &Fake, hint: &HoldHint) -> Vec<zfs_nfs_replica::engine::PoolRe
     let s = settings(false);
     let mut silent = Silent;
     let mut engine = Engine::new(fake, &s, &mut silent);
-    rt.block_on(engine.replicate_many(&jobs(), &peer, hint))
+    rt.block_on(engine.replicate_many(&jobs(), &peer, hint, std::future::ready(Ok(()))))
 }
 
 #[test]
@@ -504,4 +504,43 @@ fn a_batch_listing_failure_falls_back_to_one_listing_per_pool() {
         Outcome::Refused,
         "a missing pool needs the operator"
     );
+}
+
+#[test]
+fn a_peer_that_may_not_be_written_into_gets_nothing() {
+    let fake = two_pools();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
+    let s = settings(false);
+    let mut silent = Silent;
+    let mut engine = Engine::new(&fake, &s, &mut silent);
+    let reps = rt.block_on(engine.replicate_many(
+        &jobs(),
+        &peer,
+        &HoldHint::default(),
+        std::future::ready(Err(
+            "pve2 says it is master itself (its own checks): not writing into it".to_string(),
+        )),
+    ));
+    assert_eq!(reps.len(), 2);
+    for r in &reps {
+        assert_eq!(r.outcome, zfs_nfs_replica::engine::Outcome::Refused);
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .contains("says it is master itself")
+        );
+    }
+    // Only the listings and hold queries (read-only) ran: nothing was sent,
+    // held or released.
+    for c in fake.log() {
+        assert!(
+            c.contains(": zfs list ") || c.contains(": zfs holds "),
+            "{c}"
+        );
+    }
 }

@@ -430,6 +430,34 @@ fn lab_a_stalled_send_is_killed_and_nothing_is_left_running() {
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(0), "the next run recovers: {}", out.all());
     assert_eq!(lab.guid(A, "zpool1/a@big"), lab.guid(B, "zpool1/a@big"));
+
+    // The receiver stopped instead: the sender stalls on a full pipe, and
+    // the stopped `zfs receive` on the standby is ended too (it would hold
+    // the partial state, and the next run's resume would fail on it).
+    lab.ok(
+        A,
+        "dd if=/dev/urandom of=/zpool1/a/big2 bs=1M count=40 status=none && zfs snapshot -r zpool1@big2",
+    );
+    start_background_run(&lab, A);
+    assert!(
+        wait_until(Duration::from_secs(60), || lab
+            .sh(B, "pgrep -f '^zfs receive .*zpool1/a$' >/dev/null")
+            .code
+            == Some(0)),
+        "no zfs receive started on pve2"
+    );
+    lab.ok(B, "pkill -STOP -f '^zfs receive .*zpool1/a$'");
+    let (code, log) = background_result(&lab, A, Duration::from_secs(90));
+    assert_eq!(code, 3, "{log}");
+    assert!(
+        wait_until(Duration::from_secs(20), || lab.sh(B, "pgrep -x zfs").code
+            == Some(1)),
+        "the stopped zfs receive was left on pve2:\n{}\n{log}",
+        lab.sh(B, "ps -eo pid,stat,args | grep [z]fs").stdout
+    );
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "the next run resumes: {}", out.all());
+    assert_eq!(lab.guid(A, "zpool1/a@big2"), lab.guid(B, "zpool1/a@big2"));
 }
 
 #[test]
@@ -1478,4 +1506,95 @@ fn lab_sanoid_judges_the_rewrite_alike_in_every_hash_order() {
         );
     }
     eprintln!("[lab] sanoid judged {runs} rewritten files, 4 hash orders each");
+}
+
+/// A planned migration loses nothing and needs nobody: the new node's
+/// `pre-start` takes the old master's last writes (made after its last
+/// snapshot, as NFS clients write until the guest stops) before it
+/// promotes itself; then both nodes run on as the timer runs them, with no
+/// conflict, no flag and no exit 4, there and back again. Timed: the start
+/// delay with nothing written, and with 64 MiB written, after the last
+/// snapshot. Then a crash: the old master does not answer, the new node
+/// promotes at once and says so.
+#[test]
+fn lab_a_planned_migration_hands_the_last_writes_over_and_back() {
+    let lab = Lab::get();
+    synced(&lab);
+    // Both nodes have run as the timer runs them: B knows it is A's standby.
+    let out = lab.replica(B, "run");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    let migrate = |from: &str, to: &str| -> (f64, String) {
+        lab.place_guest(to);
+        lab.pve.set(|s| s.guest_status = "stopped".into());
+        let t = std::time::Instant::now();
+        let hook = lab.replica(to, "hook 103 pre-start");
+        let took = t.elapsed().as_secs_f64();
+        assert_eq!(hook.code, Some(0), "{}", hook.all());
+        lab.pve.set(|s| s.guest_status = "running".into());
+        let rec = lab.ok(to, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
+        assert!(
+            rec.contains(&format!("handover from {from}")) && rec.contains("\"promoted\": true"),
+            "{rec}\n{}",
+            hook.all()
+        );
+        assert!(!rec.contains("did not complete"), "{rec}\n{}", hook.all());
+        (took, hook.all())
+    };
+    // 1. A -> B, nothing written since A's last snapshot.
+    let (t0, _) = migrate(A, B);
+    eprintln!("[lab] handover A -> B with nothing written: the start waited {t0:.1}s");
+    let ro = |n: &str| lab.ok(n, "zfs get -H -o value readonly zpool1/a zpool1/a/b");
+    assert_eq!(ro(A), "on\non\n", "the old master is read-only at once");
+    assert_eq!(ro(B), "off\noff\n", "the new master is writable");
+    assert!(
+        lab.ok(A, "cat /etc/sanoid/sanoid.conf")
+            .contains("\tautosnap = no\n")
+    );
+    for (n, want) in [(B, Some(0)), (A, Some(1)), (B, Some(1))] {
+        let out = lab.replica(n, "run");
+        assert!(matches!(out.code, Some(0) | Some(1)), "{n}: {}", out.all());
+        if n == A {
+            assert_eq!(out.code, want, "{}", out.all());
+        }
+    }
+    // 2. B writes 64 MiB (and a small file elsewhere) after its last
+    // snapshot, then the guest moves back to A.
+    lab.ok(
+        B,
+        "dd if=/dev/urandom of=/zpool1/a/late bs=1M count=64 status=none && echo last-word > /zpool1/a/b/last && sync",
+    );
+    let want = sha(&lab, B, "zpool1/a/late zpool1/a/b/last");
+    let (t64, log) = migrate(B, A);
+    eprintln!("[lab] handover B -> A with 64 MiB written: the start waited {t64:.1}s");
+    assert_eq!(sha(&lab, A, "zpool1/a/late zpool1/a/b/last"), want, "{log}");
+    // 3. The timer runs on both: in sync, no conflict, no flag.
+    for n in [A, B, A] {
+        let out = lab.replica(n, "run");
+        assert!(matches!(out.code, Some(0) | Some(1)), "{n}: {}", out.all());
+        assert!(!out.stderr.contains("refused"), "{n}: {}", out.stderr);
+    }
+    let live = |n: &str| all_snapshot_guids(&lab, n, "zpool1");
+    assert_eq!(live(A), live(B), "the same snapshots on both, by guid");
+    // 4. A crash: A does not answer (its link to B is down); B promotes at
+    // once.
+    lab.ok(A, "echo after-crash > /zpool1/a/lost-on-a");
+    lab.ok(A, "ip link set eth1 down");
+    lab.place_guest(B);
+    lab.pve.set(|s| s.guest_status = "stopped".into());
+    let t = std::time::Instant::now();
+    let hook = lab.replica(B, "hook 103 pre-start");
+    let took = t.elapsed().as_secs_f64();
+    assert_eq!(hook.code, Some(0), "{}", hook.all());
+    let rec = lab.ok(B, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
+    assert!(
+        rec.contains("unreachable") && rec.contains("\"promoted\": true"),
+        "{rec}"
+    );
+    assert!(
+        took < 20.0,
+        "promoted at once when the old master is gone: {took:.1}s"
+    );
+    assert_eq!(ro(B), "off\noff\n");
+    eprintln!("[lab] crash: B promoted {took:.1}s after its pre-start, without A");
+    lab.ok(A, "ip link set eth1 up");
 }

@@ -175,7 +175,14 @@ async fn adopt_with<R: Runner>(
     if args.dry_run {
         return exit::OK;
     }
-    let (done, failure) = super::execute_steps(runner, cfg, remote, &plan.steps).await;
+    let (done, failure) = super::execute_steps(
+        runner,
+        cfg,
+        remote,
+        &[pool.target().to_string()],
+        &plan.steps,
+    )
+    .await;
     let rec = OperatorAction {
         time: state::now_rfc3339(),
         action: "adopt".into(),

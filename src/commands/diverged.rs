@@ -87,6 +87,35 @@ pub async fn diverged(cfg: &Config) -> u8 {
                 .iter()
                 .filter(|e| e.diverged())
             {
+                // Changes that touch no file or block are the next run's to
+                // roll back, as the run decides them (the same check).
+                if e.kind() == "receiver-modified"
+                    && let Some(c) = &e.common
+                {
+                    let volume = dst
+                        .datasets
+                        .get(&e.target)
+                        .is_some_and(|d| d.kind == crate::zfs::Kind::Volume);
+                    if let Ok(Some(why)) = crate::engine::changed_in_nothing(
+                        &runner,
+                        dside,
+                        &e.target,
+                        &c.name,
+                        volume,
+                        cfg.timeouts.command.get(),
+                    )
+                    .await
+                    {
+                        crate::outln!(
+                            "{} -> {dst_node}:{}: not diverged: {} B changed since @{}, and {why}: the next run rolls it back and sends",
+                            e.source,
+                            e.target,
+                            e.written,
+                            c.name
+                        );
+                        continue;
+                    }
+                }
                 found += 1;
                 crate::outln!("{} -> {dst_node}:{}: {}", e.source, e.target, e.kind());
                 for l in e.lines(src_node, dst_node) {

@@ -1,10 +1,12 @@
 //! `zfs-nfs-replica hook <vmid> <phase>`: the guest's Proxmox hookscript.
 //!
-//! `pre-start` promotes this node at once when the master checks (counting
-//! the guest as starting here) agree: the pools become writable and sanoid
-//! takes snapshots here, without waiting for the timer. The hook never
-//! blocks or fails the guest's start: everything is bounded by
-//! `[hook] timeout` and the process always exits 0 (see `main`).
+//! `pre-start` promotes this node when the master checks (counting the
+//! guest as starting here) agree: after a planned migration the old master
+//! first hands its last writes over (`src/handover.rs`), then the pools
+//! become writable and sanoid takes snapshots here, without waiting for the
+//! timer. The hook never fails the guest's start: everything is bounded by
+//! `[hook] handover_timeout` + `[hook] timeout`, and the process always
+//! exits 0 (see `main`).
 
 use tracing::{info, warn};
 
@@ -12,7 +14,7 @@ use crate::cli::HookArgs;
 use crate::config::Config;
 use crate::pve::{self, Purpose};
 use crate::role::{self, Role};
-use crate::runner::SystemRunner;
+use crate::runner::{Runner, SystemRunner};
 use crate::state::{self, Promotion};
 
 pub async fn hook(cfg: &Config, args: &HookArgs) {
@@ -25,7 +27,8 @@ pub async fn hook(cfg: &Config, args: &HookArgs) {
     }
     match args.phase.as_str() {
         "pre-start" => {
-            let limit = cfg.hook.timeout.get();
+            // A handover may take its own time first, then the promotion.
+            let limit = cfg.hook.timeout.get() + cfg.hook.handover_timeout.get();
             let p = match tokio::time::timeout(limit, promote(cfg)).await {
                 Ok(p) => p,
                 Err(_) => {
@@ -88,7 +91,46 @@ async fn promote(cfg: &Config) -> Promotion {
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
-    let mut ch = role::make_writable(&runner, cfg, false, cfg.hook.timeout.get()).await;
+    let mut ch = role::Changes::default();
+    // A planned migration: this node was the standby of another master,
+    // which still holds the writes made after its last snapshot. It hands
+    // them over before anything here becomes writable.
+    let previous = state::load_role(&cfg.paths.state_dir).ok().flatten();
+    if let Some(prev) = previous.filter(|r| r.role == "standby" && r.master != d.local) {
+        let r = super::handover::pull(
+            &runner,
+            cfg,
+            &prev.master,
+            &d.local,
+            cfg.hook.handover_timeout.get(),
+        )
+        .await;
+        if r.complete() {
+            info!("pre-start: {}", r.line());
+            ch.done.push(r.line());
+        } else {
+            warn!(
+                "pre-start: {}; promoting now: what {} holds beyond what arrived is a divergence (`zfs-nfs-replica diverged`)",
+                r.line(),
+                prev.master
+            );
+            ch.errors.push(r.line());
+        }
+        // Whatever happened, no receive may run into pools about to be
+        // written here.
+        let stop = crate::zfs::Op::StopReceives {
+            roots: cfg.pools.iter().map(|p| p.name.to_string()).collect(),
+        };
+        if let Err(e) = runner
+            .output(&stop.to_cmd(), cfg.timeouts.command.get())
+            .await
+        {
+            ch.errors.push(format!("`{stop}`: {e}"));
+        }
+    }
+    let promoted = role::make_writable(&runner, cfg, &[], false, cfg.hook.timeout.get()).await;
+    ch.done.extend(promoted.done);
+    ch.errors.extend(promoted.errors);
     match role::set_autosnap(cfg, true, false) {
         Ok(Some(line)) => ch.done.push(format!("sanoid: {line}")),
         Ok(None) => {}

@@ -4,9 +4,11 @@ pub mod adopt;
 pub mod assets;
 pub mod check;
 pub mod diverged;
+pub mod handover;
 pub mod history;
 pub mod hook;
 pub mod resolve;
+pub mod role;
 pub mod run;
 pub mod status;
 
@@ -108,19 +110,81 @@ pub fn socket_dir(cfg: &Config, dry_run: bool) -> std::path::PathBuf {
     }
 }
 
+/// Is `op` already done, as `names` (every dataset and snapshot of the
+/// side, as listed before the steps ran) show? What makes a resolve or an
+/// adopt resumable: a step that ran (or half ran) before is recognised
+/// from the real state and not run again.
+fn already_done(op: &crate::zfs::Op, names: &std::collections::BTreeSet<String>) -> bool {
+    use crate::zfs::Op;
+    match op {
+        Op::CreateContainer { dataset, .. } => names.contains(dataset),
+        Op::Snapshot { snapshot, .. } => names.contains(snapshot),
+        Op::SnapshotMany { snapshots } => snapshots.iter().all(|s| names.contains(s)),
+        Op::Rename { from, to, .. } => !names.contains(from) && names.contains(to),
+        Op::Clone { target, .. } => names.contains(target),
+        Op::CopyLocal {
+            snapshot, target, ..
+        } => snapshot
+            .split_once('@')
+            .is_some_and(|(_, snap)| names.contains(&format!("{target}@{snap}"))),
+        _ => false,
+    }
+}
+
+/// Errors that mean the step's effect is already there.
+fn already_so(op: &crate::zfs::Op, stderr: &str) -> bool {
+    use crate::zfs::Op;
+    let e = stderr.to_ascii_lowercase();
+    match op {
+        Op::Hold { .. } | Op::HoldRecursive { .. } => e.contains("tag already exists"),
+        Op::Promote { .. } => e.contains("not a cloned filesystem"),
+        Op::Mount { .. } => e.contains("already mounted"),
+        Op::Unmount { .. } => e.contains("not currently mounted"),
+        _ => false,
+    }
+}
+
 /// Run an operator command's steps in order on one side; the first failure
-/// of a step that is not best-effort stops the rest. Returns the steps done
-/// (as shown) and the failure, if any.
+/// of a step that is not best-effort stops the rest. Steps already done
+/// (`already_done`, from one listing of `roots` first) are skipped, so a
+/// plan run again after a failure finishes it. Returns the steps done (as
+/// shown) and the failure, if any.
 pub async fn execute_steps<R: crate::runner::Runner>(
     runner: &R,
     cfg: &Config,
     side: crate::engine::Side<'_>,
+    roots: &[String],
     steps: &[crate::resolve::Step],
 ) -> (Vec<String>, Option<String>) {
     use tracing::{error, info, warn};
+    let list = crate::zfs::Op::ListNames {
+        roots: roots.to_vec(),
+    };
+    let names: std::collections::BTreeSet<String> = match runner
+        .output(&side.cmd(&list), cfg.timeouts.command.get())
+        .await
+    {
+        Ok(o) if o.success() => o.stdout.lines().map(str::to_string).collect(),
+        Ok(o) => {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "`{}` failed: {}",
+                    side.show(&list),
+                    crate::runner::stderr_head(&o.stderr)
+                )),
+            );
+        }
+        Err(e) => return (Vec::new(), Some(format!("`{}`: {e}", side.show(&list)))),
+    };
     let mut done: Vec<String> = Vec::new();
     for (i, s) in steps.iter().enumerate() {
         let shown = side.show(&s.op);
+        if already_done(&s.op, &names) {
+            info!("step {}: {shown}: already done", i + 1);
+            done.push(format!("{shown} (already done)"));
+            continue;
+        }
         if s.destructive {
             warn!("DESTRUCTIVE step {}: {shown} ({})", i + 1, s.note);
         } else {
@@ -134,6 +198,7 @@ pub async fn execute_steps<R: crate::runner::Runner>(
         };
         let err = match runner.output(&side.cmd(&s.op), limit).await {
             Ok(o) if o.success() => None,
+            Ok(o) if already_so(&s.op, &o.stderr) => None,
             Ok(o) => Some(format!(
                 "`{shown}` failed: {}",
                 crate::runner::stderr_head(&o.stderr)
@@ -145,7 +210,7 @@ pub async fn execute_steps<R: crate::runner::Runner>(
             Some(e) if s.best_effort => warn!("step {} (best effort): {e}", i + 1),
             Some(e) => {
                 error!(
-                    "stopped at step {} of {}: {e}; the {} step(s) before it were done, none after it ran",
+                    "stopped at step {} of {}: {e}; the {} step(s) before it were done, none after it ran; run the same command again to finish it",
                     i + 1,
                     steps.len(),
                     done.len()

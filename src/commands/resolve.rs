@@ -92,6 +92,32 @@ async fn resolve_with<R: Runner>(
             return exit::TRANSIENT;
         }
     };
+    // An earlier resolve of this pool that stopped half-way: finish it
+    // (its steps are recognised as done from the real state), whatever
+    // dataset was named this time.
+    if let Some(j) = load_journal(cfg, pool.name.as_str()) {
+        crate::outln!(
+            "{}finishing the resolve of {} started {} (it stopped: {}); {} kept in {}",
+            if args.dry_run { "would be " } else { "" },
+            j.plan_target,
+            j.started,
+            j.error.as_deref().unwrap_or("interrupted"),
+            j.plan_target,
+            j.quarantine
+        );
+        for (i, s) in j.steps.iter().enumerate() {
+            crate::outln!(
+                "  {:>3}. {}{}",
+                i + 1,
+                if s.destructive { "DESTRUCTIVE " } else { "" },
+                s.op
+            );
+        }
+        if args.dry_run {
+            return exit::OK;
+        }
+        return finish(runner, cfg, pool, peer, j).await;
+    }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mountpoint = cfg
         .paths
@@ -120,21 +146,93 @@ async fn resolve_with<R: Runner>(
     if args.dry_run {
         return exit::OK;
     }
-    let (done, failure) = super::execute_steps(runner, cfg, remote, &plan.steps).await;
-    if failure.is_some() {
-        error!(
-            "the divergent data is kept: look at {} on {}",
-            plan.quarantine, peer.name
-        );
+    let j = Journal {
+        plan_target: plan.target.clone(),
+        quarantine: plan.quarantine.clone(),
+        peer: peer.name.clone(),
+        started: state::now_rfc3339(),
+        steps: plan.steps.clone(),
+        error: None,
+    };
+    finish(runner, cfg, pool, peer, j).await
+}
+
+/// A resolve's plan, kept in the state dir from before its first step until
+/// it completed: a resolve that stopped half-way (a failed step, a crash)
+/// is finished by the next `resolve` of the pool.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    plan_target: String,
+    quarantine: String,
+    peer: String,
+    started: String,
+    steps: Vec<resolve::Step>,
+    error: Option<String>,
+}
+
+fn journal_path(cfg: &Config, pool: &str) -> std::path::PathBuf {
+    cfg.paths
+        .state_dir
+        .join(format!("resolve-{}.journal.json", pool.replace('/', "%2F")))
+}
+
+fn load_journal(cfg: &Config, pool: &str) -> Option<Journal> {
+    let text =
+        crate::files::read_text_if_exists(&journal_path(cfg, pool), crate::files::DEFAULT_LIMIT)
+            .map_err(|e| warn!("{e}"))
+            .ok()??;
+    serde_json::from_str(&text)
+        .map_err(|e| warn!("{}: {e}", journal_path(cfg, pool).display()))
+        .ok()
+}
+
+fn save_journal(cfg: &Config, pool: &str, j: &Journal) {
+    let path = journal_path(cfg, pool);
+    let res = std::fs::create_dir_all(&cfg.paths.state_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::to_string_pretty(j).map_err(|e| e.to_string()))
+        .and_then(|t| {
+            crate::files::replace_atomically(&path, t.as_bytes(), 0o600, None)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = res {
+        warn!("cannot keep the resolve's plan in {}: {e}", path.display());
     }
+}
+
+/// Run a resolve's steps (those already done are recognised and skipped),
+/// record it, and when it completed, the size history of both sides as
+/// they now are: the quarantine moved data out of the receiver's copy on
+/// purpose, and the next run must not take that for a vanished replica.
+async fn finish<R: Runner>(
+    runner: &R,
+    cfg: &Config,
+    pool: &crate::config::Pool,
+    peer: &Peer,
+    mut j: Journal,
+) -> u8 {
+    let remote = Side::Remote(peer);
+    save_journal(cfg, pool.name.as_str(), &j);
+    let (done, failure) =
+        super::execute_steps(runner, cfg, remote, &[pool.target().to_string()], &j.steps).await;
     let complete = failure.is_none();
+    if let Some(e) = &failure {
+        error!(
+            "the divergent data is kept: look at {} on {}; `zfs-nfs-replica resolve {} --keep-divergent` again finishes this resolve",
+            j.quarantine, peer.name, j.plan_target
+        );
+        j.error = Some(e.clone());
+        save_journal(cfg, pool.name.as_str(), &j);
+    } else {
+        let _ = std::fs::remove_file(journal_path(cfg, pool.name.as_str()));
+    }
     let rec = OperatorAction {
         time: state::now_rfc3339(),
         action: "resolve".into(),
         pool: pool.name.to_string(),
         peer: peer.name.clone(),
-        dataset: plan.target.clone(),
-        quarantine: Some(plan.quarantine.clone()),
+        dataset: j.plan_target.clone(),
+        quarantine: Some(j.quarantine.clone()),
         steps: done,
         complete,
         error: failure,
@@ -145,11 +243,55 @@ async fn resolve_with<R: Runner>(
     if !complete {
         return exit::TRANSIENT;
     }
+    record_sizes(runner, cfg, pool, peer).await;
     info!(
-        "resolved {} on {}: its divergent state is kept in {} (mounted read-only below {mountpoint}); the next run re-syncs it from the common snapshot",
-        plan.target, peer.name, plan.quarantine
+        "resolved {} on {}: its divergent state is kept in {} (read-only); the next run re-syncs it from the common snapshot",
+        j.plan_target, peer.name, j.quarantine
     );
     exit::OK
+}
+
+/// Both sides' sizes, now, as the pool's history entry for this peer.
+async fn record_sizes<R: Runner>(
+    runner: &R,
+    cfg: &Config,
+    pool: &crate::config::Pool,
+    peer: &Peer,
+) {
+    let (src_root, dst_root) = (pool.name.as_str(), pool.target());
+    let listed = list_pair(
+        runner,
+        cfg.timeouts.command.get(),
+        (Side::Local, src_root),
+        (Side::Remote(peer), dst_root),
+    )
+    .await;
+    let (src, dst, _) = match listed {
+        Ok(x) => x,
+        Err(e) => {
+            warn!("size history not updated after the resolve: {e}");
+            return;
+        }
+    };
+    let Some(entry) = crate::history::entry_from(
+        state::now_rfc3339(),
+        &peer.name,
+        src_root,
+        dst_root,
+        &src,
+        &dst,
+    ) else {
+        return;
+    };
+    let dir = &cfg.paths.state_dir;
+    let mut h = match crate::history::load(dir, src_root, true) {
+        Ok(crate::history::Loaded::Ok(h)) => h,
+        _ => crate::history::History::new(src_root),
+    };
+    h.push(entry);
+    if let Err(e) = crate::history::save(dir, &h) {
+        warn!("size history not updated after the resolve: {e}");
+    }
 }
 
 fn print_plan(plan: &ResolvePlan, source: &str, receiver: &str, dry_run: bool) {

@@ -143,7 +143,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
             return (d, Some((sanoid, role::Changes::default(), Vec::new())));
         }
         let (ch, hs) = tokio::join!(
-            role::make_writable(&runner, cfg, args.dry_run, cmd_timeout),
+            role::make_writable(&runner, cfg, &args.pools, args.dry_run, cmd_timeout),
             health::of_side(&runner, cfg, Side::Local, false)
         );
         (d, Some((sanoid, ch, hs)))
@@ -210,6 +210,11 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
             if !sanoid_applied(role::set_autosnap(cfg, false, args.dry_run), &mut shown) {
                 return exit::REFUSED;
             }
+            // A node that is not master writes nothing into its copies.
+            let ch =
+                role::make_readonly(&runner, cfg, &args.pools, args.dry_run, cmd_timeout).await;
+            role::log_changes("standby", &ch);
+            shown.extend(ch.done.iter().map(|d| format!("# {d}")));
             let now = chrono::Utc::now();
             obs.received = role::standby_received(&runner, cfg, cmd_timeout).await;
             for r in &obs.received {
@@ -294,6 +299,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         &refused,
         !failover_reasons.is_empty(),
         early,
+        None,
     )
     .await;
     let mut code_floor = exit::NOTHING_TO_DO;
@@ -416,22 +422,27 @@ async fn failover(
 
 /// What replicating every pool gave: one report per pool and peer, and the
 /// standbys' pool health when the failover policy asked for it.
-struct All {
-    reports: Vec<PoolReport>,
-    peer_health: BTreeMap<String, Vec<health::PoolHealth>>,
+pub(crate) struct All {
+    pub reports: Vec<PoolReport>,
+    pub peer_health: BTreeMap<String, Vec<health::PoolHealth>>,
 }
 
-async fn replicate_all<R: Runner>(
+pub(crate) async fn replicate_all<R: Runner>(
     cfg: &Config,
     args: &RunArgs,
     engine: &mut Engine<'_, R>,
     refused: &BTreeMap<String, String>,
     want_peer_health: bool,
     mut peers: BTreeMap<String, Result<Peer, String>>,
+    only_peer: Option<&str>,
 ) -> All {
     let runner = engine.runner;
+    let cmd_timeout = engine.settings.command_timeout;
     let mut reports = Vec::new();
-    let targets = super::peers(cfg, &engine.settings.local_node);
+    let targets: Vec<crate::ssh::Target> = super::peers(cfg, &engine.settings.local_node)
+        .into_iter()
+        .filter(|t| only_peer.is_none_or(|o| o == t.name))
+        .collect();
     let job_of = |pool: &crate::config::Pool| PoolJob {
         source: pool.name.to_string(),
         target: pool.target().to_string(),
@@ -509,6 +520,13 @@ async fn replicate_all<R: Runner>(
     }
     // What the last run held: asked about while the listings run.
     let previous = status::load(&cfg.paths.state_dir).ok().flatten();
+    // The size history counts from when this node last became master: a
+    // failover and a failback in between make older entries meaningless.
+    let master_since = state::load_role(&cfg.paths.state_dir)
+        .ok()
+        .flatten()
+        .filter(|r| r.role == "master")
+        .and_then(|r| r.since);
     for t in &targets {
         if ready.is_empty() {
             break;
@@ -539,7 +557,9 @@ async fn replicate_all<R: Runner>(
             .iter()
             .map(|(pool, hist)| PoolJob {
                 guard: Some(GuardJob {
-                    last: hist.as_ref().and_then(|h| h.last_for(&t.name).cloned()),
+                    last: hist
+                        .as_ref()
+                        .and_then(|h| h.last_for_since(&t.name, master_since.as_deref()).cloned()),
                     thresholds: guard::Thresholds {
                         min_size_ratio: pool.min_size_ratio,
                         history_tolerance: pool.history_tolerance,
@@ -553,7 +573,8 @@ async fn replicate_all<R: Runner>(
             })
             .collect();
         let hint = hold_hint(previous.as_ref(), &t.name, &jobs);
-        let reps = engine.replicate_many(&jobs, peer, &hint).await;
+        let gate = may_write(runner, peer, &engine.settings.local_node, cmd_timeout);
+        let reps = engine.replicate_many(&jobs, peer, &hint, gate).await;
         for ((_, hist), (job, report)) in ready.iter_mut().zip(jobs.iter().zip(reps)) {
             if !args.dry_run {
                 record_history(cfg, job, &t.name, &report, hist);
@@ -584,6 +605,38 @@ async fn replicate_all<R: Runner>(
         reports,
         peer_health,
     }
+}
+
+/// May this node write into `peer`? The peer's own answer (its binary, its
+/// own master check), asked over the same connection: only a standby of
+/// this node, or a node waiting for this node's handover, is written into.
+pub(crate) async fn may_write<R: Runner>(
+    runner: &R,
+    peer: &Peer,
+    local: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let op = crate::zfs::Op::Role {
+        asked_by: local.to_string(),
+    };
+    let side = Side::Remote(peer);
+    let asking = || format!("could not ask {} who is master", peer.name);
+    let out = runner
+        .output(&side.cmd(&op), timeout)
+        .await
+        .map_err(|e| format!("{}: {e}", asking()))?;
+    if !out.success() {
+        return Err(format!(
+            "{}: `{}` failed: {}",
+            asking(),
+            side.show(&op),
+            crate::runner::stderr_head(&out.stderr)
+        ));
+    }
+    let a: role::Answer = serde_json::from_str(out.stdout.trim())
+        .map_err(|e| format!("{}: its answer is not readable ({e})", asking()))?;
+    debug!("{} answers: {:?}", peer.name, a);
+    a.allows(local)
 }
 
 /// The ssh master connection to one peer; the error, logged, as text.

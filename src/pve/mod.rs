@@ -154,6 +154,35 @@ async fn check_once(client: &Client, cfg: &Config, ctx: &Context) -> Result<Verd
     judge::judge(&obs, ctx)
 }
 
+/// Where the cluster places the guest now, as this node's API and its
+/// `.vmlist` agree (for a handover: the old master checks that the guest
+/// has moved before it gives its last writes away). `(node, status)`.
+pub async fn placement(cfg: &Config) -> Result<(String, Option<String>), String> {
+    let client = Client::new(&cfg.proxmox).map_err(|e| e.to_string())?;
+    let vmid = cfg.cluster.guest;
+    let v = tokio::time::timeout(
+        cfg.proxmox.timeout.get() + Duration::from_secs(1),
+        client.get("/cluster/resources?type=vm"),
+    )
+    .await
+    .map_err(|_| "the API did not answer in time".to_string())?
+    .map_err(|e| e.to_string())?;
+    let Some(g) = parse_resources(&v, vmid)? else {
+        return Err(format!("guest {vmid} is not in the API's answer"));
+    };
+    match read_vmlist(&cfg.proxmox.vmlist, vmid) {
+        VmList::Places(Some(n)) if n != g.node => {
+            return Err(format!(
+                "the API places guest {vmid} on {}, this node's .vmlist on {n}",
+                g.node
+            ));
+        }
+        VmList::Bad(e) => return Err(e),
+        _ => {}
+    }
+    Ok((g.node, g.status))
+}
+
 fn read_vmlist(path: &std::path::Path, vmid: u32) -> VmList {
     match crate::files::read_text_if_exists(path, crate::files::DEFAULT_LIMIT) {
         Ok(None) => {

@@ -19,7 +19,7 @@ pub use list::{
 };
 
 /// How a transfer starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SendFrom {
     /// A full stream of one snapshot.
     Full,
@@ -27,7 +27,7 @@ pub enum SendFrom {
     Incremental { base: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SendSpec {
     /// `dataset@snap` to send up to.
     pub snapshot: String,
@@ -38,7 +38,7 @@ pub struct SendSpec {
     pub properties: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecvSpec {
     pub dataset: String,
     /// `-F`: only for a target the planner proved holds nothing to lose.
@@ -47,7 +47,7 @@ pub struct RecvSpec {
 
 /// The named operations. Arguments are validated names; [`Op::to_cmd`]
 /// builds the argv.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     /// `zfs list` of whole trees (filesystems, volumes, snapshots): one
     /// command for every pool of a run.
@@ -96,6 +96,14 @@ pub enum Op {
     Mount {
         dataset: String,
     },
+    Unmount {
+        dataset: String,
+    },
+    /// Every dataset and snapshot name below the roots (what a resumed
+    /// operator command checks its steps against).
+    ListNames {
+        roots: Vec<String>,
+    },
     // The operator's explicit actions (`resolve`, `adopt`); the replication
     // engine never runs these.
     /// `zfs snapshot [-r]`.
@@ -114,9 +122,14 @@ pub enum Op {
         mountpoint: Option<String>,
     },
     /// `zfs rename -p`: moves a whole subtree (creating missing parents).
+    /// `zfs rename` of a whole subtree; `-u` for a filesystem: nothing is
+    /// remounted during the rename (a mountpoint to create inside a
+    /// read-only mount would fail it half-way; mounts are separate steps).
+    /// The parent must exist: it is created as its own step.
     Rename {
         from: String,
         to: String,
+        filesystem: bool,
     },
     /// `zfs inherit -r mountpoint`: mount below the parent, whatever the
     /// stream said (a quarantined copy must not take the live path).
@@ -145,6 +158,38 @@ pub enum Op {
         snapshot: String,
         dataset: String,
     },
+    /// `zfs snapshot A@N B@N ...`: several datasets at one instant (the
+    /// handover's last snapshot of everything that changed).
+    SnapshotMany {
+        snapshots: Vec<String>,
+    },
+    /// The peer's own answer to "who is master?" (its binary, its checks):
+    /// asked before writing into it.
+    Role {
+        asked_by: String,
+    },
+    /// On the old master, asked by the node the guest moved to: hand over
+    /// the last writes (`zfs-nfs-replica handover`), within `within` seconds.
+    Handover {
+        to: String,
+        within: u64,
+    },
+    /// Did `dataset` change since `snapshot` in anything but access times
+    /// and logs? A filesystem: `zfs diff` (mounted read-only for it when it
+    /// is not); a volume: the stream from `snapshot` to a moment's snapshot
+    /// of it, counted by `zstream dump` (no block, no object: unchanged).
+    /// Prints what it found; read-only in effect (the moment's snapshot is
+    /// destroyed, a mount undone).
+    ChangedSince {
+        dataset: String,
+        snapshot: String,
+        volume: bool,
+    },
+    /// Stop every `zfs receive` of ours into these roots (a stalled or
+    /// abandoned stream on the peer; on a node about to be promoted).
+    StopReceives {
+        roots: Vec<String>,
+    },
     /// A copy within one node: `zfs send [-I BASE] SNAP | zfs receive -u
     /// TARGET`, run by bash with pipefail.
     CopyLocal {
@@ -171,6 +216,8 @@ impl Op {
             Op::RoleProps { .. } => "get",
             Op::RevertReadonly { .. } => "inherit",
             Op::Mount { .. } => "mount",
+            Op::Unmount { .. } => "unmount",
+            Op::ListNames { .. } => "list",
             Op::Snapshot { .. } => "snapshot",
             Op::HoldRecursive { .. } => "hold",
             Op::CreateContainer { .. } => "create",
@@ -181,6 +228,11 @@ impl Op {
             Op::Promote { .. } => "promote",
             Op::Rollback { .. } => "rollback",
             Op::Diff { .. } => "diff",
+            Op::SnapshotMany { .. } => "snapshot",
+            Op::Role { .. } => "role",
+            Op::Handover { .. } => "handover",
+            Op::StopReceives { .. } => "stop-receives",
+            Op::ChangedSince { .. } => "changed-since",
             Op::CopyLocal { .. } => "copy",
         }
     }
@@ -195,6 +247,8 @@ impl Op {
                 | Op::ZpoolStatus { .. }
                 | Op::RoleProps { .. }
                 | Op::Diff { .. }
+                | Op::Role { .. }
+                | Op::ListNames { .. }
         )
     }
 
@@ -268,6 +322,10 @@ impl Op {
                 .args(["inherit", "-S", "readonly"])
                 .args(datasets.iter().cloned()),
             Op::Mount { dataset } => zfs.arg("mount").arg(dataset.clone()),
+            Op::Unmount { dataset } => zfs.arg("unmount").arg(dataset.clone()),
+            Op::ListNames { roots } => zfs
+                .args(["list", "-H", "-o", "name", "-t", "all", "-r"])
+                .args(roots.iter().cloned()),
             Op::Snapshot {
                 snapshot,
                 recursive,
@@ -291,7 +349,15 @@ impl Op {
                 };
                 c.arg(dataset.clone())
             }
-            Op::Rename { from, to } => zfs.args(["rename", "-p"]).arg(from.clone()).arg(to.clone()),
+            Op::Rename {
+                from,
+                to,
+                filesystem,
+            } => {
+                let c = zfs.arg("rename");
+                let c = if *filesystem { c.arg("-u") } else { c };
+                c.arg(from.clone()).arg(to.clone())
+            }
             Op::InheritMountpoint { dataset } => zfs
                 .args(["inherit", "-r", "mountpoint"])
                 .arg(dataset.clone()),
@@ -337,6 +403,56 @@ impl Op {
                     recv.to_shell()
                 ))
             }
+            Op::SnapshotMany { snapshots } => zfs.arg("snapshot").args(snapshots.iter().cloned()),
+            Op::Role { asked_by } => Cmd::new("zfs-nfs-replica")
+                .args(["role", "--json", "--asked-by"])
+                .arg(asked_by.clone()),
+            Op::Handover { to, within } => Cmd::new("zfs-nfs-replica")
+                .args(["handover", "--to"])
+                .arg(to.clone())
+                .arg("--within")
+                .arg(format!("{within}s")),
+            Op::ChangedSince {
+                dataset,
+                snapshot,
+                volume,
+            } => {
+                let ds = crate::cmd::shell_quote(dataset);
+                let snap = crate::cmd::shell_quote(&format!("{dataset}@{snapshot}"));
+                let script = if *volume {
+                    let probe =
+                        crate::cmd::shell_quote(&format!("{dataset}@zfs-nfs-replica-probe"));
+                    format!(
+                        "zfs destroy {probe} 2>/dev/null; zfs snapshot {probe} || exit 3; \
+                         zfs send -i {snap} {probe} | zstream dump | grep -E 'Total DRR_(WRITE|WRITE_BYREF|WRITE_EMBEDDED|FREE|FREEOBJECTS|OBJECT|SPILL) records'; \
+                         rc=$?; zfs destroy {probe}; exit $rc"
+                    )
+                } else {
+                    format!(
+                        "m=$(zfs get -H -o value mounted {ds}) || exit 3; \
+                         if [ \"$m\" != yes ]; then zfs mount -o ro {ds} || exit 3; fi; \
+                         zfs diff -H {snap} {ds}; rc=$?; \
+                         if [ \"$m\" != yes ]; then zfs unmount {ds}; fi; exit $rc"
+                    )
+                };
+                Cmd::new("sh").arg("-c").arg(script)
+            }
+            Op::StopReceives { roots } => {
+                // Our receives exactly as [`Op::Recv`] starts them, into one
+                // of the roots: SIGCONT (a stopped one must see the
+                // signal), SIGTERM, then SIGKILL what is left. pkill -f
+                // matches the whole command line as an extended regex.
+                let alt = roots
+                    .iter()
+                    .map(|r| regex_escape(r))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                let pat = format!("^zfs receive -s -u -o readonly=on( -F)? ({alt})(/|$)");
+                Cmd::new("sh").arg("-c").arg(format!(
+                    "p={}; pkill -CONT -f \"$p\"; pkill -TERM -f \"$p\" && sleep 2; pkill -KILL -f \"$p\"; true",
+                    crate::cmd::shell_quote(&pat)
+                ))
+            }
             Op::PoolList { pools } => Cmd::new("zpool")
                 .args(["list", "-H", "-p", "-o", "name,health,size,allocated,free"])
                 .args(pools.iter().cloned()),
@@ -362,6 +478,18 @@ impl fmt::Display for Op {
         }
         fmt::Display::fmt(&self.to_cmd(), f)
     }
+}
+
+/// `s` as an extended regular expression that matches exactly it.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.^$|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Known `zfs` failures, recognised from stderr (OpenZFS 2.x wording).

@@ -345,7 +345,7 @@ impl Lab {
     pub fn fresh_pools(&self) {
         self.on_both(|n| {
             let mut s = String::from(
-                "pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; ",
+                "ip link set eth1 up; pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; ",
             );
             // Pools first: a quarantine may be mounted below the state dir.
             for p in POOLS {
@@ -397,7 +397,7 @@ impl Lab {
                 n,
                 &format!(
                     "d=/pools/saved-{name}; [ -f $d/files.tar ] || exit 9
-                     pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2
+                     ip link set eth1 up; pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2
                      for p in {pools}; do zpool destroy -f $p 2>/dev/null; rm -rf /$p; done
                      set -e
                      rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid /etc/zfs-nfs-replica /etc/pve

@@ -1,0 +1,302 @@
+//! `zfs-nfs-replica handover --to NODE --within DURATION`: run on the old
+//! master by the node the guest moved to (from its `pre-start` hook, over
+//! ssh; see `src/handover.rs`). Hands this node's last writes over: checks
+//! that the cluster places the guest on NODE, stops being master (sanoid
+//! off, one snapshot of everything written since its newest snapshot,
+//! read-only), then replicates to NODE as a run does. Prints its report as
+//! one JSON line; exit codes as `run`.
+
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use crate::cli::{HandoverArgs, RunArgs};
+use crate::config::Config;
+use crate::engine::{Engine, Outcome, Settings};
+use crate::exit;
+use crate::handover::{Report, snapshot_name};
+use crate::progress::Silent;
+use crate::role;
+use crate::runner::{Runner, SystemRunner, stderr_head};
+use crate::state;
+use crate::zfs::{self, Op};
+
+pub async fn handover(cfg: &Config, args: &HandoverArgs) -> u8 {
+    let started = Instant::now();
+    let mut report = Report {
+        to: args.to.clone(),
+        ..Report::default()
+    };
+    let code = match tokio::time::timeout(args.within, inner(cfg, args, &mut report)).await {
+        Ok(c) => c,
+        Err(_) => {
+            report.error = Some(format!(
+                "not finished within {}s: the transfers stop here and resume on the next run",
+                args.within.as_secs()
+            ));
+            exit::TRANSIENT
+        }
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    match &report.error {
+        Some(e) => error!("handover to {}: {e}", args.to),
+        None => info!("{}", report.line()),
+    }
+    match serde_json::to_string(&report) {
+        Ok(j) => crate::outln!("{j}"),
+        Err(e) => error!("{e}"),
+    }
+    code
+}
+
+async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
+    let local = match super::local_node(cfg) {
+        Ok(n) => n,
+        Err(e) => {
+            report.error = Some(e);
+            return exit::CONFIG;
+        }
+    };
+    report.from = local.clone();
+    if args.to == local || !cfg.cluster.nodes.keys().any(|n| n.as_str() == args.to) {
+        report.error = Some(format!(
+            "--to {}: not another node of [cluster] nodes",
+            args.to
+        ));
+        return exit::CONFIG;
+    }
+    // 1. The guest has left this node, for exactly that node.
+    match crate::pve::placement(cfg).await {
+        Ok((node, _)) if node == args.to => {}
+        Ok((node, status)) => {
+            report.error = Some(format!(
+                "the cluster places guest {} on {node} ({}), not on {}: nothing handed over",
+                cfg.cluster.guest,
+                status.as_deref().unwrap_or("status unknown"),
+                args.to
+            ));
+            return exit::REFUSED;
+        }
+        Err(e) => {
+            report.error = Some(format!("cannot tell where the guest is: {e}"));
+            return exit::REFUSED;
+        }
+    }
+    // ...and this node was its master: a standby has nothing of its own.
+    let dir = &cfg.paths.state_dir;
+    match state::load_role(dir) {
+        Ok(Some(r)) if r.role == "master" => {}
+        _ => {
+            info!(
+                "handover to {}: this node was not master: nothing to hand over",
+                args.to
+            );
+            report.result = "nothing-to-do".into();
+            return exit::NOTHING_TO_DO;
+        }
+    }
+    let runner = SystemRunner {
+        kill_grace: cfg.timeouts.kill_grace.get(),
+    };
+    let timeout = cfg.timeouts.command.get();
+    // 2. No longer master: sanoid takes no snapshot after the handover's...
+    if let Err(e) = role::set_autosnap(cfg, false, false) {
+        warn!("handover: sanoid.conf left as it is: {e}");
+    }
+    // ...one snapshot, at one instant, of every dataset written since its
+    // newest snapshot...
+    let roots: Vec<String> = cfg.pools.iter().map(|p| p.name.to_string()).collect();
+    let listed = match runner
+        .output(
+            &Op::List {
+                roots: roots.clone(),
+            }
+            .to_cmd(),
+            timeout,
+        )
+        .await
+    {
+        Ok(o) if o.success() => zfs::parse_list(&o.stdout).map_err(|e| e.to_string()),
+        Ok(o) => Err(stderr_head(&o.stderr)),
+        Err(e) => Err(e.to_string()),
+    };
+    let listing = match listed {
+        Ok(l) => l,
+        Err(e) => {
+            report.error = Some(format!("cannot list this node's pools: {e}"));
+            return exit::TRANSIENT;
+        }
+    };
+    let name = snapshot_name(chrono::Utc::now());
+    let changed: Vec<String> = listing
+        .datasets
+        .values()
+        .filter(|d| d.written > 0)
+        .filter(|d| {
+            cfg.pools.iter().any(|p| {
+                let root = p.name.as_str();
+                let q = crate::resolve::container(root);
+                (d.name == root || d.name.starts_with(&format!("{root}/")))
+                    && !p
+                        .exclude
+                        .iter()
+                        .any(|e| d.name == e.as_str() || d.name.starts_with(&format!("{e}/")))
+                    && d.name != q
+                    && !d.name.starts_with(&format!("{q}/"))
+            })
+        })
+        .map(|d| d.name.clone())
+        .collect();
+    if !changed.is_empty() {
+        let op = Op::SnapshotMany {
+            snapshots: changed.iter().map(|d| format!("{d}@{name}")).collect(),
+        };
+        info!("handover: {op}");
+        match runner.output(&op.to_cmd(), timeout).await {
+            Ok(o) if o.success() => {}
+            Ok(o) => {
+                report.error = Some(format!("`{op}` failed: {}", stderr_head(&o.stderr)));
+                return exit::TRANSIENT;
+            }
+            Err(e) => {
+                report.error = Some(e.to_string());
+                return exit::TRANSIENT;
+            }
+        }
+        report.snapshot = Some(name);
+        report.datasets = changed;
+    }
+    // ...and nothing here changes any more.
+    let ch = role::make_readonly(&runner, cfg, &[], false, timeout).await;
+    role::log_changes("handover", &ch);
+    if let Err(e) = state::record_role(dir, "standby", &args.to) {
+        warn!("cannot record this node's role: {e}");
+    }
+    // 3. The last increments to the new master, as a run sends them (its
+    // answer lets exactly this node write: it waits for this handover).
+    let run_args = RunArgs {
+        dry_run: false,
+        pools: Vec::new(),
+        overwrite_empty_target: false,
+        accept_size_change: Vec::new(),
+    };
+    let settings = Settings {
+        local_node: local.clone(),
+        hold_tag: cfg.replication.hold_tag.to_string(),
+        send_properties: cfg.replication.send_properties,
+        command_timeout: timeout,
+        stall_timeout: cfg.timeouts.stall.get(),
+        transfer_timeout: cfg.timeouts.transfer.get(),
+        dry_run: false,
+        overwrite_empty: false,
+    };
+    let mut silent = Silent;
+    let mut engine = Engine::new(&runner, &settings, &mut silent);
+    let all = super::run::replicate_all(
+        cfg,
+        &run_args,
+        &mut engine,
+        &Default::default(),
+        false,
+        Default::default(),
+        Some(&args.to),
+    )
+    .await;
+    report.bytes = all.reports.iter().map(|r| r.bytes).sum();
+    for r in &all.reports {
+        match r.outcome {
+            Outcome::Refused | Outcome::Transient => warn!("{}", r.summary()),
+            _ => info!("{}", r.summary()),
+        }
+    }
+    let code = exit::combine(all.reports.iter().map(|r| r.outcome));
+    report.result = crate::status::result_name(code).to_string();
+    if code > exit::NOTHING_TO_DO {
+        report.error = Some(
+            all.reports
+                .iter()
+                .filter(|r| r.outcome >= Outcome::Transient)
+                .map(|r| r.summary())
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+    }
+    code
+}
+
+/// Used by the hook, on the node the guest moved to: ask `from` to hand
+/// over, within what is left of `budget`; the report (or why there is none).
+pub async fn pull<R: Runner>(
+    runner: &R,
+    cfg: &Config,
+    from: &str,
+    local: &str,
+    budget: std::time::Duration,
+) -> Report {
+    let started = Instant::now();
+    let failed = |e: String| Report {
+        from: from.to_string(),
+        to: local.to_string(),
+        error: Some(e),
+        seconds: started.elapsed().as_secs_f64(),
+        ..Report::default()
+    };
+    let Some(addr) = cfg
+        .cluster
+        .nodes
+        .iter()
+        .find(|(n, _)| n.as_str() == from)
+        .map(|(_, a)| a.clone())
+    else {
+        return failed(format!("{from} is not in [cluster] nodes"));
+    };
+    let run_dir = &cfg.paths.run_dir;
+    let until = std::time::SystemTime::now() + budget + std::time::Duration::from_secs(10);
+    if let Err(e) = crate::handover::expect(run_dir, from, until) {
+        return failed(e);
+    }
+    let target = crate::ssh::Target {
+        name: from.to_string(),
+        addr,
+    };
+    let peer =
+        match crate::ssh::Peer::connect(runner, &cfg.ssh, &target, &super::socket_dir(cfg, false))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                crate::handover::clear(run_dir);
+                return failed(format!("{from} is unreachable ({e})"));
+            }
+        };
+    let within = crate::handover::within(budget, started.elapsed());
+    let op = Op::Handover {
+        to: local.to_string(),
+        within: within.as_secs().max(1),
+    };
+    let side = crate::engine::Side::Remote(&peer);
+    info!("pre-start: asking {from} to hand over: {}", side.show(&op));
+    let out = runner
+        .output(&side.cmd(&op), within + std::time::Duration::from_secs(5))
+        .await;
+    peer.close(cfg.ssh.connect_timeout.get()).await;
+    crate::handover::clear(run_dir);
+    let mut r = match out {
+        Ok(o) => match o
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Report>(l).ok())
+        {
+            Some(r) => r,
+            None => failed(format!(
+                "{from} gave no report (exit {}): {}",
+                o.status,
+                stderr_head(&o.stderr)
+            )),
+        },
+        Err(e) => failed(e.to_string()),
+    };
+    r.seconds = started.elapsed().as_secs_f64();
+    r
+}
