@@ -740,7 +740,7 @@ fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept(
         // The root's common snapshot is @on-b: B's first run sent it.
         "DESTRUCTIVE zfs rollback -r zpool1@on-b",
         "destroys zpool1's @a-root",
-        "zfs rename -p zpool1/a zpool1/zfs-nfs-replica-quarantine/",
+        "zfs rename -u zpool1/a zpool1/zfs-nfs-replica-quarantine/",
         "zfs promote zpool1/a",
     ] {
         assert!(plan.contains(want), "{want}: {plan}");

@@ -2,8 +2,8 @@
 //! master by the node the guest moved to (from its `pre-start` hook, over
 //! ssh; see `src/handover.rs`). Hands this node's last writes over: checks
 //! that the cluster places the guest on NODE, stops being master (sanoid
-//! off, one snapshot of everything written since its newest snapshot,
-//! read-only), then replicates to NODE as a run does. Prints its report as
+//! off, one snapshot of everything written since its newest snapshot),
+//! replicates to NODE as a run does, then makes its datasets read-only. Prints its report as
 //! one JSON line; exit codes as `run`.
 
 use std::time::Instant;
@@ -128,10 +128,12 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         }
     };
     let name = snapshot_name(chrono::Utc::now());
+    // Only datasets that are replicated at all: one without a snapshot has
+    // never been sent (and would not be now).
     let changed: Vec<String> = listing
         .datasets
         .values()
-        .filter(|d| d.written > 0)
+        .filter(|d| d.written > 0 && !d.snapshots.is_empty())
         .filter(|d| {
             cfg.pools.iter().any(|p| {
                 let root = p.name.as_str();
@@ -148,27 +150,32 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         .map(|d| d.name.clone())
         .collect();
     if !changed.is_empty() {
-        let op = Op::SnapshotMany {
-            snapshots: changed.iter().map(|d| format!("{d}@{name}")).collect(),
-        };
-        info!("handover: {op}");
-        match runner.output(&op.to_cmd(), timeout).await {
-            Ok(o) if o.success() => {}
-            Ok(o) => {
-                report.error = Some(format!("`{op}` failed: {}", stderr_head(&o.stderr)));
-                return exit::TRANSIENT;
-            }
-            Err(e) => {
-                report.error = Some(e.to_string());
-                return exit::TRANSIENT;
+        // One command per pool: a `zfs snapshot` of several datasets is
+        // atomic within one pool only (OpenZFS refuses several pools).
+        let mut by_pool: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for d in &changed {
+            let pool = d.split('/').next().unwrap_or(d);
+            by_pool.entry(pool).or_default().push(format!("{d}@{name}"));
+        }
+        for snapshots in by_pool.into_values() {
+            let op = Op::SnapshotMany { snapshots };
+            info!("handover: {op}");
+            match runner.output(&op.to_cmd(), timeout).await {
+                Ok(o) if o.success() => {}
+                Ok(o) => {
+                    report.error =
+                        Some(format!("`{op}` failed: {}", stderr_head(&o.stderr)));
+                    return exit::TRANSIENT;
+                }
+                Err(e) => {
+                    report.error = Some(e.to_string());
+                    return exit::TRANSIENT;
+                }
             }
         }
         report.snapshot = Some(name);
         report.datasets = changed;
     }
-    // ...and nothing here changes any more.
-    let ch = role::make_readonly(&runner, cfg, &[], false, timeout).await;
-    role::log_changes("handover", &ch);
     if let Err(e) = state::record_role(dir, "standby", &args.to) {
         warn!("cannot record this node's role: {e}");
     }
@@ -202,6 +209,12 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         Some(&args.to),
     )
     .await;
+    // ...and nothing here changes any more. Only now: `zfs send -p` carries
+    // the datasets' properties, and a `readonly=on` set before the send
+    // would arrive as the new master's received value, which its
+    // promotion (`zfs inherit -S readonly`) restores.
+    let ch = role::make_readonly(&runner, cfg, &[], false, timeout).await;
+    role::log_changes("handover", &ch);
     report.bytes = all.reports.iter().map(|r| r.bytes).sum();
     for r in &all.reports {
         match r.outcome {

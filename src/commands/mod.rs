@@ -120,7 +120,9 @@ fn already_done(op: &crate::zfs::Op, names: &std::collections::BTreeSet<String>)
         Op::CreateContainer { dataset, .. } => names.contains(dataset),
         Op::Snapshot { snapshot, .. } => names.contains(snapshot),
         Op::SnapshotMany { snapshots } => snapshots.iter().all(|s| names.contains(s)),
-        Op::Rename { from, to, .. } => !names.contains(from) && names.contains(to),
+        // The quarantine's name is new to this resolve: its existence is
+        // the rename's (the live name may exist again: the clone's).
+        Op::Rename { to, .. } => names.contains(to),
         Op::Clone { target, .. } => names.contains(target),
         Op::CopyLocal {
             snapshot, target, ..
@@ -129,6 +131,21 @@ fn already_done(op: &crate::zfs::Op, names: &std::collections::BTreeSet<String>)
             .is_some_and(|(_, snap)| names.contains(&format!("{target}@{snap}"))),
         _ => false,
     }
+}
+
+/// Steps that cannot simply run twice, and whose effect a listing shows;
+/// the others run again harmlessly (a hold, a mount, a property).
+fn has_check(op: &crate::zfs::Op) -> bool {
+    use crate::zfs::Op;
+    matches!(
+        op,
+        Op::CreateContainer { .. }
+            | Op::Snapshot { .. }
+            | Op::SnapshotMany { .. }
+            | Op::Rename { .. }
+            | Op::Clone { .. }
+            | Op::CopyLocal { .. }
+    )
 }
 
 /// Errors that mean the step's effect is already there.
@@ -178,12 +195,19 @@ pub async fn execute_steps<R: crate::runner::Runner>(
         Err(e) => return (Vec::new(), Some(format!("`{}`: {e}", side.show(&list)))),
     };
     let mut done: Vec<String> = Vec::new();
+    // Steps found done are skipped only from the start on: once one step
+    // runs, the names listed before it say nothing about the steps after
+    // it (a rename frees a name a later clone takes again).
+    let mut resuming = true;
     for (i, s) in steps.iter().enumerate() {
         let shown = side.show(&s.op);
-        if already_done(&s.op, &names) {
-            info!("step {}: {shown}: already done", i + 1);
-            done.push(format!("{shown} (already done)"));
-            continue;
+        if resuming && has_check(&s.op) {
+            if already_done(&s.op, &names) {
+                info!("step {}: {shown}: already done", i + 1);
+                done.push(format!("{shown} (already done)"));
+                continue;
+            }
+            resuming = false;
         }
         if s.destructive {
             warn!("DESTRUCTIVE step {}: {shown} ({})", i + 1, s.note);
