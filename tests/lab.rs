@@ -1598,3 +1598,41 @@ fn lab_a_planned_migration_hands_the_last_writes_over_and_back() {
     eprintln!("[lab] crash: B promoted {took:.1}s after its pre-start, without A");
     lab.ok(A, "ip link set eth1 up");
 }
+
+/// Split brain: each node's API and `.vmlist` place the guest on that node
+/// itself (the moment around a migration when two nodes' checks, run at
+/// different times, can each see it). Both act as master; each asks the
+/// other before writing into it, hears "master" back, and writes nothing:
+/// no snapshot arrives anywhere, both runs exit 4 and say why.
+#[test]
+fn lab_two_nodes_that_both_believe_they_are_master_write_into_neither() {
+    let lab = Lab::get();
+    synced(&lab);
+    lab.ok(A, "echo a > /zpool1/a/new-on-a && zfs snapshot -r zpool1@s3");
+    let before = lab.on_both(|n| all_snapshot_guids(&lab, n, "zpool1"));
+    lab.pve.set(|s| s.each_its_own = vec![A.to_string(), B.to_string()]);
+    lab.on_both(|n| {
+        lab.ok(
+            n,
+            &format!(
+                r#"printf '%s\n' '{{"version":8,"ids":{{"103":{{"node":"{n}","type":"lxc","version":4}}}}}}' > /etc/pve/.vmlist"#
+            ),
+        )
+    });
+    let outs = lab.on_both(|n| lab.replica(n, "run"));
+    for (n, out) in NODES.iter().zip(&outs) {
+        assert_eq!(out.code, Some(4), "{n}: {}", out.all());
+        assert!(out.stderr.contains("this node is master"), "{n}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("says it is master itself"),
+            "{n} names why: {}",
+            out.stderr
+        );
+    }
+    let after = lab.on_both(|n| all_snapshot_guids(&lab, n, "zpool1"));
+    assert_eq!(before, after, "nothing was received anywhere");
+    assert!(
+        !after[1].iter().any(|l| l.contains("@s3")),
+        "B never got A's new snapshot"
+    );
+}

@@ -67,6 +67,10 @@ pub struct State {
     pub after: Vec<(usize, Step)>,
     /// Edit an answer's `data` before it is sent (drop fields, change types).
     pub edit: Option<fn(&str, &mut Value)>,
+    /// Split brain: each listed node's own API places the guest on that
+    /// node (every node believes it hosts the guest), whatever
+    /// `guest_node` says.
+    pub each_its_own: Vec<String>,
 }
 
 pub struct FakePve {
@@ -123,6 +127,7 @@ impl FakePve {
             log: Vec::new(),
             after: Vec::new(),
             edit: None,
+            each_its_own: Vec::new(),
         }));
         let token = "repl@pve!ro=5e1c1d2a-0b7e-4f00-9b2f-lab0token0000".to_string();
         let mut listeners = Vec::new();
@@ -226,6 +231,7 @@ impl FakePve {
             s.fault_only = None;
             s.after.clear();
             s.edit = None;
+            s.each_its_own.clear();
         });
     }
 
@@ -366,7 +372,10 @@ async fn route(
     let Some(path) = path.strip_prefix("/api2/json") else {
         return (501, json!({"data": null}).to_string());
     };
-    let st = state.lock().unwrap().clone();
+    let mut st = state.lock().unwrap().clone();
+    if st.each_its_own.iter().any(|n| n == node) {
+        st.guest_node = Some(node.to_string());
+    }
     let online = |n: &str| st.nodes.get(n).is_some_and(|x| x.online);
     let sid = format!("ct:{}", st.vmid);
     let data: Value = match (method, path) {
