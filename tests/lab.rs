@@ -1608,9 +1608,13 @@ fn lab_a_planned_migration_hands_the_last_writes_over_and_back() {
 fn lab_two_nodes_that_both_believe_they_are_master_write_into_neither() {
     let lab = Lab::get();
     synced(&lab);
-    lab.ok(A, "echo a > /zpool1/a/new-on-a && zfs snapshot -r zpool1@s3");
+    lab.ok(
+        A,
+        "echo a > /zpool1/a/new-on-a && zfs snapshot -r zpool1@s3",
+    );
     let before = lab.on_both(|n| all_snapshot_guids(&lab, n, "zpool1"));
-    lab.pve.set(|s| s.each_its_own = vec![A.to_string(), B.to_string()]);
+    lab.pve
+        .set(|s| s.each_its_own = vec![A.to_string(), B.to_string()]);
     lab.on_both(|n| {
         lab.ok(
             n,
@@ -1622,7 +1626,11 @@ fn lab_two_nodes_that_both_believe_they_are_master_write_into_neither() {
     let outs = lab.on_both(|n| lab.replica(n, "run"));
     for (n, out) in NODES.iter().zip(&outs) {
         assert_eq!(out.code, Some(4), "{n}: {}", out.all());
-        assert!(out.stderr.contains("this node is master"), "{n}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("this node is master"),
+            "{n}: {}",
+            out.stderr
+        );
         assert!(
             out.stderr.contains("says it is master itself"),
             "{n} names why: {}",
