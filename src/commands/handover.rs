@@ -163,8 +163,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
             match runner.output(&op.to_cmd(), timeout).await {
                 Ok(o) if o.success() => {}
                 Ok(o) => {
-                    report.error =
-                        Some(format!("`{op}` failed: {}", stderr_head(&o.stderr)));
+                    report.error = Some(format!("`{op}` failed: {}", stderr_head(&o.stderr)));
                     return exit::TRANSIENT;
                 }
                 Err(e) => {
