@@ -23,6 +23,10 @@ pub const SANOID_CONF: &str = "# NFS pools\n[zpool1]\n\tuse_template = productio
 pub struct Lab {
     pub run_dir: PathBuf,
     pub ssh_config: PathBuf,
+    /// boot.sh's settings for this lab (to boot a node again).
+    envs: Vec<(&'static str, String)>,
+    /// The tool's binary as the nodes see it (`/mnt/host/...`).
+    bin: String,
     /// The Proxmox API stand-in; each node reaches its own listener at
     /// https://10.0.2.100:8006.
     pub pve: super::pve::FakePve,
@@ -40,6 +44,10 @@ impl Out {
         format!("{}{}", self.stdout, self.stderr)
     }
 }
+
+/// What a node keeps on its root filesystem that the tool or a scenario
+/// writes (on the node's `labsys` disk: it survives a crash).
+const PERSISTED: &str = "etc/zfs-nfs-replica etc/sanoid etc/pve var/lib/zfs-nfs-replica";
 
 static LABS: OnceLock<Vec<Mutex<Option<Lab>>>> = OnceLock::new();
 
@@ -136,6 +144,17 @@ fn stage_binary(run_dir: &Path) -> String {
     format!("/mnt/host/{}", rel.display())
 }
 
+/// A UDP port whose next port is free too (the link's two ends).
+fn free_udp_pair() -> u16 {
+    loop {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 65535 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -224,7 +243,10 @@ impl Lab {
             ("LAB_RUN_DIR", run_dir.display().to_string()),
             ("LAB_SSH_PORT_A", free_port().to_string()),
             ("LAB_SSH_PORT_B", free_port().to_string()),
-            ("LAB_LINK_PORT", free_port().to_string()),
+            ("LAB_LINK_PORT", free_udp_pair().to_string()),
+            // Pools on disks that survive a node being killed and booted
+            // again (tests/lab/guest/init).
+            ("LAB_DISKS", "1".to_string()),
             ("LAB_SHARE", target_dir().display().to_string()),
             ("LAB_API_PORT_A", pve.ports["pve1"].to_string()),
             ("LAB_API_PORT_B", pve.ports["pve2"].to_string()),
@@ -249,25 +271,62 @@ impl Lab {
             .expect("start the lab watchdog");
         assert!(st.success(), "setsid -f failed: {st}");
         script("boot.sh", &envs);
+        let bin = stage_binary(&run_dir);
         let lab = Lab {
             ssh_config: run_dir.join("ssh_config"),
             run_dir,
             pve,
+            envs,
+            bin,
         };
-        let bin = stage_binary(&lab.run_dir);
         for n in NODES {
-            // The binary, the cluster CA where Proxmox keeps it, and the
-            // API token (0600) where the package documents it.
-            lab.ok(n, &format!(
-                "mkdir -p /etc/zfs-nfs-replica /usr/bin /etc/pve && install -m 755 {bin} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version && \
-                 cat > /etc/pve/pve-root-ca.pem <<'EOF'\n{ca}\nEOF\n\
-                 (umask 077; printf '%s\\n' '{token}' > /etc/zfs-nfs-replica/pve-token)",
-                ca = lab.pve.ca_pem,
-                token = lab.pve.token,
-            ));
+            lab.install(n);
         }
         lab.place_guest(NODES[0]);
         lab
+    }
+
+    /// The binary (kept in RAM, as the package would install it on a
+    /// node's disk: put back after a reboot), the cluster CA where Proxmox
+    /// keeps it, and the API token (0600) where the package documents it
+    /// (both on the node's persistent disk).
+    fn install(&self, n: &str) {
+        self.ok(n, &format!(
+            "mkdir -p /etc/zfs-nfs-replica /usr/bin /etc/pve && install -m 755 {bin} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version && \
+             cat > /etc/pve/pve-root-ca.pem <<'EOF'\n{ca}\nEOF\n\
+             (umask 077; printf '%s\\n' '{token}' > /etc/zfs-nfs-replica/pve-token)",
+            bin = self.bin,
+            ca = self.pve.ca_pem,
+            token = self.pve.token,
+        ));
+    }
+
+    /// Kill a node as a power cut would (its qemu, SIGKILL): nothing in its
+    /// RAM survives; its disks do.
+    pub fn kill(&self, n: &str) {
+        let pid =
+            std::fs::read_to_string(self.run_dir.join(format!("{n}.pid"))).unwrap_or_default();
+        let pid: i32 = pid.trim().parse().expect("the node's qemu pid");
+        // SAFETY: kill(2) of the pid boot.sh recorded for this lab's node.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        assert!(
+            wait_until(Duration::from_secs(10), || !Path::new(&format!(
+                "/proc/{pid}"
+            ))
+            .exists()),
+            "{n}'s qemu did not die"
+        );
+    }
+
+    /// Boot a killed node again (its pools imported from its disks, its
+    /// state and config as it left them) and put the binary back.
+    pub fn start(&self, n: &str) {
+        let mut envs = self.envs.clone();
+        envs.push(("LAB_ONLY", n.to_string()));
+        script("boot.sh", &envs);
+        self.install(n);
     }
 
     /// Where the cluster places the guest, as every node's API and its
@@ -351,11 +410,16 @@ impl Lab {
             for p in POOLS {
                 s += &format!("zpool destroy -f {p} 2>/dev/null; rm -rf /pools/{p}*.img /{p}; ");
             }
-            s += "rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid; pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log; ";
+            s += "rm -rf /run/zfs-nfs-replica; mkdir -p /var/lib/zfs-nfs-replica /etc/sanoid; \
+                  find /var/lib/zfs-nfs-replica /etc/sanoid -mindepth 1 -delete; \
+                  pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log; ";
             for p in POOLS {
+                // On its disk (tests/lab/guest/init wrote which), else on a
+                // file in the node's RAM.
                 s += &format!(
-                    "truncate -s 512M /pools/{p}.img && \
-                     zpool create -f -o cachefile=none -o ashift=12 {p} /pools/{p}.img || exit 1; "
+                    "d=$(awk '$1 == \"{p}\" {{ print $2 }}' /etc/lab/disks 2>/dev/null); \
+                     if [ -z \"$d\" ]; then d=/pools/{p}.img; truncate -s 512M $d; fi; \
+                     zpool create -f -o cachefile=none -o ashift=12 {p} $d || exit 1; "
                 );
             }
             self.ok(n, &s);
@@ -363,11 +427,12 @@ impl Lab {
     }
 
     /// Keep the nodes' present state under `name`, to be brought back by
-    /// [`Lab::restore`]: both pools (exported, their files copied, imported
-    /// again), which filesystems were mounted, and every file the tool or
-    /// the scenario set up (its config and state, sanoid.conf, `.vmlist`).
-    /// A restored state is this one byte for byte: scenarios that start
-    /// from the same set-up (pools replicated once) make it once per lab.
+    /// [`Lab::restore`]: both pools (exported, their disks copied on the
+    /// host, imported again), which filesystems were mounted, and every file
+    /// the tool or the scenario set up (its config and state, sanoid.conf,
+    /// `.vmlist`). A restored state is this one byte for byte: scenarios
+    /// that start from the same set-up (pools replicated once) make it once
+    /// per lab.
     pub fn save(&self, name: &str) {
         let pools = POOLS.join(" ");
         self.on_both(|n| {
@@ -377,19 +442,19 @@ impl Lab {
                     "set -e; d=/pools/saved-{name}; rm -rf $d; mkdir -p $d
                      zpool sync {pools}
                      zfs list -H -o name,mounted -t filesystem -r {pools} | awk '$2 == \"yes\" {{ print $1 }}' > $d/mounted
-                     tar -C / -cf $d/files.tar $(cd / && for f in etc/zfs-nfs-replica etc/sanoid etc/pve var/lib/zfs-nfs-replica; do [ -e $f ] && echo $f; done)
-                     zpool export {pools}
-                     for p in {pools}; do cp --sparse=always /pools/$p.img $d/; done
-                     {import}",
-                    import = Self::import_as_saved(name),
+                     tar -C / -cf $d/files.tar {PERSISTED}
+                     zpool export {pools}"
                 ),
             );
+            self.copy_disks(n, |disk, saved| (disk, saved), name);
+            self.ok(n, &Self::import_as_saved(name));
         });
     }
 
     /// Bring back the state [`Lab::save`] kept under `name`; false (and
-    /// nothing done) when this lab has none. Any run left over is stopped
-    /// first, as by [`Lab::fresh_pools`].
+    /// nothing done) when this lab has none (or a node was booted again
+    /// since). Any run left over is stopped first, as by
+    /// [`Lab::fresh_pools`].
     pub fn restore(&self, name: &str) -> bool {
         let pools = POOLS.join(" ");
         let ok = self.on_both(|n| {
@@ -398,21 +463,22 @@ impl Lab {
                 &format!(
                     "d=/pools/saved-{name}; [ -f $d/files.tar ] || exit 9
                      ip link set eth1 up; pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2
-                     for p in {pools}; do zpool destroy -f $p 2>/dev/null; rm -rf /$p; done
+                     for p in {pools}; do zpool export -f $p 2>/dev/null || zpool destroy -f $p 2>/dev/null; rm -rf /$p; done
                      set -e
-                     rm -rf /run/zfs-nfs-replica /var/lib/zfs-nfs-replica /etc/sanoid /etc/zfs-nfs-replica /etc/pve
+                     rm -rf /run/zfs-nfs-replica
+                     for f in {PERSISTED}; do mkdir -p /$f; find /$f -mindepth 1 -delete; done
                      tar -C / -xf $d/files.tar
-                     pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log
-                     for p in {pools}; do cp --sparse=always $d/$p.img /pools/; done
-                     {import}",
-                    import = Self::import_as_saved(name),
+                     pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log"
                 ),
             );
             match o.code {
-                Some(0) => true,
-                Some(9) => false,
+                Some(0) => {}
+                Some(9) => return false,
                 _ => panic!("restoring {name} on {n} failed: {}", o.all()),
             }
+            self.copy_disks(n, |disk, saved| (saved, disk), name);
+            self.ok(n, &Self::import_as_saved(name));
+            true
         });
         assert!(
             ok.iter().all(|b| *b) || ok.iter().all(|b| !*b),
@@ -421,15 +487,36 @@ impl Lab {
         ok[0]
     }
 
+    /// Copy each pool's disk of node `n` (exported) on the host, between
+    /// the live disk and its copy under `name`: `dir` orders (disk, saved)
+    /// into (from, to).
+    fn copy_disks(&self, n: &str, dir: fn(PathBuf, PathBuf) -> (PathBuf, PathBuf), name: &str) {
+        let saved_dir = self.run_dir.join(format!("saved-{name}"));
+        std::fs::create_dir_all(&saved_dir).expect("saved dir");
+        for p in POOLS {
+            let file = format!("{n}-{p}.img");
+            let (from, to) = dir(
+                self.run_dir.join("disks").join(&file),
+                saved_dir.join(&file),
+            );
+            let st = Command::new("cp")
+                .arg("--sparse=always")
+                .arg(&from)
+                .arg(&to)
+                .status()
+                .expect("cp");
+            assert!(st.success(), "cp {} {}: {st}", from.display(), to.display());
+        }
+    }
+
     /// Import the pools of a saved state without mounting, then mount what
     /// was mounted when it was saved (parents first, as listed).
     fn import_as_saved(name: &str) -> String {
-        let devs: String = POOLS
-            .iter()
-            .map(|p| format!(" -d /pools/{p}.img"))
-            .collect();
+        let pools = POOLS.join(" ");
         format!(
-            "zpool import -N -o cachefile=none{devs} -a
+            "set -e; for p in {pools}; do
+                 zpool import -N -o cachefile=none -d $(awk -v p=$p '$1 == p {{ print $2 }}' /etc/lab/disks) $p
+             done
              while read -r ds; do zfs mount \"$ds\"; done < /pools/saved-{name}/mounted"
         )
     }

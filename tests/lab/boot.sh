@@ -11,7 +11,9 @@
 #   LAB_RUN_DIR        run dir: pid files, consoles, keys, ssh_config [<target>/lab/run]
 #   LAB_SSH_PORT_A     host port forwarded to pve1:22 [10022]
 #   LAB_SSH_PORT_B     host port forwarded to pve2:22 [10023]
-#   LAB_LINK_PORT      127.0.0.1 TCP port carrying the pve1<->pve2 link [10024]
+#   LAB_LINK_PORT      127.0.0.1 UDP ports carrying the pve1<->pve2 link: this
+#                      one (pve1's end) and the next (pve2's) [10024]; datagrams,
+#                      so either node can be killed and booted again
 #   LAB_SHARE          host dir shared read-only at /mnt/host [cargo target dir]
 #   LAB_MEM            guest RAM in MiB [1024]
 #   LAB_POOLS          pools created at boot [zpool1,zpool2] ("none": no pools)
@@ -23,6 +25,12 @@
 #   LAB_API_PORT_A/B   if set: 127.0.0.1 port of pve1's/pve2's Proxmox API stand-in,
 #                      reachable in that node at https://10.0.2.100:8006 (qemu guestfwd)
 #   LAB_KERNEL         vmlinux (PVH boot, default) or vmlinuz (bzImage)
+#   LAB_DISKS          1: the pools (and a small `labsys` disk for what a node
+#                      keeps on its root filesystem) are virtio disks backed by
+#                      sparse files in <run>/disks/, so a node can be killed
+#                      and booted again with its data (guest/init) [0]
+#   LAB_ONLY           boot only this node (the others keep running): a node
+#                      killed by a test comes back
 #   LAB_CPU            qemu -cpu model [qemu64]: the plain x86-64 model makes
 #                      the libraries pick plain code paths, which TCG runs
 #                      faster than the AVX2/AES-NI ones it emulates for
@@ -100,25 +108,65 @@ LAB_HOST_SHARE=$SHARE
 LAB_GUEST_SHARE=/mnt/host
 EOF
 
+DISKS=${LAB_DISKS:-0}
+# One MBR partition spanning a new disk image from sector 2048: ZFS given
+# a whole disk partitions it itself and then waits for udev (which the
+# guest has not) to show the partition; given a partition it uses it as is.
+mbr_partition() {
+    local img=$1 sectors le
+    sectors=$(($(stat -c %s "$img") / 512 - 2048))
+    le=$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((sectors & 255)) $((sectors >> 8 & 255)) \
+        $((sectors >> 16 & 255)) $((sectors >> 24 & 255)))
+    # boot flag, CHS start, type 0x83, CHS end, LBA start 2048, sectors
+    printf "\\x00\\x00\\x02\\x00\\x83\\xfe\\xff\\xff\\x00\\x08\\x00\\x00$le" |
+        dd of="$img" bs=1 seek=446 conv=notrunc status=none
+    printf '\x55\xaa' | dd of="$img" bs=1 seek=510 conv=notrunc status=none
+}
+# The disks of a node: -drive/-device arguments, files created on first use.
+disk_args() {
+    local n=$1 i=8 p
+    [[ $DISKS == 1 ]] || return 0
+    mkdir -p "$RUN/disks"
+    for p in labsys $(tr ',' ' ' <<<"$POOLS"); do
+        [[ $p == none ]] && continue
+        local img=$RUN/disks/$n-$p.img size=$POOL_SIZE
+        [[ $p == labsys ]] && size=64M
+        [[ -f $img ]] || { truncate -s "$size" "$img" && mbr_partition "$img"; }
+        printf -- '-drive\nfile=%s,if=none,id=d%s,format=raw,cache=unsafe\n-device\nvirtio-blk-pci,drive=d%s,serial=%s,addr=0x%x\n' \
+            "$img" "$i" "$i" "$p" "$i"
+        i=$((i + 1))
+    done
+}
+
 # ---- already running?
 n_running=0
 for n in "${NODES[@]}"; do running "$n" && n_running=$((n_running + 1)); done
-if ((n_running == ${#NODES[@]})); then
+START=()
+if [[ -n "${LAB_ONLY:-}" ]]; then
+    running "$LAB_ONLY" && lab_die "$LAB_ONLY is running already"
+    START=("$LAB_ONLY")
+elif ((n_running == ${#NODES[@]})); then
     lab_log "both nodes already running (tests/lab/stop.sh stops them)"
 elif ((n_running > 0)); then
     lab_die "only some lab nodes are running: run tests/lab/stop.sh first"
 else
-    for p in "$PORT_A" "$PORT_B" "$LINK_PORT"; do
+    for p in "$PORT_A" "$PORT_B"; do
         lab_port_listening "$p" && lab_die "host port $p is already in use (set LAB_SSH_PORT_A/B, LAB_LINK_PORT)"
     done
+    START=("${NODES[@]}")
+fi
+if ((${#START[@]})); then
     T0=$(lab_now)
-    for n in "${NODES[@]}"; do
+    for n in "${START[@]}"; do
         i=${IDX[$n]}
+        # The link: UDP datagrams between two local ports (pve1's, then
+        # pve2's), so either end can die and come back.
         if [[ $n == pve1 ]]; then
-            link="listen=127.0.0.1:$LINK_PORT" # pve1 listens, pve2 connects
+            link="udp=127.0.0.1:$((LINK_PORT + 1)),localaddr=127.0.0.1:$LINK_PORT"
         else
-            link="connect=127.0.0.1:$LINK_PORT"
+            link="udp=127.0.0.1:$LINK_PORT,localaddr=127.0.0.1:$((LINK_PORT + 1))"
         fi
+        mapfile -t disks < <(disk_args "$n")
         rm -f "$RUN/$n.pid" "$RUN/$n.qmp"
         : >"$RUN/$n.console"
         # -daemonize returns once qemu is initialised (so pve1's link socket is
@@ -131,7 +179,7 @@ else
             -serial "file:$RUN/$n.console" \
             -qmp "unix:$RUN/$n.qmp,server=on,wait=off" \
             -kernel "$KERNEL" -initrd "$IMG/initramfs.img" \
-            -append "console=ttyS0 panic=-1 quiet lab.node=$n lab.ip=${LINK_IP[$n]} lab.pools=$POOLS lab.poolsize=$POOL_SIZE lab.arcmax=$ARC_MAX ${LAB_APPEND:-}" \
+            -append "console=ttyS0 panic=-1 quiet lab.node=$n lab.ip=${LINK_IP[$n]} lab.pools=$POOLS lab.poolsize=$POOL_SIZE lab.arcmax=$ARC_MAX lab.disks=$DISKS ${LAB_APPEND:-}" \
             -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${PORT[$n]}-:22${API_FWD[$n]:-}" \
             -device "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:0$i,addr=0x3,romfile=" \
             -netdev "socket,id=n1,$link" \
@@ -141,6 +189,7 @@ else
             -device virtio-9p-pci,fsdev=fs0,mount_tag=host,addr=0x6 \
             -fsdev "local,id=fs1,path=$RUN/guest,security_model=none,readonly=on" \
             -device virtio-9p-pci,fsdev=fs1,mount_tag=lab,addr=0x7 \
+            "${disks[@]}" \
             -daemonize -pidfile "$RUN/$n.pid" >"$RUN/$n.qemu.log" 2>&1; then
             cat "$RUN/$n.qemu.log" >&2
             "$LAB_DIR/stop.sh" >/dev/null 2>&1 || true
@@ -154,8 +203,10 @@ fi
 T_WAIT=$(lab_now)
 deadline=$((SECONDS + TIMEOUT))
 declare -A up=()
-while ((${#up[@]} < ${#NODES[@]})); do
-    for n in "${NODES[@]}"; do
+WAIT_FOR=("${NODES[@]}")
+[[ -n "${LAB_ONLY:-}" ]] && WAIT_FOR=("$LAB_ONLY")
+while ((${#up[@]} < ${#WAIT_FOR[@]})); do
+    for n in "${WAIT_FOR[@]}"; do
         [[ -n "${up[$n]:-}" ]] && continue
         if ! running "$n"; then
             tail -30 "$RUN/$n.console" >&2 || true
@@ -167,9 +218,9 @@ while ((${#up[@]} < ${#NODES[@]})); do
             lab_log "$n: ssh up after $(lab_elapsed "${T0:-$T_WAIT}")s"
         fi
     done
-    ((${#up[@]} == ${#NODES[@]})) && break
+    ((${#up[@]} == ${#WAIT_FOR[@]})) && break
     if ((SECONDS >= deadline)); then
-        for n in "${NODES[@]}"; do
+        for n in "${WAIT_FOR[@]}"; do
             [[ -n "${up[$n]:-}" ]] && continue
             echo "---- $n console (last 30 lines) ----" >&2
             tail -30 "$RUN/$n.console" >&2 || true

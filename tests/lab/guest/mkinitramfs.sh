@@ -116,8 +116,8 @@ cat >"$S/etc/sanoid/sanoid.conf" <<'EOF'
 	autoprune = yes
 EOF
 
-# ---- kernel modules: zfs + virtio net/rng/9p, in dependency order
-MODS="virtio_pci virtio_net virtio_rng 9pnet_virtio 9p zfs"
+# ---- kernel modules: zfs + virtio net/rng/blk/9p, in dependency order
+MODS="virtio_pci virtio_net virtio_rng virtio_blk 9pnet_virtio 9p zfs"
 : >"$S/etc/lab/modules.order"
 declare -A seen=()
 for m in $MODS; do
