@@ -34,6 +34,7 @@ put 755 "$bin" usr/bin/zfs-nfs-replica
 strip --strip-unneeded "$root/usr/bin/zfs-nfs-replica"
 put 644 systemd/zfs-nfs-replica.service usr/lib/systemd/system/zfs-nfs-replica.service
 put 644 systemd/zfs-nfs-replica.timer usr/lib/systemd/system/zfs-nfs-replica.timer
+put 644 systemd/zfs-nfs-replica-boot.service usr/lib/systemd/system/zfs-nfs-replica-boot.service
 put 644 target/assets/config.toml etc/zfs-nfs-replica/config.toml
 put 755 packaging/zfs-nfs-replica-hook usr/share/zfs-nfs-replica/zfs-nfs-replica-hook
 put 644 README.md usr/share/doc/zfs-nfs-replica/README.md

@@ -17,6 +17,7 @@ want=(
     ./usr/bin/zfs-nfs-replica
     ./usr/lib/systemd/system/zfs-nfs-replica.service
     ./usr/lib/systemd/system/zfs-nfs-replica.timer
+    ./usr/lib/systemd/system/zfs-nfs-replica-boot.service
     ./etc/zfs-nfs-replica/config.toml
     ./usr/share/zfs-nfs-replica/zfs-nfs-replica-hook
     ./usr/share/doc/zfs-nfs-replica/README.md
@@ -78,7 +79,8 @@ if command -v systemd-analyze >/dev/null; then
     cp -n /usr/lib/systemd/system/*.target "$root/usr/lib/systemd/system/" 2>/dev/null || true
     out=$(systemd-analyze verify --man=no --root="$root" \
         /usr/lib/systemd/system/zfs-nfs-replica.service \
-        /usr/lib/systemd/system/zfs-nfs-replica.timer 2>&1) || fail "systemd-analyze verify: $out"
+        /usr/lib/systemd/system/zfs-nfs-replica.timer \
+        /usr/lib/systemd/system/zfs-nfs-replica-boot.service 2>&1) || fail "systemd-analyze verify: $out"
     # verify exits 0 on lines it ignores: anything it says is a finding.
     [ -z "$out" ] || fail "systemd-analyze verify: $out"
     echo "check-deb: systemd-analyze verify ok"

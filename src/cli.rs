@@ -65,6 +65,11 @@ pub enum Command {
     /// On the old master, asked by the node the guest moved to: send the
     /// last writes there before the guest starts (README: Migrations).
     Handover(HandoverArgs),
+    /// Make this node a standby now, asking no one: sanoid stops
+    /// snapshotting the managed datasets and they become read-only. Run at
+    /// boot, before sanoid and the guests (zfs-nfs-replica-boot.service): a
+    /// node coming back does not know yet who is master.
+    Standby,
 }
 
 #[derive(Debug, Args)]

@@ -85,6 +85,7 @@ fn main() -> ExitCode {
                 Command::GenerateAssets { .. } => exit::INTERNAL,
                 Command::Role(args) => commands::role::role(&cfg, args).await,
                 Command::Handover(args) => commands::handover::handover(&cfg, args).await,
+                Command::Standby => commands::standby::standby(&cfg).await,
                 Command::Hook(args) => {
                     commands::hook::hook(&cfg, args).await;
                     exit::OK

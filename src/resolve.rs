@@ -314,12 +314,20 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
             },
             "copy the root's divergent snapshots and writes after it",
         ));
+        // Held, every divergent snapshot of the copy too: sanoid prunes its
+        // own `autosnap_*` snapshots wherever its sections reach, and a
+        // pool root's recursive section reaches the quarantine.
         plan.steps.push(step(
             Op::Hold {
                 tag: HOLD_TAG.to_string(),
-                snapshots: vec![format!("{qt}@{cap}")],
+                snapshots: e
+                    .receiver_newer
+                    .iter()
+                    .map(|s| format!("{qt}@{}", s.name))
+                    .chain([format!("{qt}@{cap}")])
+                    .collect(),
             },
-            "hold the copy's capture snapshot",
+            "hold the copy's snapshots (sanoid never prunes them)",
         ));
         let newer: Vec<String> = e
             .receiver_newer
@@ -396,6 +404,27 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
             },
             "hold the capture snapshots",
         ));
+        // Every snapshot that goes to the quarantine with the subtree (those
+        // after the common snapshot) is held too: sanoid prunes its own
+        // `autosnap_*` snapshots wherever its sections reach, and a pool
+        // root's recursive section reaches the quarantine.
+        let newer: Vec<String> = subtree
+            .iter()
+            .flat_map(|e| {
+                e.receiver_newer
+                    .iter()
+                    .map(|s| format!("{}@{}", e.target, s.name))
+            })
+            .collect();
+        if !newer.is_empty() {
+            plan.steps.push(step(
+                Op::Hold {
+                    tag: HOLD_TAG.to_string(),
+                    snapshots: newer,
+                },
+                "hold the divergent snapshots (sanoid never prunes them in the quarantine)",
+            ));
+        }
         // Free the live paths: the subtree's filesystems are unmounted,
         // deepest first (the recreated datasets take their names and
         // mountpoints; a standby's copies are not mounted anyway).
@@ -571,6 +600,7 @@ mod tests {
                 format!("zfs create -o canmount=off {Q}"),
                 "zfs snapshot -r zpool1/a@zfs-nfs-replica-quarantine_20261122T170000Z".into(),
                 "zfs hold -r zfs-nfs-replica-quarantine zpool1/a@zfs-nfs-replica-quarantine_20261122T170000Z".into(),
+                "zfs hold zfs-nfs-replica-quarantine zpool1/a@x1".into(),
                 "zfs unmount zpool1/a/c".into(),
                 "zfs unmount zpool1/a".into(),
                 format!("zfs rename -u zpool1/a {Q}/a"),
@@ -662,12 +692,13 @@ mod tests {
                 format!(
                     "zfs send -L -c -e -I zpool1@s1 zpool1@{cap} | zfs receive -u -o readonly=on {Q}"
                 ),
-                format!("zfs hold zfs-nfs-replica-quarantine {Q}@{cap}"),
+                format!("zfs hold zfs-nfs-replica-quarantine {Q}@x1 {Q}@{cap}"),
                 "DESTRUCTIVE zfs rollback -r zpool1@s1".into(),
                 "zfs set readonly=on zpool1".into(),
                 format!("(best effort) zfs mount {Q}"),
                 format!("zfs snapshot -r zpool1/a@{cap}"),
                 format!("zfs hold -r zfs-nfs-replica-quarantine zpool1/a@{cap}"),
+                "zfs hold zfs-nfs-replica-quarantine zpool1/a@x1".into(),
                 "zfs unmount zpool1/a".into(),
                 format!("zfs rename -u zpool1/a {Q}/a"),
                 format!("zfs inherit -r mountpoint {Q}/a"),

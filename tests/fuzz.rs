@@ -24,24 +24,7 @@ use std::time::{Duration, Instant};
 
 use zfs_nfs_replica::{config, history, notify, sanoid, state, status, zfs};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
+use common::Rng;
 
 /// Tokens that parsers care about.
 const TOKENS: &[&[u8]] = &[

@@ -600,6 +600,21 @@ fn the_hook_never_blocks_or_fails_the_start() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("config error"));
 }
 
+/// The guest stopped here (a migration away, a shutdown, a restart): sanoid
+/// stops snapshotting at once; a start here again promotes in `pre-start`.
+#[test]
+fn post_stop_makes_this_node_a_standby_at_once() {
+    let s = Setup::new();
+    let (code, out, err, _) = s.bin("pve1", &["hook", "103", "post-stop"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        s.sanoid(),
+        SANOID.replace("autosnap = yes", "autosnap = no"),
+        "{err}"
+    );
+    assert!(err.contains("becomes a standby"), "{err}");
+}
+
 #[test]
 fn the_hook_promotes_a_guest_starting_here() {
     let s = Setup::new();

@@ -4,7 +4,8 @@
 //! guest as starting here) agree: after a planned migration the old master
 //! first hands its last writes over (`src/handover.rs`), then the pools
 //! become writable and sanoid takes snapshots here, without waiting for the
-//! timer. The hook never fails the guest's start: everything is bounded by
+//! timer. `post-stop` makes this node a standby at once (`standby`): the
+//! guest no longer writes here. The hook never fails the guest's start: everything is bounded by
 //! `[hook] handover_timeout` + `[hook] timeout`, and the process always
 //! exits 0 (see `main`).
 
@@ -44,10 +45,27 @@ pub async fn hook(cfg: &Config, args: &HookArgs) {
                 warn!("pre-start: cannot record the promotion: {e}");
             }
         }
-        "post-stop" => info!(
-            "guest {} stopped on this node: nothing done here; the next run decides the role",
-            args.vmid
-        ),
+        // The guest no longer writes here: this node is not master any
+        // more until a start here promotes it again (a restart in place, a
+        // migration back). Sanoid stops snapshotting and the datasets become
+        // read-only at once, also when the node the guest moves to cannot
+        // reach this one for a handover (what is here then is kept as a
+        // divergence, and must not grow).
+        "post-stop" => {
+            info!(
+                "guest {} stopped on this node: this node becomes a standby until the guest starts here again",
+                args.vmid
+            );
+            if tokio::time::timeout(cfg.hook.timeout.get(), super::standby::standby(cfg))
+                .await
+                .is_err()
+            {
+                warn!(
+                    "post-stop: gave up after {}s ([hook] timeout); the next timer run decides",
+                    cfg.hook.timeout.get().as_secs()
+                );
+            }
+        }
         "post-start" | "pre-stop" => {}
         other => warn!("hook phase `{other}` unknown: nothing done"),
     }

@@ -10,6 +10,7 @@ pub mod hook;
 pub mod resolve;
 pub mod role;
 pub mod run;
+pub mod standby;
 pub mod status;
 
 use crate::config::Config;
