@@ -1644,3 +1644,32 @@ fn lab_two_nodes_that_both_believe_they_are_master_write_into_neither() {
         "B never got A's new snapshot"
     );
 }
+
+/// The life test (tests/common/life.rs): `LIFE_EVENTS` random events
+/// (default 30) from `LIFE_SEED` (default: from the clock, printed), every
+/// invariant checked after each. `tests/lab/life.sh` runs long ones.
+#[test]
+fn lab_life_of_a_cluster() {
+    let lab = Lab::get();
+    let events: usize = std::env::var("LIFE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let seed: u64 = std::env::var("LIFE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                % 1_000_000_007
+        });
+    eprintln!("[life] LIFE_SEED={seed} LIFE_EVENTS={events}");
+    let mut life = common::life::Life::new(&lab, seed);
+    life.play(events);
+    eprintln!(
+        "[life] seed {seed}: {events} events, no fault; {:?}; {} resolve(s), {} quiet round(s)",
+        life.counts, life.resolves, life.quiet_rounds
+    );
+}

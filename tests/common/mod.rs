@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod http;
+pub mod life;
 pub mod lab;
 pub mod pve;
 pub mod sanoid_shapes;

@@ -130,7 +130,7 @@ disk_args() {
     for p in labsys $(tr ',' ' ' <<<"$POOLS"); do
         [[ $p == none ]] && continue
         local img=$RUN/disks/$n-$p.img size=$POOL_SIZE
-        [[ $p == labsys ]] && size=64M
+        [[ $p == labsys ]] && size=128M # ZFS needs 64M; the partition starts at 1M
         [[ -f $img ]] || { truncate -s "$size" "$img" && mbr_partition "$img"; }
         printf -- '-drive\nfile=%s,if=none,id=d%s,format=raw,cache=unsafe\n-device\nvirtio-blk-pci,drive=d%s,serial=%s,addr=0x%x\n' \
             "$img" "$i" "$i" "$p" "$i"
