@@ -14,7 +14,10 @@
 //!    checks that the cluster places the guest on NEW, turns its own sanoid
 //!    off, takes one snapshot (at one instant) of every dataset written
 //!    since its newest snapshot, makes its datasets read-only, and sends
-//!    the increments to NEW like any run;
+//!    the increments to NEW like any run; a pool whose copy on NEW
+//!    diverged (NEW crashed as master once, and nobody resolved since) is
+//!    first set aside in NEW's quarantine, as `resolve --keep-divergent`
+//!    does, so the guest never starts with that older branch;
 //! 3. the new node promotes itself (writable, mounted, sanoid on) and the
 //!    guest starts with every byte the old master had.
 //!
@@ -27,6 +30,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+/// A handover report's result when the node asked was not master.
+pub const NOT_MASTER: &str = "not-master";
 
 /// `<run_dir>/handover.json`: the node a `pre-start` waits for, and until when.
 const MARKER: &str = "handover.json";
@@ -83,6 +89,12 @@ pub struct Report {
     pub seconds: f64,
     /// The run's result word (`replicated`, `nothing-to-do`, ...).
     pub result: String,
+    /// Pools whose copy on the new master had diverged (left over from an
+    /// earlier crash): that copy was set aside in the quarantine, as
+    /// `resolve POOL --keep-divergent` does, and the old master's data sent,
+    /// so that the guest starts with what it served a moment ago.
+    #[serde(default)]
+    pub quarantined: Vec<String>,
     /// Why it did not complete.
     pub error: Option<String>,
 }
@@ -95,19 +107,41 @@ impl Report {
     /// One line for people and the guest's start task log.
     pub fn line(&self) -> String {
         match &self.error {
-            None if self.datasets.is_empty() => format!(
-                "handover from {}: nothing written since its last snapshot; in sync in {:.1}s",
+            None if self.result == NOT_MASTER => format!(
+                "{} was not master: nothing to hand over ({:.1}s)",
                 self.from, self.seconds
             ),
+            None if self.datasets.is_empty() => format!(
+                "handover from {}: nothing written since its last snapshot; in sync in {:.1}s{}",
+                self.from,
+                self.seconds,
+                self.quarantine_note()
+            ),
             None => format!(
-                "handover from {}: @{} of {} dataset(s), {} sent in {:.1}s",
+                "handover from {}: @{} of {} dataset(s), {} sent in {:.1}s{}",
                 self.from,
                 self.snapshot.as_deref().unwrap_or("?"),
                 self.datasets.len(),
                 crate::progress::human_bytes(self.bytes),
-                self.seconds
+                self.seconds,
+                self.quarantine_note()
             ),
-            Some(e) => format!("handover from {} did not complete: {e}", self.from),
+            Some(e) => format!(
+                "handover from {} did not complete: {e}{}",
+                self.from,
+                self.quarantine_note()
+            ),
+        }
+    }
+
+    fn quarantine_note(&self) -> String {
+        if self.quarantined.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; this node's diverged copy of {} kept in the quarantine (`zfs-nfs-replica diverged` lists it)",
+                self.quarantined.join(", ")
+            )
         }
     }
 }

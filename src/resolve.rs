@@ -43,6 +43,14 @@ fn under(name: &str, top: &str) -> bool {
 /// planned or size-checked); returns its datasets' names.
 pub fn split_quarantine(listing: &mut Listing, root: &str) -> Vec<String> {
     let top = container(root);
+    // What the quarantine keeps is not the replica: the pool's `used`, which
+    // the size guards and the size history read, leaves it out (else the
+    // first run after a resolve compares the source with the replica plus
+    // the branch just set aside, and refuses).
+    let kept = listing.datasets.get(&top).map(|q| q.used).unwrap_or(0);
+    if let Some(r) = listing.datasets.get_mut(root) {
+        r.used = r.used.saturating_sub(kept);
+    }
     let names: Vec<String> = listing
         .datasets
         .keys()
@@ -789,5 +797,26 @@ mod tests {
                 "zpool1/zfs-nfs-replica-quarantine-not"
             ]
         );
+    }
+
+    #[test]
+    fn the_pools_used_leaves_the_quarantine_out() {
+        let mut l = listing(vec![
+            ds("zpool1", "", 0),
+            ds("zpool1/a", "", 0),
+            ds("zpool1/zfs-nfs-replica-quarantine", "", 0),
+        ]);
+        l.datasets.get_mut("zpool1").unwrap().used = 80 << 20;
+        l.datasets
+            .get_mut("zpool1/zfs-nfs-replica-quarantine")
+            .unwrap()
+            .used = 70 << 20;
+        split_quarantine(&mut l, "zpool1");
+        assert_eq!(l.datasets["zpool1"].used, 10 << 20);
+        // No quarantine: nothing changes.
+        let mut l = listing(vec![ds("zpool1", "", 0)]);
+        l.datasets.get_mut("zpool1").unwrap().used = 5;
+        split_quarantine(&mut l, "zpool1");
+        assert_eq!(l.datasets["zpool1"].used, 5);
     }
 }

@@ -14,7 +14,7 @@ use crate::cli::{HandoverArgs, RunArgs};
 use crate::config::Config;
 use crate::engine::{Engine, Outcome, Settings};
 use crate::exit;
-use crate::handover::{Report, snapshot_name};
+use crate::handover::{NOT_MASTER, Report, snapshot_name};
 use crate::progress::Silent;
 use crate::role;
 use crate::runner::{Runner, SystemRunner, stderr_head};
@@ -91,7 +91,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
                 "handover to {}: this node was not master: nothing to hand over",
                 args.to
             );
-            report.result = "nothing-to-do".into();
+            report.result = NOT_MASTER.into();
             return exit::NOTHING_TO_DO;
         }
     }
@@ -198,7 +198,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
     };
     let mut silent = Silent;
     let mut engine = Engine::new(&runner, &settings, &mut silent);
-    let all = super::run::replicate_all(
+    let mut all = super::run::replicate_all(
         cfg,
         &run_args,
         &mut engine,
@@ -208,6 +208,48 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         Some(&args.to),
     )
     .await;
+    // A pool whose copy on the new master diverged (that node crashed as
+    // master once, and what it wrote then never came here): the guest must
+    // start with what it served here a moment ago, not with that older
+    // branch. The branch is kept, as `resolve POOL --keep-divergent` keeps
+    // it (quarantine, held), and the pool is sent again.
+    let diverged: Vec<String> = all
+        .reports
+        .iter()
+        .filter(|r| {
+            r.datasets
+                .iter()
+                .any(|d| matches!(d.result, crate::engine::DatasetResult::Conflict(_)))
+        })
+        .map(|r| r.pool.clone())
+        .collect();
+    if !diverged.is_empty() {
+        for pool in &diverged {
+            match quarantine_on_new_master(&runner, cfg, &local, &args.to, pool).await {
+                Ok(()) => report.quarantined.push(pool.clone()),
+                Err(e) => warn!("handover: {pool}: the new master's diverged copy stays: {e}"),
+            }
+        }
+        if !report.quarantined.is_empty() {
+            let again = RunArgs {
+                pools: report.quarantined.clone(),
+                ..run_args
+            };
+            let more = super::run::replicate_all(
+                cfg,
+                &again,
+                &mut engine,
+                &Default::default(),
+                false,
+                Default::default(),
+                Some(&args.to),
+            )
+            .await;
+            all.reports
+                .retain(|r| !report.quarantined.contains(&r.pool));
+            all.reports.extend(more.reports);
+        }
+    }
     // ...and nothing here changes any more. Only now: `zfs send -p` carries
     // the datasets' properties, and a `readonly=on` set before the send
     // would arrive as the new master's received value, which its
@@ -311,4 +353,44 @@ pub async fn pull<R: Runner>(
     };
     r.seconds = started.elapsed().as_secs_f64();
     r
+}
+
+/// `resolve POOL --keep-divergent` into the new master, from here (under
+/// the pool's lock), for the handover.
+async fn quarantine_on_new_master<R: Runner>(
+    runner: &R,
+    cfg: &Config,
+    local: &str,
+    to: &str,
+    pool_name: &str,
+) -> Result<(), String> {
+    let pool = cfg
+        .pools
+        .iter()
+        .find(|p| p.name.as_str() == pool_name)
+        .ok_or_else(|| format!("{pool_name} is not a configured pool"))?;
+    let target = super::pick_peer(cfg, local, Some(to))?;
+    let _lock =
+        crate::lock::try_lock_pool(&cfg.paths.run_dir, pool_name).map_err(|e| e.to_string())?;
+    let peer = crate::ssh::Peer::connect(runner, &cfg.ssh, &target, &super::socket_dir(cfg, false))
+        .await
+        .map_err(|e| e.to_string())?;
+    warn!(
+        "handover: {to}'s copy of {pool_name} diverged from this node's: keeping it in {to}'s quarantine before the guest starts there"
+    );
+    let args = crate::cli::ResolveArgs {
+        dataset: pool_name.to_string(),
+        keep_divergent: true,
+        dry_run: false,
+        peer: Some(to.to_string()),
+    };
+    let code = super::resolve::resolve_with(runner, cfg, &args, pool, local, &peer).await;
+    peer.close(cfg.ssh.connect_timeout.get()).await;
+    if code == exit::OK {
+        Ok(())
+    } else {
+        Err(format!(
+            "resolve {pool_name} --keep-divergent exited {code}"
+        ))
+    }
 }

@@ -110,30 +110,40 @@ async fn promote(cfg: &Config) -> Promotion {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
     let mut ch = role::Changes::default();
-    // A planned migration: this node was the standby of another master,
-    // which still holds the writes made after its last snapshot. It hands
-    // them over before anything here becomes writable.
+    // A planned migration: the guest ran on another node, which still
+    // holds the writes made after its last snapshot. It hands them over
+    // before anything here becomes writable. Which node: the master this
+    // node last knew as its standby; else (its own record says master, or
+    // none: it crashed as master and booted again, or the guest restarts
+    // in place) every other node, each of which hands over only if it was
+    // master itself (a restart in place costs one answer per node).
     let previous = state::load_role(&cfg.paths.state_dir).ok().flatten();
-    if let Some(prev) = previous.filter(|r| r.role == "standby" && r.master != d.local) {
-        let r = super::handover::pull(
-            &runner,
-            cfg,
-            &prev.master,
-            &d.local,
-            cfg.hook.handover_timeout.get(),
-        )
-        .await;
+    let from: Vec<String> = match previous {
+        Some(r) if r.role == "standby" && r.master != d.local => vec![r.master],
+        _ => cfg
+            .cluster
+            .nodes
+            .keys()
+            .filter(|n| n.as_str() != d.local)
+            .map(|n| n.to_string())
+            .collect(),
+    };
+    let started = std::time::Instant::now();
+    for old in &from {
+        let budget = crate::handover::within(cfg.hook.handover_timeout.get(), started.elapsed());
+        let r = super::handover::pull(&runner, cfg, old, &d.local, budget).await;
         if r.complete() {
             info!("pre-start: {}", r.line());
             ch.done.push(r.line());
         } else {
             warn!(
-                "pre-start: {}; promoting now: what {} holds beyond what arrived is a divergence (`zfs-nfs-replica diverged`)",
+                "pre-start: {}; promoting now: what {old} holds beyond what arrived is a divergence (`zfs-nfs-replica diverged`)",
                 r.line(),
-                prev.master
             );
             ch.errors.push(r.line());
         }
+    }
+    if !from.is_empty() {
         // Whatever happened, no receive may run into pools about to be
         // written here.
         let stop = crate::zfs::Op::StopReceives {
@@ -145,6 +155,12 @@ async fn promote(cfg: &Config) -> Promotion {
         {
             ch.errors.push(format!("`{stop}`: {e}"));
         }
+    }
+    // This node is master from now on, as its next run would record it: a
+    // migration away from here asks this node for a handover.
+    if let Err(e) = state::record_role(&cfg.paths.state_dir, "master", &d.local) {
+        ch.errors
+            .push(format!("cannot record this node's role: {e}"));
     }
     let promoted = role::make_writable(&runner, cfg, &[], false, cfg.hook.timeout.get()).await;
     ch.done.extend(promoted.done);

@@ -68,7 +68,7 @@ pub async fn resolve(cfg: &Config, args: &ResolveArgs) -> u8 {
     code
 }
 
-async fn resolve_with<R: Runner>(
+pub(crate) async fn resolve_with<R: Runner>(
     runner: &R,
     cfg: &Config,
     args: &ResolveArgs,

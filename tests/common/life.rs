@@ -1,5 +1,5 @@
 //! The life test: a seeded random sequence of what happens to a real
-//! two-node cluster over months (writes, deletes, sanoid's cron jobs, the
+//! two-node cluster over months (writes, deletes, renames, sanoid's cron jobs, the
 //! timer, planned migrations, crashes of either node, a crash in the middle
 //! of a transfer, a cut replication link, a node booted again), run on the
 //! lab's real OpenZFS, with the invariants that must hold after every event
@@ -128,6 +128,7 @@ enum Ev {
     WriteSmall,
     WriteBig,
     Delete,
+    Rename,
     Snapshot,
     SanoidTake,
     SanoidPrune,
@@ -164,8 +165,12 @@ pub struct Life<'a> {
     clean: [bool; 2],
     log: Vec<String>,
     pub counts: BTreeMap<String, usize>,
+    /// What the event's commands said, shown with a fault.
+    ctx: String,
     pub resolves: usize,
     pub quiet_rounds: usize,
+    /// Old file versions read back from snapshots.
+    pub versions_read: usize,
 }
 
 fn other(n: usize) -> usize {
@@ -192,7 +197,7 @@ impl<'a> Life<'a> {
         }
         let mut life = Life {
             lab,
-            rng: Rng(seed | 1),
+            rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
             seed,
             step: 0,
             up: [true, true],
@@ -205,8 +210,10 @@ impl<'a> Life<'a> {
             clean: [false, true],
             log: Vec::new(),
             counts: BTreeMap::new(),
+            ctx: String::new(),
             resolves: 0,
             quiet_rounds: 0,
+            versions_read: 0,
         };
         let mut s = String::from("set -e; zfs create -p zpool1/a/b; zfs create zpool2/c\n");
         for ds in TRACKED {
@@ -242,15 +249,18 @@ impl<'a> Life<'a> {
         let tail: Vec<&String> = self.log.iter().rev().take(25).collect();
         let tail: Vec<String> = tail.into_iter().rev().cloned().collect();
         panic!(
-            "life test fault at step {} (LIFE_SEED={}): {what}\nlast events:\n{}",
+            "life test fault at step {} (LIFE_SEED={}): {what}\nlast events:\n{}\n--- the event's commands said:\n{}",
             self.step,
             self.seed,
-            tail.join("\n")
+            tail.join("\n"),
+            self.ctx
         );
     }
 
     fn observe(&self, n: usize) -> Obs {
-        let o = self.lab.sh_timeout(NODES[n], OBSERVE, Duration::from_secs(60));
+        let o = self
+            .lab
+            .sh_timeout(NODES[n], OBSERVE, Duration::from_secs(60));
         if o.code != Some(0) {
             self.fault(&format!("observing {}: {}", NODES[n], o.all()));
         }
@@ -258,7 +268,8 @@ impl<'a> Life<'a> {
     }
 
     fn sh(&self, n: usize, script: &str) -> Out {
-        self.lab.sh_timeout(NODES[n], script, Duration::from_secs(240))
+        self.lab
+            .sh_timeout(NODES[n], script, Duration::from_secs(240))
     }
 
     fn must(&self, n: usize, script: &str) -> String {
@@ -350,10 +361,11 @@ impl<'a> Life<'a> {
                 continue;
             }
             let pruned = ev == Ev::SanoidPrune
-                && was
-                    .iter()
-                    .flatten()
-                    .all(|n| n.split('@').nth(1).is_some_and(|s| s.starts_with("autosnap_")));
+                && was.iter().flatten().all(|n| {
+                    n.split('@')
+                        .nth(1)
+                        .is_some_and(|s| s.starts_with("autosnap_"))
+                });
             if !pruned {
                 gone.push(format!("{guid} (last seen as {was:?})"));
             }
@@ -415,10 +427,11 @@ impl<'a> Life<'a> {
         use Ev::*;
         let both = self.up[0] && self.up[1];
         let linked = both && self.link_down.is_none();
-        let table: [(Ev, usize); 13] = [
+        let table: [(Ev, usize); 14] = [
             (WriteSmall, 8),
             (WriteBig, 2),
             (Delete, 3),
+            (Rename, 2),
             (Snapshot, 3),
             (SanoidTake, 4),
             (SanoidPrune, 2),
@@ -465,6 +478,7 @@ impl<'a> Life<'a> {
     }
 
     fn event(&mut self, ev: Ev) {
+        self.ctx.clear();
         let m = self.master;
         match ev {
             Ev::WriteSmall | Ev::WriteBig => {
@@ -474,9 +488,7 @@ impl<'a> Life<'a> {
                 let (script, size) = if ev == Ev::WriteBig {
                     let mib = 8 + self.rng.below(17);
                     (
-                        format!(
-                            "{{ echo {token}; head -c {mib}M /dev/urandom; }} > /{ds}/{f}"
-                        ),
+                        format!("{{ echo {token}; head -c {mib}M /dev/urandom; }} > /{ds}/{f}"),
                         token.len() + 1 + mib * 1024 * 1024,
                     )
                 } else {
@@ -498,9 +510,27 @@ impl<'a> Life<'a> {
                 self.model.get_mut(ds).unwrap().remove(&f);
                 self.check_all(ev, &[m]);
             }
+            Ev::Rename => {
+                let ds = TRACKED[self.rng.below(TRACKED.len())];
+                let have: Vec<String> = self.model[ds].keys().cloned().collect();
+                if have.is_empty() {
+                    return self.event(Ev::WriteSmall);
+                }
+                let from = have[self.rng.below(have.len())].clone();
+                let to = format!("f{}", self.rng.below(FILES));
+                self.note(format!("mv {}:/{ds}/{from} {to}", NODES[m]));
+                self.must(m, &format!("mv -f /{ds}/{from} /{ds}/{to}"));
+                let files = self.model.get_mut(ds).unwrap();
+                let v = files.remove(&from).unwrap();
+                files.insert(to, v);
+                self.check_all(ev, &[m]);
+            }
             Ev::Snapshot => {
                 let pool = ["zpool1", "zpool2"][self.rng.below(2)];
-                self.note(format!("zfs snapshot -r {pool}@manual-{} on {}", self.step, NODES[m]));
+                self.note(format!(
+                    "zfs snapshot -r {pool}@manual-{} on {}",
+                    self.step, NODES[m]
+                ));
                 self.must(m, &format!("zfs snapshot -r {pool}@manual-{}", self.step));
                 self.check_all(ev, &[m]);
             }
@@ -514,7 +544,10 @@ impl<'a> Life<'a> {
                 self.note(format!("sanoid {what} on {}", NODES[n]));
                 // sanoid's cache of the snapshot list would hide what the
                 // test does between two events (cron runs are minutes apart).
-                let o = self.sh(n, &format!("rm -rf /var/cache/sanoid; timeout 120 sanoid {what} 2>&1"));
+                let o = self.sh(
+                    n,
+                    &format!("rm -rf /var/cache/sanoid; timeout 120 sanoid {what} 2>&1"),
+                );
                 if o.code != Some(0) && !o.stdout.contains("could not remove") {
                     self.note(format!("sanoid said ({:?}): {}", o.code, o.stdout.trim()));
                 }
@@ -561,7 +594,15 @@ impl<'a> Life<'a> {
         );
         let took = t.elapsed().as_secs_f64();
         let code = o.code.unwrap_or(-1);
-        self.note(format!("run on {} ({}) -> {code} in {took:.1}s", NODES[n], if n == self.master { "master" } else { "standby" }));
+        self.note(format!(
+            "run on {} ({}) -> {code} in {took:.1}s",
+            NODES[n],
+            if n == self.master {
+                "master"
+            } else {
+                "standby"
+            }
+        ));
         if code == 124 || code == 137 || code == -1 {
             self.fault(&format!("run on {} did not end: {}", NODES[n], o.all()));
         }
@@ -620,7 +661,11 @@ impl<'a> Life<'a> {
                 Duration::from_secs(330),
             );
             if o.code != Some(0) {
-                self.fault(&format!("`{cmd}` on {node} exited {:?}: {}", o.code, o.all()));
+                self.fault(&format!(
+                    "`{cmd}` on {node} exited {:?}: {}",
+                    o.code,
+                    o.all()
+                ));
             }
             self.resolves += 1;
         }
@@ -636,6 +681,7 @@ impl<'a> Life<'a> {
         if o.code != Some(0) {
             self.fault(&format!("post-stop on {}: {}", NODES[m], o.all()));
         }
+        self.ctx += &format!("post-stop on {}:\n{}\n", NODES[m], o.all());
         self.place(t, "stopped");
         let t0 = Instant::now();
         let o = self.lab.replica(NODES[t], "hook 103 pre-start");
@@ -643,6 +689,10 @@ impl<'a> Life<'a> {
         if o.code != Some(0) {
             self.fault(&format!("pre-start on {}: {}", NODES[t], o.all()));
         }
+        self.ctx += &format!("pre-start on {}:\n{}\n", NODES[t], o.all());
+        self.ctx += &self
+            .sh(t, "cat /var/lib/zfs-nfs-replica/last-promotion.json")
+            .stdout;
         self.place(t, "running");
         self.master = t;
         self.clean[t] = false;
@@ -656,7 +706,11 @@ impl<'a> Life<'a> {
     /// Node `n` loses power. If it was the master, HA starts the guest on
     /// the other node, whose pre-start promotes it without the dead node.
     fn crash(&mut self, n: usize) {
-        self.note(format!("crash {}{}", NODES[n], if n == self.master { " (master)" } else { "" }));
+        self.note(format!(
+            "crash {}{}",
+            NODES[n],
+            if n == self.master { " (master)" } else { "" }
+        ));
         self.lab.kill(NODES[n]);
         self.up[n] = false;
         if self.link_down == Some(n) {
@@ -676,8 +730,13 @@ impl<'a> Life<'a> {
         self.place(t, "stopped");
         let o = self.lab.replica(NODES[t], "hook 103 pre-start");
         if o.code != Some(0) {
-            self.fault(&format!("pre-start on {} after a crash: {}", NODES[t], o.all()));
+            self.fault(&format!(
+                "pre-start on {} after a crash: {}",
+                NODES[t],
+                o.all()
+            ));
         }
+        self.ctx += &format!("pre-start on {}:\n{}\n", NODES[t], o.all());
         self.place(t, "running");
         let now = self.observe(t);
         // The promoted node serves its newest snapshot (a clean standby has
@@ -712,7 +771,10 @@ impl<'a> Life<'a> {
         let pool = ds.split('/').next().unwrap();
         let token = format!("big{}", self.step);
         let mib = 48;
-        self.note(format!("crash mid-transfer: {mib} MiB into {}:/{ds}", NODES[m]));
+        self.note(format!(
+            "crash mid-transfer: {mib} MiB into {}:/{ds}",
+            NODES[m]
+        ));
         self.must(
             m,
             &format!(
@@ -720,10 +782,10 @@ impl<'a> Life<'a> {
                 self.step
             ),
         );
-        self.model
-            .get_mut(ds)
-            .unwrap()
-            .insert("f0".into(), format!("{} {token}", token.len() + 1 + mib * 1024 * 1024));
+        self.model.get_mut(ds).unwrap().insert(
+            "f0".into(),
+            format!("{} {token}", token.len() + 1 + mib * 1024 * 1024),
+        );
         self.check_all(Ev::Snapshot, &[m]);
         let victim = self.rng.below(2);
         let lab = self.lab;
@@ -737,10 +799,7 @@ impl<'a> Life<'a> {
             });
             let flowing = super::lab::wait_until(Duration::from_secs(90), || {
                 h.is_finished()
-                    || lab
-                        .sh(NODES[m], "pgrep -f '[z]fs send' >/dev/null")
-                        .code
-                        == Some(0)
+                    || lab.sh(NODES[m], "pgrep -f '[z]fs send' >/dev/null").code == Some(0)
             });
             let killed = flowing && !h.is_finished();
             if killed {
@@ -751,7 +810,10 @@ impl<'a> Life<'a> {
             (out, killed)
         });
         if !killed {
-            self.note(format!("  the run ended before a stream flowed: {:?}", code.code));
+            self.note(format!(
+                "  the run ended before a stream flowed: {:?}",
+                code.code
+            ));
             if !matches!(code.code, Some(0) | Some(1)) {
                 self.fault(&format!("run: {}", code.all()));
             }
@@ -767,7 +829,11 @@ impl<'a> Life<'a> {
             // The master's run notices its peer is gone, within its stall
             // limit, and cleans up.
             if !matches!(code.code, Some(3) | Some(0)) {
-                self.fault(&format!("the master's run after its peer died: {:?} {}", code.code, code.all()));
+                self.fault(&format!(
+                    "the master's run after its peer died: {:?} {}",
+                    code.code,
+                    code.all()
+                ));
             }
             self.no_leftovers(m);
             self.check_all(Ev::Crash, &[m]);
@@ -787,6 +853,66 @@ impl<'a> Life<'a> {
         }
         self.clean[n] = false;
         self.check_all(Ev::Start, &[self.master]);
+    }
+
+    /// Old file versions are still readable: up to six snapshots of a
+    /// tracked dataset, picked at random among those taken on a master and
+    /// now on a node where the dataset is mounted, read through
+    /// `.zfs/snapshot` and compared with what was written then.
+    fn read_old_versions(&mut self) {
+        for n in 0..2 {
+            let o = self.last[n].clone();
+            let mut cands: Vec<(String, String)> = o
+                .snaps
+                .iter()
+                .filter(|(name, g)| {
+                    let ds = name.split('@').next().unwrap_or("");
+                    o.files.contains_key(ds) && self.content.get(g).is_some_and(|(d, _)| d == ds)
+                })
+                .cloned()
+                .collect();
+            let mut script = String::new();
+            let mut picked = Vec::new();
+            for _ in 0..3 {
+                if cands.is_empty() {
+                    break;
+                }
+                let (name, guid) = cands.swap_remove(self.rng.below(cands.len()));
+                let (ds, snap) = name.split_once('@').unwrap();
+                script += &format!(
+                    "echo '@{guid}'; for f in /{ds}/.zfs/snapshot/{snap}/f*; do [ -f \"$f\" ] && echo \"${{f##*/}} $(stat -c %s \"$f\") $(head -n1 \"$f\")\"; done\n"
+                );
+                picked.push(guid);
+            }
+            if picked.is_empty() {
+                continue;
+            }
+            let out = self.must(n, &script);
+            let mut got: BTreeMap<String, Files> = BTreeMap::new();
+            let mut cur = String::new();
+            for l in out.lines() {
+                if let Some(g) = l.strip_prefix('@') {
+                    cur = g.to_string();
+                    got.entry(cur.clone()).or_default();
+                } else if let Some((f, rest)) = l.split_once(' ') {
+                    got.entry(cur.clone())
+                        .or_default()
+                        .insert(f.to_string(), rest.to_string());
+                }
+            }
+            for g in picked {
+                let want = &self.content[&g].1;
+                if got.get(&g) != Some(want) {
+                    self.fault(&format!(
+                        "snapshot {g} on {} holds {:?}, {:?} was written",
+                        NODES[n],
+                        got.get(&g),
+                        want
+                    ));
+                }
+                self.versions_read += 1;
+            }
+        }
     }
 
     /// Both nodes up, the link up, then the timer on both until they agree
@@ -816,6 +942,7 @@ impl<'a> Life<'a> {
             if all_same {
                 self.note(format!("  converged after {round} round(s)"));
                 self.clean[s] = true;
+                self.read_old_versions();
                 return;
             }
         }
@@ -829,6 +956,9 @@ impl<'a> Life<'a> {
                 )
             })
             .collect();
-        self.fault(&format!("no convergence after 6 quiet rounds: {}", diff.join("; ")));
+        self.fault(&format!(
+            "no convergence after 6 quiet rounds: {}",
+            diff.join("; ")
+        ));
     }
 }

@@ -4,8 +4,8 @@
 
 pub mod bench;
 pub mod http;
-pub mod life;
 pub mod lab;
+pub mod life;
 pub mod pve;
 pub mod sanoid_shapes;
 
