@@ -189,7 +189,7 @@ mod tests {
             node: "pve2".into(),
             guest: 103,
             promoted: true,
-            actions: vec!["zfs inherit -S readonly zpool1".into()],
+            actions: vec!["zfs inherit readonly zpool1".into()],
             errors: vec![],
         };
         record_promotion(&d.path().join("state"), &p).unwrap();

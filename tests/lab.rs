@@ -669,7 +669,7 @@ fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept(
     );
     let rec = lab.ok(B, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
     assert!(
-        rec.contains("\"promoted\": true") && rec.contains("zfs inherit -S readonly zpool1"),
+        rec.contains("\"promoted\": true") && rec.contains("zfs inherit readonly zpool1"),
         "{rec}"
     );
     // The guest runs on B now; its writes and snapshots.

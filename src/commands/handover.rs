@@ -209,18 +209,19 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
     )
     .await;
     // A pool whose copy on the new master diverged (that node crashed as
-    // master once, and what it wrote then never came here): the guest must
+    // master once, and what it wrote then never came here; nobody resolved
+    // since): the guest must
     // start with what it served here a moment ago, not with that older
     // branch. The branch is kept, as `resolve POOL --keep-divergent` keeps
     // it (quarantine, held), and the pool is sent again.
+    // A diverged copy is refused as a conflict, or earlier by the size
+    // guards (that branch can be much bigger than the live data): every
+    // refused pool is looked at; `resolve` acts only on real evidence of
+    // divergence and keeps all of it.
     let diverged: Vec<String> = all
         .reports
         .iter()
-        .filter(|r| {
-            r.datasets
-                .iter()
-                .any(|d| matches!(d.result, crate::engine::DatasetResult::Conflict(_)))
-        })
+        .filter(|r| r.outcome == Outcome::Refused)
         .map(|r| r.pool.clone())
         .collect();
     if !diverged.is_empty() {
@@ -250,10 +251,9 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
             all.reports.extend(more.reports);
         }
     }
-    // ...and nothing here changes any more. Only now: `zfs send -p` carries
-    // the datasets' properties, and a `readonly=on` set before the send
-    // would arrive as the new master's received value, which its
-    // promotion (`zfs inherit -S readonly`) restores.
+    // ...and nothing here changes any more (`post-stop` usually made these
+    // datasets read-only already; the `readonly=on` a `-p` stream then
+    // carries is masked by the new master's `zfs inherit readonly`).
     let ch = role::make_readonly(&runner, cfg, &[], false, timeout).await;
     role::log_changes("handover", &ch);
     report.bytes = all.reports.iter().map(|r| r.bytes).sum();

@@ -88,8 +88,13 @@ pub enum Op {
     RoleProps {
         roots: Vec<String>,
     },
-    /// `zfs inherit -S readonly`: back to the received value, else the
-    /// inherited one (undoes the `readonly=on` every standby receive sets).
+    /// `zfs inherit readonly`: back to the inherited value (undoes the
+    /// `readonly=on` every standby receive sets). Not `-S`: a stream sent
+    /// with `-p` by a node that had just become a standby (a handover after
+    /// `post-stop`) carries `readonly=on` as the *received* value, and `-S`
+    /// would bring exactly that back. Checked on OpenZFS 2.1.11: plain
+    /// `inherit` masks a received value (source `default`), also after a
+    /// later receive. `readonly` is the role's, never replicated.
     RevertReadonly {
         datasets: Vec<String>,
     },
@@ -319,7 +324,7 @@ impl Op {
                 .arg(list::ROLE_PROPS.join(","))
                 .args(roots.iter().cloned()),
             Op::RevertReadonly { datasets } => zfs
-                .args(["inherit", "-S", "readonly"])
+                .args(["inherit", "readonly"])
                 .args(datasets.iter().cloned()),
             Op::Mount { dataset } => zfs.arg("mount").arg(dataset.clone()),
             Op::Unmount { dataset } => zfs.arg("unmount").arg(dataset.clone()),
