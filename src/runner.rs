@@ -465,20 +465,27 @@ impl Runner for SystemRunner {
                 });
             }
         };
-        let recv_stderr = String::from_utf8_lossy(&recv_stderr).into_owned();
         let send_status = send_status.expect("loop ends with a status");
+        // Which side's failure is the cause: a receiver that only saw its
+        // stream end early ("failed to read from stream") failed because
+        // the sender did (a stale resume token, a snapshot gone): report
+        // the sender, whose stderr says why. Otherwise the receiver's error
+        // is the cause, and the sender's is its broken pipe.
+        let cut_short =
+            String::from_utf8_lossy(&recv_stderr).contains("failed to read from stream");
+        if !send_status.success() && (recv_status.success() || cut_short) {
+            return Err(RunError::Failed {
+                cmd: spec.send.to_string(),
+                status: send_status.to_string(),
+                stderr: stderr_head(&send_stderr),
+            });
+        }
+        let recv_stderr = String::from_utf8_lossy(&recv_stderr).into_owned();
         if !recv_status.success() {
             return Err(RunError::Failed {
                 cmd: spec.recv.to_string(),
                 status: recv_status.to_string(),
                 stderr: stderr_head(&recv_stderr),
-            });
-        }
-        if !send_status.success() {
-            return Err(RunError::Failed {
-                cmd: spec.send.to_string(),
-                status: send_status.to_string(),
-                stderr: stderr_head(&send_stderr),
             });
         }
         Ok(PipeOutput {

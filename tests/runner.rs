@@ -159,6 +159,31 @@ fn pipe_moves_bytes_and_reports_sender_failure() {
     });
 }
 
+/// Both sides fail: the cause is named. A receiver that only saw its stream
+/// end early points at the sender (its stderr says why: here a resume token
+/// whose snapshot is gone, which the engine then cleans up); a receiver
+/// that refused the stream is the cause, and the sender's broken pipe is not.
+#[test]
+fn when_both_sides_fail_the_cause_is_reported() {
+    common::rt().block_on(async {
+        let send = Cmd::new("sh").args(["-c", "echo \"cannot resume send: 'zpool1/a@s1' used in the initial send no longer exists\" >&2; exit 255"]);
+        let recv = Cmd::new("sh").args(["-c", "cat >/dev/null; echo 'cannot receive: failed to read from stream' >&2; exit 1"]);
+        let e = runner()
+            .pipe(PipeSpec { send: &send, recv: &recv, stall: Duration::from_secs(5), limit: Duration::from_secs(30), finish: Duration::from_secs(5) }, &mut |_| false)
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, RunError::Failed { cmd, stderr, .. } if cmd.starts_with("sh") && stderr.contains("no longer exists")), "{e}");
+        assert_eq!(zfs_nfs_replica::zfs::classify(e.stderr().unwrap()), zfs_nfs_replica::zfs::ZfsErrorKind::StaleResumeToken);
+        let send = Cmd::new("sh").args(["-c", "head -c 1000000 /dev/zero; echo 'broken pipe' >&2; exit 1"]);
+        let recv = Cmd::new("sh").args(["-c", "head -c 10 >/dev/null; echo 'cannot receive incremental stream: destination zpool1/a has been modified' >&2; exit 1"]);
+        let e = runner()
+            .pipe(PipeSpec { send: &send, recv: &recv, stall: Duration::from_secs(5), limit: Duration::from_secs(30), finish: Duration::from_secs(5) }, &mut |_| false)
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, RunError::Failed { stderr, .. } if stderr.contains("has been modified")), "{e}");
+    });
+}
+
 #[test]
 fn a_receiver_that_never_finishes_is_bounded() {
     let m = marker();

@@ -167,6 +167,9 @@ pub struct Life<'a> {
     pub counts: BTreeMap<String, usize>,
     /// What the event's commands said, shown with a fault.
     ctx: String,
+    /// The master's runs in a row that failed transiently with its peer
+    /// reachable (one is allowed: "the next run retries").
+    transient: usize,
     pub resolves: usize,
     pub quiet_rounds: usize,
     /// Old file versions read back from snapshots.
@@ -211,6 +214,7 @@ impl<'a> Life<'a> {
             log: Vec::new(),
             counts: BTreeMap::new(),
             ctx: String::new(),
+            transient: 0,
             resolves: 0,
             quiet_rounds: 0,
             versions_read: 0,
@@ -608,9 +612,14 @@ impl<'a> Life<'a> {
         }
         let peer_reachable = self.up[other(n)] && self.link_down.is_none();
         let ok = if n == self.master {
+            if code == 3 && peer_reachable {
+                self.transient += 1;
+            } else {
+                self.transient = 0;
+            }
             match code {
                 0 | 1 => true,
-                3 => !peer_reachable,
+                3 => self.transient < 2,
                 4 => {
                     self.resolve_divergence(n, &o);
                     true
