@@ -26,6 +26,11 @@ use crate::progress::human_bytes;
 use crate::zfs::{Dataset, Kind, Listing, Op};
 
 /// The quarantine's dataset name below a target root.
+/// How [`plan_resolve`]'s answer starts when the receiver agrees with the
+/// source (an earlier resolve, of this dataset or a parent, already set
+/// its divergence aside): `resolve` then succeeds, doing nothing.
+pub const NOTHING_TO_RESOLVE: &str = "nothing to resolve";
+
 pub const QUARANTINE: &str = "zfs-nfs-replica-quarantine";
 /// The hold on every capture snapshot.
 pub const HOLD_TAG: &str = "zfs-nfs-replica-quarantine";
@@ -256,7 +261,7 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
     let diverged: Vec<&Evidence> = ev.iter().filter(|e| e.diverged()).collect();
     if diverged.is_empty() {
         return Err(format!(
-            "nothing to resolve: {target} and every dataset below it agree with the source (no snapshot or write only on the receiver)"
+            "{NOTHING_TO_RESOLVE}: {target} and every dataset below it agree with the source (no snapshot or write only on the receiver)"
         ));
     }
     let by_target = |n: &str| ev.iter().find(|e| e.target == n);

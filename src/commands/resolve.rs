@@ -137,6 +137,12 @@ pub(crate) async fn resolve_with<R: Runner>(
         container_exists: quarantine.contains(&resolve::container(dst_root)),
     }) {
         Ok(p) => p,
+        // Already resolved (by an earlier run, or with a parent): done.
+        Err(e) if e.starts_with(resolve::NOTHING_TO_RESOLVE) => {
+            info!("resolve {}: {e}", args.dataset);
+            crate::outln!("{e}");
+            return exit::OK;
+        }
         Err(e) => {
             error!("resolve {}: {e}", args.dataset);
             return exit::REFUSED;
