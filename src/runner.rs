@@ -91,10 +91,14 @@ impl RunError {
 
 /// The first few non-empty lines of a command's stderr, joined for a one-line error.
 pub fn stderr_head(stderr: &str) -> String {
+    // `zfs send -t` first dumps the token it resumes (`resume token
+    // contents:`, then `nvlist version: 0` and `key = value` lines); the
+    // error comes after it. The dump says nothing the token did not.
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
+        .filter(|l| !is_token_dump(l))
         .take(STDERR_LINES)
         .collect();
     if lines.is_empty() {
@@ -102,6 +106,15 @@ pub fn stderr_head(stderr: &str) -> String {
     } else {
         lines.join(" | ")
     }
+}
+
+fn is_token_dump(l: &str) -> bool {
+    let key = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+    l == "resume token contents:"
+        || l.starts_with("nvlist version:")
+        || l.split_once(" = ").is_some_and(|(k, _)| key(k))
+        // a boolean pair prints its name alone
+        || key(l)
 }
 
 /// A `send | recv` pipeline: the bytes go from one child's stdout straight into

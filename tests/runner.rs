@@ -233,3 +233,14 @@ fn shell_quoting_round_trips_through_a_real_shell() {
     let want: String = words.iter().map(|w| format!("[{w}]")).collect();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
 }
+
+/// `zfs send -t`'s dump of the token it resumes is left out of an error;
+/// the error line after it is kept.
+#[test]
+fn a_resume_token_dump_is_not_the_error() {
+    let stderr = "resume token contents:\nnvlist version: 0\n\tfromguid = 0x9e875814f3b564fb\n\tobject = 0x3\n\toffset = 0x4e0000\n\tbytes = 0x503aa8\n\ttoguid = 0x1f\n\ttoname = zpool1/a@manual-11\n\tembedok\n\tcompressok\ncannot resume send: 'zpool1/a@manual-4' used in the initial send no longer exists\n";
+    assert_eq!(
+        zfs_nfs_replica::runner::stderr_head(stderr),
+        "cannot resume send: 'zpool1/a@manual-4' used in the initial send no longer exists"
+    );
+}
