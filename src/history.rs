@@ -47,6 +47,12 @@ pub struct Sizes {
     pub replica_referenced: Option<u64>,
     /// The newest snapshot both sides have.
     pub snapshot: Option<SnapshotRef>,
+    /// `referenced` of the source's newest snapshot: what the replica holds
+    /// (or is about to). The guards compare this, not the live data, when
+    /// both runs have it: a big file written and deleted again between two
+    /// snapshots was never replicated, and its deletion is no shrinking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_referenced: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +136,7 @@ pub fn entry_from(
                 replica_used: r.map(|r| r.used),
                 replica_referenced: r.map(|r| r.referenced),
                 snapshot,
+                newest_referenced: d.snapshots.last().map(|s| s.referenced),
             },
         );
     }
@@ -280,6 +287,7 @@ mod tests {
                         name: "s1".into(),
                         time: 1,
                     }),
+                    newest_referenced: None,
                 },
             )]
             .into(),
