@@ -380,22 +380,32 @@ impl<'a, R: Runner> Engine<'a, R> {
             // The receiver changed since the common snapshot: in anything the
             // source lacks, or only in access times and logs? Asked of the
             // receiver itself; proven noise is rolled back and receives.
-            let probes = noise_candidates(&plan, &dst);
-            if !probes.is_empty() {
+            // A child is planned only once its parent is: a child refused
+            // as modified may appear only after its parent's noise was
+            // proven, so ask again until nothing new comes up.
+            let mut asked = std::collections::BTreeSet::new();
+            loop {
+                let probes: Vec<_> = noise_candidates(&plan, &dst)
+                    .into_iter()
+                    .filter(|(t, _, _)| asked.insert(t.clone()))
+                    .collect();
+                if probes.is_empty() {
+                    break;
+                }
                 if self.settings.dry_run {
                     for (t, snap, _) in &probes {
                         self.shown.push(format!(
                             "  {t}: changed since @{snap}: a real run asks the receiver whether any file or block changed, and rolls it back if none did"
                         ));
                     }
-                } else {
-                    for (t, snap, volume) in probes {
-                        if let Some(evidence) = self.probe(remote, &t, &snap, volume).await {
-                            opts.noise.insert(t, evidence);
-                        }
-                    }
-                    plan = plan::plan(&src, &job.source, &dst, &job.target, &opts);
+                    break;
                 }
+                for (t, snap, volume) in probes {
+                    if let Some(evidence) = self.probe(remote, &t, &snap, volume).await {
+                        opts.noise.insert(t, evidence);
+                    }
+                }
+                plan = plan::plan(&src, &job.source, &dst, &job.target, &opts);
             }
             w.report.receiver_only = plan.receiver_only.clone();
             if pass == 0 {
