@@ -24,6 +24,10 @@
 //! The first broken invariant panics with the seed, the step and the tail of
 //! the event log: `LIFE_SEED=<seed> LIFE_EVENTS=<n>` replays it.
 
+// Nodes are indices 0 and 1 throughout (into NODES, `up`, `last`, ...):
+// loops over them read better as indices.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -645,10 +649,10 @@ impl<'a> Life<'a> {
         let d = self.lab.replica(NODES[n], "diverged");
         let mut cmds = Vec::new();
         for l in d.stdout.lines() {
-            if let Some(rest) = l.trim().strip_prefix("keep it and re-sync, on ") {
-                if let Some((node, cmd)) = rest.split_once(": ") {
-                    cmds.push((node.to_string(), cmd.to_string()));
-                }
+            if let Some(rest) = l.trim().strip_prefix("keep it and re-sync, on ")
+                && let Some((node, cmd)) = rest.split_once(": ")
+            {
+                cmds.push((node.to_string(), cmd.to_string()));
             }
         }
         if cmds.is_empty() {
