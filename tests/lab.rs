@@ -1669,7 +1669,7 @@ fn lab_life_of_a_cluster() {
     let mut life = common::life::Life::new(&lab, seed);
     life.play(events);
     eprintln!(
-        "[life] seed {seed}: {events} events, no fault; {:?}; {} resolve(s), {} quiet round(s), {} old snapshot(s) read back",
-        life.counts, life.resolves, life.quiet_rounds, life.versions_read
+        "[life] seed {seed}: {events} events, no fault; {:?}; {} resolve(s), {} size change(s) accepted, {} quiet round(s), {} old snapshot(s) read back",
+        life.counts, life.resolves, life.accepted, life.quiet_rounds, life.versions_read
     );
 }
