@@ -123,7 +123,11 @@ cat "$timings/lab-build" >>"$timings/phases"
 rm -f "$lab_log" "$lab_log.rc"
 
 phase "real-ZFS lab scenarios (cargo test --test lab)"
-LAB_BINARY=$repo/target/release/zfs-nfs-replica LAB_TIMINGS=$timings/lab \
+# The life test plays a fixed budget of events from a fixed seed here, so
+# that a run of this command is reproducible (LIFE_SEED / LIFE_EVENTS
+# override; tests/lab/life.sh plays long runs from random seeds).
+LIFE_SEED=${LIFE_SEED:-12} LIFE_EVENTS=${LIFE_EVENTS:-30} \
+    LAB_BINARY=$repo/target/release/zfs-nfs-replica LAB_TIMINGS=$timings/lab \
     cargo test --locked --test lab
 
 phase "Debian package: build from the release binary, contents, lintian, install, verify, purge"
