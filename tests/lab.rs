@@ -626,13 +626,17 @@ fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept(
         A,
         "echo precious > /zpool1/a/after-last-run; zfs snapshot zpool1/a@on-a-only",
     );
-    // ...then A fails and HA starts the guest on B. Before the guest starts,
-    // its hookscript promotes B: writable, mounted, sanoid on.
+    // ...then A fails (it no longer answers: its link is cut) and HA starts
+    // the guest on B. Before the guest starts, its hookscript promotes B:
+    // writable, mounted, sanoid on. (A node that still answered would hand
+    // its last writes over: lab_a_planned_migration_*.)
+    lab.ok(A, "ip link set eth1 down");
     lab.place_guest(B);
     lab.pve.set(|s| s.guest_status = "stopped".into());
     let started = std::time::Instant::now();
     let hook = lab.replica(B, "hook 103 pre-start");
     let took = started.elapsed();
+    lab.ok(A, "ip link set eth1 up");
     assert_eq!(hook.code, Some(0), "{}", hook.all());
     assert!(
         took < Duration::from_secs(30),
