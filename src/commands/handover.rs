@@ -198,58 +198,33 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
     };
     let mut silent = Silent;
     let mut engine = Engine::new(&runner, &settings, &mut silent);
-    let mut all = super::run::replicate_all(
-        cfg,
-        &run_args,
-        &mut engine,
-        &Default::default(),
-        false,
-        Default::default(),
-        Some(&args.to),
-    )
-    .await;
+    let mut all = send_to(cfg, &run_args, &mut engine, &args.to).await;
     // A pool whose copy on the new master diverged (that node crashed as
     // master once, and what it wrote then never came here; nobody resolved
-    // since): the guest must
-    // start with what it served here a moment ago, not with that older
-    // branch. The branch is kept, as `resolve POOL --keep-divergent` keeps
-    // it (quarantine, held), and the pool is sent again.
-    // A diverged copy is refused as a conflict, or earlier by the size
-    // guards (that branch can be much bigger than the live data): every
-    // refused pool is looked at; `resolve` acts only on real evidence of
-    // divergence and keeps all of it.
-    let diverged: Vec<String> = all
-        .reports
-        .iter()
-        .filter(|r| r.outcome == Outcome::Refused)
-        .map(|r| r.pool.clone())
-        .collect();
-    if !diverged.is_empty() {
-        for pool in &diverged {
-            match quarantine_on_new_master(&runner, cfg, &local, &args.to, pool).await {
-                Ok(()) => report.quarantined.push(pool.clone()),
-                Err(e) => warn!("handover: {pool}: the new master's diverged copy stays: {e}"),
-            }
+    // since): the guest must start with what it served here a moment ago,
+    // not with that older branch. Such a copy is refused as a conflict, or
+    // earlier by the size guards (the branch can be much bigger than the
+    // live data), so every refused pool is looked at: `resolve` acts only
+    // on real evidence of divergence and keeps all of it (quarantine,
+    // held); the pools it set aside are sent again.
+    for r in all.reports.iter().filter(|r| r.outcome == Outcome::Refused) {
+        match quarantine_on_new_master(&runner, cfg, &local, &args.to, &r.pool).await {
+            Ok(()) => report.quarantined.push(r.pool.clone()),
+            Err(e) => warn!(
+                "handover: {}: the new master's diverged copy stays: {e}",
+                r.pool
+            ),
         }
-        if !report.quarantined.is_empty() {
-            let again = RunArgs {
-                pools: report.quarantined.clone(),
-                ..run_args
-            };
-            let more = super::run::replicate_all(
-                cfg,
-                &again,
-                &mut engine,
-                &Default::default(),
-                false,
-                Default::default(),
-                Some(&args.to),
-            )
-            .await;
-            all.reports
-                .retain(|r| !report.quarantined.contains(&r.pool));
-            all.reports.extend(more.reports);
-        }
+    }
+    if !report.quarantined.is_empty() {
+        let again = RunArgs {
+            pools: report.quarantined.clone(),
+            ..run_args
+        };
+        let more = send_to(cfg, &again, &mut engine, &args.to).await;
+        all.reports
+            .retain(|r| !report.quarantined.contains(&r.pool));
+        all.reports.extend(more.reports);
     }
     // ...and nothing here changes any more (`post-stop` usually made these
     // datasets read-only already; the `readonly=on` a `-p` stream then
@@ -393,4 +368,23 @@ async fn quarantine_on_new_master<R: Runner>(
             "resolve {pool_name} --keep-divergent exited {code}"
         ))
     }
+}
+
+/// Replicate `args`' pools to `to` alone, as a run does.
+async fn send_to<R: Runner>(
+    cfg: &Config,
+    args: &RunArgs,
+    engine: &mut Engine<'_, R>,
+    to: &str,
+) -> super::run::All {
+    super::run::replicate_all(
+        cfg,
+        args,
+        engine,
+        &Default::default(),
+        false,
+        Default::default(),
+        Some(to),
+    )
+    .await
 }

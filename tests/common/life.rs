@@ -193,6 +193,16 @@ fn model_size(files: &Files) -> u64 {
         .sum()
 }
 
+/// `zfs-nfs-replica run ARGS` on node `n` as the timer runs it, killed
+/// (exit 124/137) if it outlives its own deadlines.
+fn run_bounded(lab: &Lab, n: usize, args: &str) -> Out {
+    lab.sh_timeout(
+        NODES[n],
+        &format!("JOURNAL_STREAM=8:1 timeout -k 5 170 /usr/bin/zfs-nfs-replica run {args}"),
+        Duration::from_secs(200),
+    )
+}
+
 fn other(n: usize) -> usize {
     1 - n
 }
@@ -615,11 +625,7 @@ impl<'a> Life<'a> {
     /// The systemd timer's run on node `n`; its exit code judged.
     fn timer(&mut self, n: usize) {
         let t = Instant::now();
-        let o = self.lab.sh_timeout(
-            NODES[n],
-            "JOURNAL_STREAM=8:1 timeout -k 5 170 /usr/bin/zfs-nfs-replica run",
-            Duration::from_secs(200),
-        );
+        let o = run_bounded(self.lab, n, "");
         let took = t.elapsed().as_secs_f64();
         let code = o.code.unwrap_or(-1);
         self.note(format!(
@@ -739,11 +745,7 @@ impl<'a> Life<'a> {
         self.note(format!(
             "  the size guards refused {pool} after real deletes in {shrunk:?}: the operator accepts"
         ));
-        let o = self.lab.sh_timeout(
-            NODES[n],
-            &format!("JOURNAL_STREAM=8:1 timeout -k 5 170 /usr/bin/zfs-nfs-replica run --accept-size-change {pool}"),
-            Duration::from_secs(200),
-        );
+        let o = run_bounded(self.lab, n, &format!("--accept-size-change {pool}"));
         if !matches!(o.code, Some(0) | Some(1)) {
             self.fault(&format!("run --accept-size-change {pool}: {}", o.all()));
         }
@@ -870,13 +872,7 @@ impl<'a> Life<'a> {
         let victim = self.rng.below(2);
         let lab = self.lab;
         let (code, killed) = std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                lab.sh_timeout(
-                    NODES[m],
-                    "JOURNAL_STREAM=8:1 timeout -k 5 170 /usr/bin/zfs-nfs-replica run",
-                    Duration::from_secs(200),
-                )
-            });
+            let h = s.spawn(|| run_bounded(lab, m, ""));
             let flowing = super::lab::wait_until(Duration::from_secs(90), || {
                 h.is_finished()
                     || lab.sh(NODES[m], "pgrep -f '[z]fs send' >/dev/null").code == Some(0)
