@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use crate::plan::standing;
-use crate::progress::human_bytes;
 use crate::resolve::Step;
+use crate::units::human_bytes;
 use crate::zfs::{Kind, Listing, Op, RoleProps};
 
 /// Datasets whose unsnapshotted writes must be explained by `zfs diff`

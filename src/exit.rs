@@ -2,7 +2,7 @@
 //! codes. Documented in `--help` and the README; the systemd unit and
 //! monitoring rely on it.
 
-use crate::engine::Outcome;
+use crate::report::Outcome;
 
 /// Every pool replicated: data was sent, everything is in sync.
 pub const OK: u8 = 0;

@@ -5,7 +5,7 @@
 //! the operator accepts the change once (`run --accept-size-change POOL`).
 
 use crate::history::Entry;
-use crate::progress::human_bytes;
+use crate::units::human_bytes;
 use crate::zfs::Listing;
 
 /// Differences smaller than this are noise (metadata, a few small files),

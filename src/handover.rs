@@ -122,7 +122,7 @@ impl Report {
                 self.from,
                 self.snapshot.as_deref().unwrap_or("?"),
                 self.datasets.len(),
-                crate::progress::human_bytes(self.bytes),
+                crate::units::human_bytes(self.bytes),
                 self.seconds,
                 self.quarantine_note()
             ),

@@ -84,10 +84,10 @@ impl History {
     /// between and both sides changed under other rules, so it says nothing
     /// about now. None `since` (not known): every entry counts.
     pub fn last_for_since(&self, peer: &str, since: Option<&str>) -> Option<&Entry> {
-        let since = since.and_then(crate::status::parse_time);
+        let since = since.and_then(crate::units::parse_time);
         self.entries.iter().rev().find(|e| {
             e.peer == peer
-                && match (since, crate::status::parse_time(&e.time)) {
+                && match (since, crate::units::parse_time(&e.time)) {
                     (Some(s), Some(t)) => t >= s,
                     (Some(_), None) => false,
                     (None, _) => true,

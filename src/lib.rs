@@ -3,7 +3,7 @@
 
 pub mod adopt;
 pub mod cli;
-pub mod cmd;
+pub mod cmdline;
 pub mod commands;
 pub mod config;
 pub mod engine;
@@ -19,16 +19,19 @@ pub mod lock;
 pub mod logging;
 pub mod notify;
 pub mod plan;
-pub mod progress;
+pub mod progress_bar;
 pub mod pve;
+pub mod report;
 pub mod resolve;
 pub mod role;
 pub mod runner;
 pub mod sanoid;
+pub mod side;
 pub mod ssh;
 pub mod state;
 pub mod status;
 pub mod stdout;
 #[cfg(test)]
 pub mod testutil;
+pub mod units;
 pub mod zfs;

@@ -76,7 +76,7 @@ pub fn try_lock_pool(run_dir: &Path, pool: &str) -> Result<PoolLock, LockError> 
     let holder = format!(
         "pid {} since {}\n",
         std::process::id(),
-        crate::state::now_rfc3339()
+        crate::units::now_stamp()
     );
     let _ = file
         .set_len(0)

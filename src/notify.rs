@@ -15,11 +15,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::cmd::Cmd;
+use crate::cmdline::Cmd;
 use crate::config::{Notify, NotifyOn, NotifyTarget, TargetKind, WebhookFormat};
 use crate::health::Level;
 use crate::runner::{Runner, stderr_head};
-use crate::status::{Status, parse_time};
+use crate::status::Status;
+use crate::units::parse_time;
 
 /// What is sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +168,7 @@ pub fn next_state(
         level,
         role,
         conflicts,
-        sent: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        sent: crate::units::stamp(now),
     }
 }
 

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use crate::guard::SLACK;
 use crate::plan::{SnapRef, join, standing};
-use crate::progress::human_bytes;
+use crate::units::human_bytes;
 use crate::zfs::{Dataset, Kind, Listing, Op};
 
 /// The quarantine's dataset name below a target root.

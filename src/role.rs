@@ -1,6 +1,7 @@
 //! What each role does to this node, besides replicating: sanoid's
 //! `autosnap`, the pools' `readonly`, and (on a standby) how far behind the
-//! received copy is. Who is master is decided in [`crate::pve`].
+//! received copy is. Who is master is decided in [`crate::pve`]
+//! ([`crate::pve::decision`]).
 
 use std::time::Duration;
 
@@ -10,82 +11,6 @@ use crate::config::Config;
 use crate::runner::{Runner, stderr_head};
 use crate::sanoid;
 use crate::zfs::{self, Op};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
-    /// This node hosts the guest: it takes snapshots and replicates.
-    Master,
-    /// Another node is master.
-    Standby { master: String },
-    /// The checks could not agree: do nothing.
-    Unsure { reason: String },
-}
-
-/// The outcome of the master checks: which node this is, and its role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub local: String,
-    pub role: Role,
-    /// The guest's HA service id (`ct:103`), when the checks agreed and HA
-    /// manages it: what the failover policy asks HA to move or stop.
-    pub ha_sid: Option<String>,
-}
-
-/// A node's own answer to "who is master?", given to a peer that is about
-/// to write into it (`zfs-nfs-replica role --json`): a node writes into a
-/// peer only when the peer, by its own checks, is a standby of the writer,
-/// or is waiting for exactly this writer's handover. Two nodes whose checks
-/// both said "master" at the same moment then write into neither.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Answer {
-    pub node: String,
-    /// `master`, `standby` or `unsure`.
-    pub role: String,
-    pub master: Option<String>,
-    pub reason: Option<String>,
-    /// The node whose handover this node is waiting for (its `pre-start`).
-    pub handover_from: Option<String>,
-}
-
-impl Answer {
-    pub fn of(d: &Decision, handover_from: Option<String>) -> Answer {
-        let (role, master, reason) = match &d.role {
-            Role::Master => ("master", Some(d.local.clone()), None),
-            Role::Standby { master } => ("standby", Some(master.clone()), None),
-            Role::Unsure { reason } => ("unsure", None, Some(reason.clone())),
-        };
-        Answer {
-            node: d.local.clone(),
-            role: role.into(),
-            master,
-            reason,
-            handover_from,
-        }
-    }
-
-    /// May `writer` write into this node? Why not, in one line.
-    pub fn allows(&self, writer: &str) -> Result<(), String> {
-        if self.handover_from.as_deref() == Some(writer) {
-            return Ok(());
-        }
-        match (self.role.as_str(), self.master.as_deref()) {
-            ("standby", Some(m)) if m == writer => Ok(()),
-            ("standby", Some(m)) => Err(format!(
-                "{} says {m} is master, not {writer}: not writing into it",
-                self.node
-            )),
-            ("master", _) => Err(format!(
-                "{} says it is master itself (its own checks): not writing into it",
-                self.node
-            )),
-            _ => Err(format!(
-                "{} cannot tell who is master ({}): not writing into it",
-                self.node,
-                self.reason.as_deref().unwrap_or("no reason given")
-            )),
-        }
-    }
-}
 
 /// What a role change did (or, in dry-run, would do): one line each.
 #[derive(Debug, Default, Clone)]

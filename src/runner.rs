@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::cmd::Cmd;
+use crate::cmdline::Cmd;
 
 /// What a finished command left behind.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cmd::Cmd;
+use crate::cmdline::Cmd;
 use crate::config::Ssh as SshConfig;
 use crate::runner::{Runner, stderr_head};
 

@@ -72,7 +72,7 @@ pub fn load_role(state_dir: &Path) -> Result<Option<RoleRecord>, String> {
 /// Record a sure role. `since` moves only when the role (or the master)
 /// changed; an unreadable old record counts as unknown, never as a change.
 pub fn record_role(state_dir: &Path, role: &str, master: &str) -> Result<RoleRecord, String> {
-    let now = now_rfc3339();
+    let now = crate::units::now_stamp();
     let since = match load_role(state_dir) {
         Ok(Some(old)) if old.role == role && old.master == master => old.since,
         Ok(Some(_)) => Some(now.clone()),
@@ -151,11 +151,6 @@ pub fn record_action(state_dir: &Path, a: &OperatorAction) -> Result<(), String>
     let extra = all.len().saturating_sub(MAX_ACTIONS);
     all.drain(..extra);
     save_json(&state_dir.join(ACTIONS_FILE), &all)
-}
-
-/// Now, as every state file writes it (RFC 3339, UTC, seconds).
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use zfs_nfs_replica::cmd::Cmd;
-use zfs_nfs_replica::engine::{DatasetResult, Engine, HoldHint, Outcome, PoolJob, Settings};
-use zfs_nfs_replica::progress::Silent;
+use zfs_nfs_replica::cmdline::Cmd;
+use zfs_nfs_replica::engine::{Engine, HoldHint, PoolJob, Settings};
+use zfs_nfs_replica::progress_bar::Silent;
+use zfs_nfs_replica::report::{DatasetResult, Outcome};
 use zfs_nfs_replica::runner::{Output, PipeOutput, PipeSpec, RunError, Runner};
 use zfs_nfs_replica::ssh::Peer;
 
@@ -152,7 +153,7 @@ fn job() -> PoolJob {
     }
 }
 
-fn run(fake: &Fake, dry_run: bool) -> (zfs_nfs_replica::engine::PoolReport, Vec<String>) {
+fn run(fake: &Fake, dry_run: bool) -> (zfs_nfs_replica::report::PoolReport, Vec<String>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -408,7 +409,7 @@ fn jobs() -> Vec<PoolJob> {
         .collect()
 }
 
-fn run_many(fake: &Fake, hint: &HoldHint) -> Vec<zfs_nfs_replica::engine::PoolReport> {
+fn run_many(fake: &Fake, hint: &HoldHint) -> Vec<zfs_nfs_replica::report::PoolReport> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -527,7 +528,7 @@ fn a_peer_that_may_not_be_written_into_gets_nothing() {
     ));
     assert_eq!(reps.len(), 2);
     for r in &reps {
-        assert_eq!(r.outcome, zfs_nfs_replica::engine::Outcome::Refused);
+        assert_eq!(r.outcome, zfs_nfs_replica::report::Outcome::Refused);
         assert!(
             r.error
                 .as_deref()

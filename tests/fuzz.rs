@@ -248,7 +248,7 @@ fn fuzz_zfs_holds() {
 #[test]
 fn fuzz_zpool_list() {
     fuzz("zpool-list", corpus("zpool-list"), |b| {
-        let _ = zfs::parse_pool_status(&text(b));
+        let _ = zfs::parse_pool_list(&text(b));
     });
 }
 
@@ -274,7 +274,7 @@ fn fuzz_role_props() {
 #[test]
 fn fuzz_send_progress() {
     fuzz("send-progress", corpus("send-progress"), |b| {
-        let mut p = zfs::progress::SendProgress::default();
+        let mut p = zfs::send_progress::SendProgress::default();
         for l in text(b).lines() {
             p.feed(l);
         }

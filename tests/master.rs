@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::pve::{FakePve, Fault, State};
 use zfs_nfs_replica::config::{self, Config};
+use zfs_nfs_replica::pve::Role;
 use zfs_nfs_replica::pve::{self, Purpose};
-use zfs_nfs_replica::role::Role;
 
 const NODES: [(&str, &str); 2] = [("pve1", "192.168.100.10"), ("pve2", "192.168.100.20")];
 

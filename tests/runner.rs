@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::pids_matching;
-use zfs_nfs_replica::cmd::Cmd;
+use zfs_nfs_replica::cmdline::Cmd;
 use zfs_nfs_replica::runner::{PipeSpec, RunError, Runner, SystemRunner};
 
 fn runner() -> SystemRunner {

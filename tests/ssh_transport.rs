@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{FreezeProxy, TestSshd, pids_matching};
-use zfs_nfs_replica::cmd::Cmd;
+use zfs_nfs_replica::cmdline::Cmd;
 use zfs_nfs_replica::runner::{PipeSpec, RunError, Runner, SystemRunner};
 use zfs_nfs_replica::ssh::{Peer, SSH_FAILURE, Target};
 

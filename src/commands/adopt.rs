@@ -12,10 +12,11 @@ use tracing::{error, info, warn};
 use crate::adopt;
 use crate::cli::AdoptArgs;
 use crate::config::Config;
-use crate::engine::{Side, list_pair};
+use crate::engine::list_pair;
 use crate::exit;
 use crate::lock::try_lock_pool;
 use crate::runner::{Runner, SystemRunner, stderr_head};
+use crate::side::Side;
 use crate::ssh::Peer;
 use crate::state::{self, OperatorAction};
 use crate::zfs::{self, Op};
@@ -184,7 +185,7 @@ async fn adopt_with<R: Runner>(
     )
     .await;
     let rec = OperatorAction {
-        time: state::now_rfc3339(),
+        time: crate::units::now_stamp(),
         action: "adopt".into(),
         pool: pool.name.to_string(),
         peer: peer.name.clone(),

@@ -5,11 +5,11 @@
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::engine::Side;
 use crate::exit;
 use crate::health;
-use crate::role::Role;
+use crate::pve::Role;
 use crate::runner::SystemRunner;
+use crate::side::Side;
 use crate::ssh::Peer;
 
 pub async fn check(cfg: &Config) -> u8 {
@@ -77,7 +77,7 @@ async fn show_pools(
     targets: bool,
 ) -> u8 {
     let mut code = exit::OK;
-    for h in health::of_side(runner, cfg, side, targets).await {
+    for h in health::read::of_side(runner, cfg, side, targets).await {
         crate::outln!("  {node:<12} {}", h.summary());
         if h.level == health::Level::Fail {
             code = code.max(exit::REFUSED);

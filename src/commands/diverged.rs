@@ -8,11 +8,12 @@
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::engine::{Side, list_pair};
+use crate::engine::list_pair;
 use crate::exit;
+use crate::pve::Role;
 use crate::resolve;
-use crate::role::Role;
 use crate::runner::SystemRunner;
+use crate::side::Side;
 use crate::ssh::{Peer, Target};
 
 pub async fn diverged(cfg: &Config) -> u8 {

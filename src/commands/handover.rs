@@ -12,10 +12,11 @@ use tracing::{error, info, warn};
 
 use crate::cli::{HandoverArgs, RunArgs};
 use crate::config::Config;
-use crate::engine::{Engine, Outcome, Settings};
+use crate::engine::{Engine, Settings};
 use crate::exit;
 use crate::handover::{NOT_MASTER, Report, snapshot_name};
-use crate::progress::Silent;
+use crate::progress_bar::Silent;
+use crate::report::Outcome;
 use crate::role;
 use crate::runner::{Runner, SystemRunner, stderr_head};
 use crate::state;
@@ -303,7 +304,7 @@ pub async fn pull<R: Runner>(
         to: local.to_string(),
         within: within.as_secs().max(1),
     };
-    let side = crate::engine::Side::Remote(&peer);
+    let side = crate::side::Side::Remote(&peer);
     info!("pre-start: asking {from} to hand over: {}", side.show(&op));
     let out = runner
         .output(&side.cmd(&op), within + std::time::Duration::from_secs(5))

@@ -10,7 +10,7 @@ use crate::engine::{Engine, PoolJob, Settings};
 use crate::exit;
 use crate::history::{self, History};
 use crate::lock::try_lock_pool;
-use crate::progress::Silent;
+use crate::progress_bar::Silent;
 use crate::runner::SystemRunner;
 use crate::ssh::Peer;
 
@@ -68,7 +68,7 @@ pub async fn history(cfg: &Config, args: &HistoryArgs) -> u8 {
         };
         match engine.list_both(&job, &peer).await {
             Ok((src, dst)) => {
-                let now = crate::state::now_rfc3339();
+                let now = crate::units::now_stamp();
                 if let Some(e) =
                     history::entry_from(now, &t.name, &job.source, &job.target, &src, &dst)
                 {

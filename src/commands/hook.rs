@@ -13,8 +13,9 @@ use tracing::{info, warn};
 
 use crate::cli::HookArgs;
 use crate::config::Config;
+use crate::pve::Role;
 use crate::pve::{self, Purpose};
-use crate::role::{self, Role};
+use crate::role;
 use crate::runner::{Runner, SystemRunner};
 use crate::state::{self, Promotion};
 
@@ -79,7 +80,7 @@ fn promotion(
     errors: Vec<String>,
 ) -> Promotion {
     Promotion {
-        time: crate::state::now_rfc3339(),
+        time: crate::units::now_stamp(),
         node: node.to_string(),
         guest: cfg.cluster.guest,
         promoted,

@@ -58,15 +58,15 @@ pub fn peers(cfg: &Config, local: &str) -> Vec<Target> {
 pub async fn require_master(cfg: &Config, what: &str) -> Result<String, u8> {
     let d = crate::pve::decide(cfg, crate::pve::Purpose::Run).await;
     match d.role {
-        crate::role::Role::Master => Ok(d.local),
-        crate::role::Role::Standby { master } => {
+        crate::pve::Role::Master => Ok(d.local),
+        crate::pve::Role::Standby { master } => {
             tracing::error!(
                 "{what} runs on the master, which is {master} (this node, {}, is a standby)",
                 d.local
             );
             Err(crate::exit::REFUSED)
         }
-        crate::role::Role::Unsure { reason } => {
+        crate::pve::Role::Unsure { reason } => {
             tracing::error!("refusing {what}: nobody is surely master ({reason})");
             Err(crate::exit::REFUSED)
         }
@@ -170,7 +170,7 @@ fn already_so(op: &crate::zfs::Op, stderr: &str) -> bool {
 pub async fn execute_steps<R: crate::runner::Runner>(
     runner: &R,
     cfg: &Config,
-    side: crate::engine::Side<'_>,
+    side: crate::side::Side<'_>,
     roots: &[String],
     steps: &[crate::resolve::Step],
 ) -> (Vec<String>, Option<String>) {

@@ -8,11 +8,12 @@ use tracing::{error, info, warn};
 
 use crate::cli::ResolveArgs;
 use crate::config::Config;
-use crate::engine::{Side, list_pair};
+use crate::engine::list_pair;
 use crate::exit;
 use crate::lock::try_lock_pool;
 use crate::resolve::{self, Request, ResolvePlan};
 use crate::runner::{Runner, SystemRunner};
+use crate::side::Side;
 use crate::ssh::Peer;
 use crate::state::{self, OperatorAction};
 
@@ -156,7 +157,7 @@ pub(crate) async fn resolve_with<R: Runner>(
         plan_target: plan.target.clone(),
         quarantine: plan.quarantine.clone(),
         peer: peer.name.clone(),
-        started: state::now_rfc3339(),
+        started: crate::units::now_stamp(),
         steps: plan.steps.clone(),
         error: None,
     };
@@ -233,7 +234,7 @@ async fn finish<R: Runner>(
         let _ = std::fs::remove_file(journal_path(cfg, pool.name.as_str()));
     }
     let rec = OperatorAction {
-        time: state::now_rfc3339(),
+        time: crate::units::now_stamp(),
         action: "resolve".into(),
         pool: pool.name.to_string(),
         peer: peer.name.clone(),
@@ -280,7 +281,7 @@ async fn record_sizes<R: Runner>(
         }
     };
     let Some(entry) = crate::history::entry_from(
-        state::now_rfc3339(),
+        crate::units::now_stamp(),
         &peer.name,
         src_root,
         dst_root,

@@ -1,6 +1,6 @@
 //! `zfs-nfs-replica role --json [--asked-by NODE]`: this node's own answer
 //! to "who is master?" (one master check against its own API), asked by a
-//! peer over ssh before it writes into this node (`crate::role::Answer`).
+//! peer over ssh before it writes into this node (`crate::pve::Answer`).
 //! Always exits 0 when it could answer; the answer says what it is.
 
 use tracing::warn;
@@ -8,8 +8,8 @@ use tracing::warn;
 use crate::cli::RoleArgs;
 use crate::config::Config;
 use crate::exit;
+use crate::pve::Answer;
 use crate::pve::{self, Purpose};
-use crate::role::Answer;
 
 pub async fn role(cfg: &Config, args: &RoleArgs) -> u8 {
     let mut once = cfg.clone();

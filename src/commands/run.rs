@@ -7,17 +7,20 @@ use tracing::{debug, error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::config::{Config, OnUnhealthy};
-use crate::engine::{Engine, GuardJob, HoldHint, Outcome, PoolJob, PoolReport, Settings, Side};
+use crate::engine::{Engine, GuardJob, HoldHint, PoolJob, Settings};
 use crate::exit;
 use crate::guard;
 use crate::health;
 use crate::history::{self, History, Loaded};
 use crate::lock::{LockError, try_lock_pool};
 use crate::notify;
-use crate::progress::{Bar, Progress, Silent};
+use crate::progress_bar::{Bar, Progress, Silent};
+use crate::pve::Role;
 use crate::pve::{self, Purpose};
-use crate::role::{self, Role};
+use crate::report::{Outcome, PoolReport};
+use crate::role;
 use crate::runner::{Runner, SystemRunner};
+use crate::side::Side;
 use crate::ssh::Peer;
 use crate::state;
 use crate::status;
@@ -144,7 +147,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         }
         let (ch, hs) = tokio::join!(
             role::make_writable(&runner, cfg, &args.pools, args.dry_run, cmd_timeout),
-            health::of_side(&runner, cfg, Side::Local, false)
+            health::read::of_side(&runner, cfg, Side::Local, false)
         );
         (d, Some((sanoid, ch, hs)))
     };
@@ -223,8 +226,8 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
                 shown.push(format!("# {line}"));
             }
             // Unhealthy standby pools matter before any failover: say so.
-            let hs = health::of_side(&runner, cfg, Side::Local, true).await;
-            health::log(&local, &hs);
+            let hs = health::read::of_side(&runner, cfg, Side::Local, true).await;
+            health::read::log(&local, &hs);
             shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
             obs.health = hs;
             if args.dry_run {
@@ -248,7 +251,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         role_code = exit::TRANSIENT;
     }
     // The source pools' health, and what the policy makes of it.
-    health::log(&local, &hs);
+    health::read::log(&local, &hs);
     shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
     obs.health = hs.clone();
     let policy = cfg.health.on_unhealthy;
@@ -399,7 +402,7 @@ async fn failover(
         (_, false) => error!("failover: could not {planned}: {text}"),
     }
     let rec = state::FailoverRecord {
-        time: state::now_rfc3339(),
+        time: crate::units::now_stamp(),
         node: local.to_string(),
         action: action.name().to_string(),
         to: match &action {
@@ -591,8 +594,8 @@ pub(crate) async fn replicate_all<R: Runner>(
                 peers.insert(t.name.clone(), connect(runner, cfg, t, args.dry_run).await);
             }
             let hs = match &peers[&t.name] {
-                Ok(p) => health::of_side(runner, cfg, Side::Remote(p), true).await,
-                Err(e) => health::zpools(cfg, true)
+                Ok(p) => health::read::of_side(runner, cfg, Side::Remote(p), true).await,
+                Err(e) => health::read::zpools(cfg, true)
                     .iter()
                     .map(|z| health::PoolHealth::unknown(z, format!("unreachable: {e}")))
                     .collect(),
@@ -633,7 +636,7 @@ pub(crate) async fn may_write<R: Runner>(
             crate::runner::stderr_head(&out.stderr)
         ));
     }
-    let a: role::Answer = serde_json::from_str(out.stdout.trim())
+    let a: crate::pve::Answer = serde_json::from_str(out.stdout.trim())
         .map_err(|e| format!("{}: its answer is not readable ({e})", asking()))?;
     debug!("{} answers: {:?}", peer.name, a);
     a.allows(local)
@@ -701,7 +704,7 @@ fn record_history(
     let Some((src, dst)) = &report.listings else {
         return;
     };
-    let now = crate::state::now_rfc3339();
+    let now = crate::units::now_stamp();
     let Some(entry) = history::entry_from(now, peer, &job.source, &job.target, src, dst) else {
         return;
     };

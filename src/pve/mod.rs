@@ -5,6 +5,7 @@
 
 pub mod answers;
 pub mod client;
+pub mod decision;
 pub mod judge;
 
 use std::time::Duration;
@@ -12,9 +13,9 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::role::{Decision, Role};
 use answers::{parse_cluster_status, parse_guest_status, parse_ha_status, parse_resources};
 use client::Client;
+pub use decision::{Answer, Decision, Role};
 use judge::{Context, Observation, Verdict, VmList};
 
 /// Why the checks run.

@@ -16,9 +16,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{DatasetResult, Outcome, PoolReport};
 use crate::health::{Level, PoolHealth};
 use crate::plan::standing;
+use crate::report::{DatasetResult, Outcome, PoolReport};
 use crate::state::{FailoverRecord, Promotion};
 use crate::zfs::Snapshot;
 
@@ -39,7 +39,7 @@ impl Snap {
         Snap {
             name: s.name.clone(),
             guid: s.guid,
-            created: rfc3339(s.creation),
+            created: stamp_epoch(s.creation),
         }
     }
 
@@ -48,17 +48,7 @@ impl Snap {
     }
 }
 
-pub fn rfc3339(epoch: i64) -> String {
-    DateTime::from_timestamp(epoch, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-pub fn parse_time(t: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(t)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
+use crate::units::{parse_time, stamp_epoch};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleInfo {
@@ -256,7 +246,7 @@ pub struct Observed {
 /// The datasets of one pool run, from both listings after the run.
 fn datasets_of(r: &PoolReport, now: DateTime<Utc>) -> Option<Vec<DatasetState>> {
     let (src, dst) = r.listings.as_ref()?;
-    let results: BTreeMap<&str, &crate::engine::DatasetReport> =
+    let results: BTreeMap<&str, &crate::report::DatasetReport> =
         r.datasets.iter().map(|d| (d.source.as_str(), d)).collect();
     let target_root = r
         .datasets
@@ -313,11 +303,11 @@ pub fn assemble(
     exit_code: u8,
     previous: Option<&Status>,
 ) -> Status {
-    let now_s = finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now_s = crate::units::stamp(finished);
     let ok = exit_code <= crate::exit::NOTHING_TO_DO;
     let prev_run = previous.map(|p| &p.last_run);
     let last_run = RunInfo {
-        started: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        started: crate::units::stamp(started),
         finished: now_s.clone(),
         duration_seconds: (finished - started).num_milliseconds() as f64 / 1000.0,
         exit_code,
@@ -592,7 +582,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
     }
     s.status = Some(level);
     s.reasons = reasons;
-    s.evaluated = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    s.evaluated = Some(crate::units::stamp(now));
 }
 
 /// The largest replication lag, in seconds: the master's datasets, or what
@@ -628,7 +618,7 @@ mod tests {
         assert_eq!(human_age(3 * 3600 + 5 * 60), "3h05m");
         assert_eq!(human_age(3 * 86400 + 7200), "3d02h");
     }
-    use crate::engine::DatasetReport;
+    use crate::report::DatasetReport;
     use crate::testutil::{ds, listing};
 
     const T0: i64 = 1_795_000_000;
@@ -733,18 +723,21 @@ mod tests {
             "by guid, not name"
         );
         assert_eq!(a.newest_peer.as_ref().unwrap().name, "x");
-        assert_eq!(a.newest_local.as_ref().unwrap().created, rfc3339(T0 + 600));
+        assert_eq!(
+            a.newest_local.as_ref().unwrap().created,
+            stamp_epoch(T0 + 600)
+        );
 
         // The next run succeeds: counters reset, last success recorded.
         let ok = assemble(observed(false), at(T0 + 1300), at(T0 + 1310), 0, Some(&s));
         assert_eq!(ok.last_run.consecutive_failures, 0);
         assert_eq!(
             ok.last_run.last_success.as_deref(),
-            Some(rfc3339(T0 + 1310).as_str())
+            Some(stamp_epoch(T0 + 1310).as_str())
         );
         assert_eq!(
             ok.pools[0].last_success.as_deref(),
-            Some(rfc3339(T0 + 1310).as_str())
+            Some(stamp_epoch(T0 + 1310).as_str())
         );
         // Then a pool fails before listing: its datasets are kept as last seen.
         let mut failed = observed(false);
@@ -820,7 +813,7 @@ mod tests {
                 snapshot: Some(Snap {
                     name: "s2".into(),
                     guid: 4,
-                    created: rfc3339(T0),
+                    created: stamp_epoch(T0),
                 }),
                 error: None,
             }],

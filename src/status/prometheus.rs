@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{Status, parse_time};
+use super::Status;
 use crate::health::Level;
+use crate::units::parse_time;
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")

@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::{Status, Thresholds, human_age, max_lag, parse_time};
+use super::{Status, Thresholds, human_age, max_lag};
 use crate::health::Level;
-use crate::progress::human_bytes;
+use crate::units::human_bytes;
+use crate::units::parse_time;
 
 struct Paint(bool);
 

@@ -223,7 +223,7 @@ pub fn parse_holds(text: &str) -> Result<Vec<(String, String)>, ParseError> {
 
 /// One line of `zpool list -H -p -o name,health,size,allocated,free`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolStatus {
+pub struct PoolUsage {
     pub name: String,
     pub health: String,
     pub size: u64,
@@ -231,7 +231,7 @@ pub struct PoolStatus {
     pub free: u64,
 }
 
-pub fn parse_pool_status(text: &str) -> Result<Vec<PoolStatus>, ParseError> {
+pub fn parse_pool_list(text: &str) -> Result<Vec<PoolUsage>, ParseError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         if raw.is_empty() {
@@ -249,7 +249,7 @@ pub fn parse_pool_status(text: &str) -> Result<Vec<PoolStatus>, ParseError> {
                 f.len()
             )));
         }
-        out.push(PoolStatus {
+        out.push(PoolUsage {
             name: f[0].to_string(),
             health: f[1].to_string(),
             size: num(f[2], "size").map_err(err)?,
@@ -398,10 +398,10 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
 
     #[test]
     fn pool_status() {
-        let p = parse_pool_status("zpool1\tONLINE\t520093696\t1179648\t518914048\n").unwrap();
+        let p = parse_pool_list("zpool1\tONLINE\t520093696\t1179648\t518914048\n").unwrap();
         assert_eq!(p[0].health, "ONLINE");
         assert_eq!(p[0].free, 518914048);
-        assert!(parse_pool_status("zpool1\tONLINE\n").is_err());
+        assert!(parse_pool_list("zpool1\tONLINE\n").is_err());
     }
 
     #[test]

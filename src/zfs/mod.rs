@@ -7,15 +7,15 @@
 pub mod list;
 pub mod names;
 pub mod pool;
-pub mod progress;
+pub mod send_progress;
 
 use std::fmt;
 
-use crate::cmd::Cmd;
+use crate::cmdline::Cmd;
 
 pub use list::{
-    Dataset, Kind, Listing, PoolStatus, RoleProps, Snapshot, parse_holds, parse_list,
-    parse_pool_status, parse_role_props,
+    Dataset, Kind, Listing, PoolUsage, RoleProps, Snapshot, parse_holds, parse_list,
+    parse_pool_list, parse_role_props,
 };
 
 /// How a transfer starts.
@@ -422,11 +422,11 @@ impl Op {
                 snapshot,
                 volume,
             } => {
-                let ds = crate::cmd::shell_quote(dataset);
-                let snap = crate::cmd::shell_quote(&format!("{dataset}@{snapshot}"));
+                let ds = crate::cmdline::shell_quote(dataset);
+                let snap = crate::cmdline::shell_quote(&format!("{dataset}@{snapshot}"));
                 let script = if *volume {
                     let probe =
-                        crate::cmd::shell_quote(&format!("{dataset}@zfs-nfs-replica-probe"));
+                        crate::cmdline::shell_quote(&format!("{dataset}@zfs-nfs-replica-probe"));
                     format!(
                         "zfs destroy {probe} 2>/dev/null; zfs snapshot {probe} || exit 3; \
                          zfs send -i {snap} {probe} | zstream dump | grep -E 'Total DRR_(WRITE|WRITE_BYREF|WRITE_EMBEDDED|FREE|FREEOBJECTS|OBJECT|SPILL) records'; \
@@ -455,7 +455,7 @@ impl Op {
                 let pat = format!("^zfs receive -s -u -o readonly=on( -F)? ({alt})(/|$)");
                 Cmd::new("sh").arg("-c").arg(format!(
                     "p={}; pkill -CONT -f \"$p\"; pkill -TERM -f \"$p\" && sleep 2; pkill -KILL -f \"$p\"; true",
-                    crate::cmd::shell_quote(&pat)
+                    crate::cmdline::shell_quote(&pat)
                 ))
             }
             Op::PoolList { pools } => Cmd::new("zpool")

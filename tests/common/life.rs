@@ -555,7 +555,12 @@ impl<'a> Life<'a> {
                     return self.event(Ev::WriteSmall);
                 }
                 let from = have[self.rng.below(have.len())].clone();
-                let to = format!("f{}", self.rng.below(FILES));
+                let mut to = format!("f{}", self.rng.below(FILES));
+                if to == from {
+                    // A rename onto itself is no rename: take the next name.
+                    let n: usize = from[1..].parse().unwrap_or(0);
+                    to = format!("f{}", (n + 1) % FILES);
+                }
                 self.note(format!("mv {}:/{ds}/{from} {to}", NODES[m]));
                 self.must(m, &format!("mv -f /{ds}/{from} /{ds}/{to}"));
                 let files = self.model.get_mut(ds).unwrap();

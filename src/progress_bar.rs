@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::units::{clock, human_bytes};
+
 pub trait Progress {
     fn start(&mut self, label: &str);
     fn update(&mut self, bytes: u64, estimate: Option<u64>);
@@ -113,30 +115,6 @@ pub fn render(label: &str, bytes: u64, estimate: Option<u64>, elapsed: Duration)
     }
 }
 
-pub fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,12 +133,5 @@ mod tests {
         );
         let s = render("x", 1000, None, Duration::from_secs(1));
         assert_eq!(s, "x  1000 B  1000 B/s");
-    }
-
-    #[test]
-    fn units() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
     }
 }

@@ -1,23 +1,20 @@
 //! Pool health, read on every node every run: `zpool status -p` (state,
 //! per-vdev READ/WRITE/CKSUM, the `errors:` line, scrub and resilver),
 //! `zpool list -H -p` (free space) and, optionally, the pool's disks under
-//! `/dev/disk/by-id`. The verdict is pure ([`assess`]); reading it is one
-//! `zpool status` and one `zpool list` for all pools of a side.
+//! `/dev/disk/by-id`. The verdict is pure ([`assess`]); reading it ([`read`])
+//! is one `zpool status` and one `zpool list` for all pools of a side.
 //!
 //! What the master does with an unhealthy source pool (alert, refuse,
 //! failover) is decided in `commands::run`; this module only says what is
 //! wrong.
 
-use std::path::Path;
-use std::time::Duration;
+pub mod read;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Side;
-use crate::progress::human_bytes;
-use crate::runner::{Runner, stderr_head};
-use crate::zfs::pool::{Scan, ZpoolStatus, parse_zpool_status};
-use crate::zfs::{Op, PoolStatus, parse_pool_status};
+use crate::units::human_bytes;
+use crate::zfs::PoolUsage;
+use crate::zfs::pool::{Scan, ZpoolStatus};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -129,7 +126,7 @@ fn describe_scan(s: &Scan) -> String {
 pub fn assess(
     pool: &str,
     status: Option<&ZpoolStatus>,
-    space: Option<&PoolStatus>,
+    space: Option<&PoolUsage>,
     missing_disks: &[String],
     min_free: f64,
 ) -> PoolHealth {
@@ -244,131 +241,9 @@ fn is_zero_bytes(s: &str) -> bool {
     !digits.is_empty() && digits.chars().all(|c| c == '0')
 }
 
-/// Where udev names disks by their serial numbers.
-pub const BY_ID: &str = "/dev/disk/by-id";
-
-/// Which of `disks` are missing under `by_id` (`/dev/disk/by-id`).
-pub fn missing_disks(by_id: &Path, disks: &[String]) -> Vec<String> {
-    disks
-        .iter()
-        .filter(|d| !by_id.join(d).exists())
-        .cloned()
-        .collect()
-}
-
-/// Read the health of `pools` on one side: one `zpool status -p` and one
-/// `zpool list -H -p` for all of them, at once. `disks` gives, per pool,
-/// the by-id names to look for (local side only).
-pub async fn read<R: Runner>(
-    runner: &R,
-    side: Side<'_>,
-    pools: &[String],
-    disks: &dyn Fn(&str) -> Vec<String>,
-    min_free: f64,
-    timeout: Duration,
-) -> Vec<PoolHealth> {
-    if pools.is_empty() {
-        return Vec::new();
-    }
-    let sop = Op::ZpoolStatus {
-        pools: pools.to_vec(),
-    };
-    let lop = Op::PoolList {
-        pools: pools.to_vec(),
-    };
-    let (scmd, lcmd) = (side.cmd(&sop), side.cmd(&lop));
-    let (s, l) = tokio::join!(runner.output(&scmd, timeout), runner.output(&lcmd, timeout));
-    // A missing pool makes both commands exit 1 but still report the others:
-    // parse what they printed, and call a pool that is not in it missing.
-    let statuses = match s {
-        Ok(o) if !o.stdout.trim().is_empty() => {
-            parse_zpool_status(&o.stdout).map_err(|e| format!("`{}`: {e}", side.show(&sop)))
-        }
-        Ok(o) => Err(format!(
-            "`{}` failed: {}",
-            side.show(&sop),
-            stderr_head(&o.stderr)
-        )),
-        Err(e) => Err(e.to_string()),
-    };
-    let spaces = match l {
-        Ok(o) => parse_pool_status(&o.stdout).unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    pools
-        .iter()
-        .map(|p| match &statuses {
-            Err(e) => PoolHealth::unknown(p, e.clone()),
-            Ok(all) => assess(
-                p,
-                all.iter().find(|s| &s.name == p),
-                spaces.iter().find(|s| &s.name == p),
-                &disks(p),
-                min_free,
-            ),
-        })
-        .collect()
-}
-
-/// The zpools the configured pools live in, on the master (`targets`
-/// false) or on the standbys (`targets` true), each once, in order.
-pub fn zpools(cfg: &crate::config::Config, targets: bool) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    for p in &cfg.pools {
-        let z = if targets { p.target_zpool() } else { p.zpool() };
-        if !v.iter().any(|x| x == z) {
-            v.push(z.to_string());
-        }
-    }
-    v
-}
-
-/// The health of this config's zpools on one side: the source zpools on
-/// the master, the target zpools on a standby. Disks are looked up under
-/// `/dev/disk/by-id` on this node only.
-pub async fn of_side<R: Runner>(
-    runner: &R,
-    cfg: &crate::config::Config,
-    side: Side<'_>,
-    targets: bool,
-) -> Vec<PoolHealth> {
-    let local = matches!(side, Side::Local);
-    let disks = |z: &str| -> Vec<String> {
-        if !local {
-            return Vec::new();
-        }
-        let want: Vec<String> = cfg
-            .pools
-            .iter()
-            .filter(|p| (if targets { p.target_zpool() } else { p.zpool() }) == z)
-            .flat_map(|p| p.disks.clone())
-            .collect();
-        missing_disks(Path::new(BY_ID), &want)
-    };
-    read(
-        runner,
-        side,
-        &zpools(cfg, targets),
-        &disks,
-        cfg.health.min_free,
-        cfg.timeouts.command.get(),
-    )
-    .await
-}
-
-/// Log each pool's health: ok at info, the rest at warn/error.
-pub fn log(node: &str, all: &[PoolHealth]) {
-    for h in all {
-        match h.level {
-            Level::Ok => tracing::info!(node = %node, "pool health: {}", h.summary()),
-            Level::Warn => tracing::warn!(node = %node, "pool health: {}", h.summary()),
-            Level::Fail => tracing::error!(node = %node, "pool health: {}", h.summary()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::read::missing_disks;
     use super::*;
 
     fn status(state: &str, rows: &[(&str, &str, u64, u64, u64)], errors: u64) -> ZpoolStatus {
@@ -395,8 +270,8 @@ mod tests {
         }
     }
 
-    fn space(size: u64, free: u64) -> PoolStatus {
-        PoolStatus {
+    fn space(size: u64, free: u64) -> PoolUsage {
+        PoolUsage {
             name: "zpool1".into(),
             health: "ONLINE".into(),
             size,
@@ -471,6 +346,8 @@ mod tests {
 #[cfg(test)]
 mod fixtures {
     use super::*;
+    use crate::zfs::parse_pool_list;
+    use crate::zfs::pool::parse_zpool_status;
 
     /// The verdict on each captured real `zpool status -p` / `zpool list -H -p`.
     fn verdict(name: &str) -> PoolHealth {
@@ -478,7 +355,7 @@ mod fixtures {
         let st = std::fs::read_to_string(format!("{dir}{name}.txt")).unwrap();
         let li = std::fs::read_to_string(format!("{dir}{name}.list")).unwrap();
         let st = parse_zpool_status(&st).unwrap();
-        let li = parse_pool_status(&li).unwrap();
+        let li = parse_pool_list(&li).unwrap();
         assess(&st[0].name, st.first(), li.last(), &[], 0.05)
     }
 
