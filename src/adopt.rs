@@ -38,7 +38,7 @@ pub fn diffs_needed(
 }
 
 fn source_name(src_root: &str, dst_root: &str, target: &str) -> String {
-    format!("{src_root}{}", &target[dst_root.len()..])
+    crate::zfs::names::rebase(target, dst_root, src_root)
 }
 
 /// `zfs diff` escapes spaces and unprintable bytes as `\NNNN` (octal).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::zfs::names::{valid_dataset_name, valid_hold_tag};
+use crate::zfs::names::{is_at_or_below, valid_dataset_name, valid_hold_tag};
 
 pub const DEFAULT_PATH: &str = "/etc/zfs-nfs-replica/config.toml";
 
@@ -539,6 +539,22 @@ fn default_history_tolerance() -> f64 {
 }
 
 impl Pool {
+    /// Is `name` one of this pool's replicated datasets on the source: at
+    /// or below the pool, not excluded, not in its quarantine (which stays
+    /// read-only and unreplicated whatever the role).
+    pub fn manages(&self, name: &str) -> bool {
+        is_at_or_below(name, self.name.as_str())
+            && !self.excludes(name)
+            && !is_at_or_below(name, &crate::quarantine::container(self.name.as_str()))
+    }
+
+    /// Is `name` at or below one of the excluded subtrees?
+    pub fn excludes(&self, name: &str) -> bool {
+        self.exclude
+            .iter()
+            .any(|e| is_at_or_below(name, e.as_str()))
+    }
+
     pub fn target(&self) -> &str {
         self.target.as_ref().unwrap_or(&self.name).as_str()
     }

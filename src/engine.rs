@@ -1072,9 +1072,7 @@ fn split(src: &Listing, dst: &Listing, j: &PoolJob) -> Listed {
         datasets: l
             .datasets
             .iter()
-            .filter(|(n, _)| {
-                n.as_str() == root || n.starts_with(root) && n[root.len()..].starts_with('/')
-            })
+            .filter(|(n, _)| crate::zfs::names::is_at_or_below(n, root))
             .map(|(n, d)| (n.clone(), d.clone()))
             .collect(),
     };
@@ -1086,8 +1084,8 @@ fn split(src: &Listing, dst: &Listing, j: &PoolJob) -> Listed {
             msg: format!("{} is missing from its own listing", j.source),
         });
     }
-    crate::resolve::split_quarantine(&mut s, &j.source);
-    let q = crate::resolve::split_quarantine(&mut d, &j.target);
+    crate::quarantine::split_quarantine(&mut s, &j.source);
+    let q = crate::quarantine::split_quarantine(&mut d, &j.target);
     Ok((s, d, q))
 }
 
@@ -1186,8 +1184,8 @@ pub async fn list_pair<R: Runner>(
             msg: format!("{sroot} is missing from its own listing"),
         });
     }
-    crate::resolve::split_quarantine(&mut src, sroot);
-    let quarantine = crate::resolve::split_quarantine(&mut dst, droot);
+    crate::quarantine::split_quarantine(&mut src, sroot);
+    let quarantine = crate::quarantine::split_quarantine(&mut dst, droot);
     Ok((src, dst, quarantine))
 }
 

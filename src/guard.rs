@@ -44,7 +44,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 /// snapshot retention between the two sides.
 pub fn check(i: &Input<'_>) -> Vec<String> {
     let mut out = Vec::new();
-    let replica_name = |src: &str| format!("{}{}", i.target, &src[i.root.len()..]);
+    let replica_name = |src: &str| crate::zfs::names::rebase(src, i.root, i.target);
     let smaller = |now: u64, was: u64, ratio_min: f64| {
         was > now.saturating_add(SLACK) && ratio(now, was) < ratio_min
     };

@@ -115,7 +115,7 @@ pub fn entry_from(
     let root_ds = source.datasets.get(root)?;
     let mut datasets = BTreeMap::new();
     for (name, d) in &source.datasets {
-        let rname = format!("{target}{}", &name[root.len()..]);
+        let rname = crate::zfs::names::rebase(name, root, target);
         let r = receiver.datasets.get(&rname);
         let snapshot = r.and_then(|r| {
             d.snapshots

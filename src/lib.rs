@@ -21,6 +21,7 @@ pub mod notify;
 pub mod plan;
 pub mod progress_bar;
 pub mod pve;
+pub mod quarantine;
 pub mod report;
 pub mod resolve;
 pub mod role;

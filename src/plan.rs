@@ -312,7 +312,7 @@ pub fn plan(
     let excluded = |full: &str| {
         opts.exclude
             .iter()
-            .any(|e| full == e || full.starts_with(&format!("{e}/")))
+            .any(|e| crate::zfs::names::is_at_or_below(full, e))
     };
     let dst: HashMap<&str, &Dataset> = receiver
         .datasets

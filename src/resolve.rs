@@ -23,50 +23,15 @@ use std::collections::BTreeSet;
 use crate::guard::SLACK;
 use crate::plan::{SnapRef, join, standing};
 use crate::units::human_bytes;
+use crate::zfs::names::is_at_or_below;
 use crate::zfs::{Dataset, Kind, Listing, Op};
 
-/// The quarantine's dataset name below a target root.
 /// How [`plan_resolve`]'s answer starts when the receiver agrees with the
 /// source (an earlier resolve, of this dataset or a parent, already set
 /// its divergence aside): `resolve` then succeeds, doing nothing.
 pub const NOTHING_TO_RESOLVE: &str = "nothing to resolve";
 
-pub const QUARANTINE: &str = "zfs-nfs-replica-quarantine";
-/// The hold on every capture snapshot.
-pub const HOLD_TAG: &str = "zfs-nfs-replica-quarantine";
-
-/// `<root>/zfs-nfs-replica-quarantine`.
-pub fn container(root: &str) -> String {
-    format!("{root}/{QUARANTINE}")
-}
-
-fn under(name: &str, top: &str) -> bool {
-    name == top || name.starts_with(&format!("{top}/"))
-}
-
-/// Take the quarantine subtree out of a listing (it is never replicated,
-/// planned or size-checked); returns its datasets' names.
-pub fn split_quarantine(listing: &mut Listing, root: &str) -> Vec<String> {
-    let top = container(root);
-    // What the quarantine keeps is not the replica: the pool's `used`, which
-    // the size guards and the size history read, leaves it out (else the
-    // first run after a resolve compares the source with the replica plus
-    // the branch just set aside, and refuses).
-    let kept = listing.datasets.get(&top).map(|q| q.used).unwrap_or(0);
-    if let Some(r) = listing.datasets.get_mut(root) {
-        r.used = r.used.saturating_sub(kept);
-    }
-    let names: Vec<String> = listing
-        .datasets
-        .keys()
-        .filter(|n| under(n, &top))
-        .cloned()
-        .collect();
-    for n in &names {
-        listing.datasets.remove(n);
-    }
-    names
-}
+pub use crate::quarantine::{HOLD_TAG, QUARANTINE, container};
 
 /// How one receiver dataset stands against the source.
 #[derive(Debug, Clone)]
@@ -162,9 +127,9 @@ pub fn evidence(
 ) -> Vec<Evidence> {
     dst.datasets
         .values()
-        .filter(|d| under(&d.name, target))
+        .filter(|d| is_at_or_below(&d.name, target))
         .map(|d| {
-            let source = format!("{src_root}{}", &d.name[dst_root.len()..]);
+            let source = crate::zfs::names::rebase(&d.name, dst_root, src_root);
             let s = src.datasets.get(&source);
             let st = s.map(|s| standing(s, d));
             Evidence {
@@ -249,7 +214,7 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
             .ok_or_else(|| format!("{} is not below the pool {}", r.dataset, r.src_root))?
     };
     let target = join(r.dst_root, rel);
-    if under(&target, &container(r.dst_root)) {
+    if is_at_or_below(&target, &container(r.dst_root)) {
         return Err(format!("{target} is in the quarantine itself"));
     }
     if !r.dst.datasets.contains_key(&target) {
@@ -268,7 +233,7 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
     let cap = format!("{QUARANTINE}_{}", r.stamp);
     let top = container(r.dst_root);
     let qt = format!("{top}/{}", r.stamp);
-    let qname = |t: &str| format!("{qt}{}", &t[r.dst_root.len()..]);
+    let qname = |t: &str| crate::zfs::names::rebase(t, r.dst_root, &qt);
     let mut plan = ResolvePlan {
         target: target.clone(),
         quarantine: qt.clone(),
@@ -395,14 +360,17 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
         if e.target == root {
             continue;
         }
-        if tops.iter().any(|t| under(&e.target, &t.target)) {
+        if tops.iter().any(|t| is_at_or_below(&e.target, &t.target)) {
             continue;
         }
         tops.push(e);
     }
     for t in tops {
         let q = qname(&t.target);
-        let subtree: Vec<&Evidence> = ev.iter().filter(|e| under(&e.target, &t.target)).collect();
+        let subtree: Vec<&Evidence> = ev
+            .iter()
+            .filter(|e| is_at_or_below(&e.target, &t.target))
+            .collect();
         plan.steps.push(step(
             Op::Snapshot {
                 snapshot: format!("{}@{cap}", t.target),
@@ -508,7 +476,7 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
         for e in &subtree {
             plan.moved.push((e.target.clone(), qname(&e.target)));
             quarantined.push(qname(&e.target));
-            let parent_missing = not_recreated.iter().any(|n| under(&e.target, n));
+            let parent_missing = not_recreated.iter().any(|n| is_at_or_below(&e.target, n));
             match (&e.common, parent_missing, e.source_exists) {
                 (Some(c), false, true) => {
                     plan.steps.push(step(
@@ -559,6 +527,7 @@ pub fn plan_resolve(r: &Request<'_>) -> Result<ResolvePlan, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quarantine::split_quarantine;
     use crate::testutil::{ds, listing};
 
     fn req<'a>(src: &'a Listing, dst: &'a Listing, dataset: &'a str) -> Request<'a> {

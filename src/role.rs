@@ -47,12 +47,6 @@ pub fn set_autosnap(cfg: &Config, on: bool, dry_run: bool) -> Result<Option<Stri
     )))
 }
 
-fn excluded(pool: &crate::config::Pool, ds: &str) -> bool {
-    pool.exclude
-        .iter()
-        .any(|e| ds == e.as_str() || ds.starts_with(&format!("{e}/")))
-}
-
 /// Make the pools' datasets writable again: every dataset a standby receive
 /// left `readonly=on` (a local value) goes back to its received or inherited
 /// value; filesystems that this unlocks and that should be mounted are
@@ -89,17 +83,10 @@ pub async fn make_writable<R: Runner>(
                 }
             },
         };
-        let quarantine = crate::resolve::container(pool.name.as_str());
-        let mine = |name: &str| {
-            (name == pool.name.as_str() || name.starts_with(&format!("{}/", pool.name)))
-                && !excluded(pool, name)
-                // A quarantine stays read-only whatever the role.
-                && name != quarantine
-                && !name.starts_with(&format!("{quarantine}/"))
-        };
+        // A quarantine stays read-only whatever the role.
         let datasets: Vec<String> = props
             .iter()
-            .filter(|(name, p)| p.readonly && p.readonly_source == "local" && mine(name))
+            .filter(|(name, p)| p.readonly && p.readonly_source == "local" && pool.manages(name))
             .map(|(name, _)| name.clone())
             .collect();
         if datasets.is_empty() {
@@ -187,14 +174,8 @@ pub async fn make_readonly<R: Runner>(
     };
     let mut datasets = Vec::new();
     for pool in pools {
-        let root = pool.name.as_str();
-        let quarantine = crate::resolve::container(root);
         for (name, p) in &props {
-            let mine = (name == root || name.starts_with(&format!("{root}/")))
-                && !excluded(pool, name)
-                && *name != quarantine
-                && !name.starts_with(&format!("{quarantine}/"));
-            if mine && !p.readonly {
+            if pool.manages(name) && !p.readonly {
                 datasets.push(name.clone());
             }
         }
@@ -257,7 +238,7 @@ pub async fn standby_received<R: Runner>(
         match runner.output(&op.to_cmd(), timeout).await {
             Ok(o) if o.success() => match zfs::parse_list(&o.stdout) {
                 Ok(mut l) => {
-                    crate::resolve::split_quarantine(&mut l, &target);
+                    crate::quarantine::split_quarantine(&mut l, &target);
                     if let Some((d, s)) = l
                         .datasets
                         .values()

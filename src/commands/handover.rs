@@ -135,19 +135,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         .datasets
         .values()
         .filter(|d| d.written > 0 && !d.snapshots.is_empty())
-        .filter(|d| {
-            cfg.pools.iter().any(|p| {
-                let root = p.name.as_str();
-                let q = crate::resolve::container(root);
-                (d.name == root || d.name.starts_with(&format!("{root}/")))
-                    && !p
-                        .exclude
-                        .iter()
-                        .any(|e| d.name == e.as_str() || d.name.starts_with(&format!("{e}/")))
-                    && d.name != q
-                    && !d.name.starts_with(&format!("{q}/"))
-            })
-        })
+        .filter(|d| cfg.pools.iter().any(|p| p.manages(&d.name)))
         .map(|d| d.name.clone())
         .collect();
     if !changed.is_empty() {

@@ -95,10 +95,9 @@ pub fn pick_peer(cfg: &Config, local: &str, named: Option<&str>) -> Result<Targe
 
 /// The configured pool a dataset (source name) belongs to.
 pub fn pool_of_dataset<'a>(cfg: &'a Config, dataset: &str) -> Option<&'a crate::config::Pool> {
-    cfg.pools.iter().find(|p| {
-        let n = p.name.as_str();
-        dataset == n || dataset.starts_with(&format!("{n}/"))
-    })
+    cfg.pools
+        .iter()
+        .find(|p| crate::zfs::names::is_at_or_below(dataset, p.name.as_str()))
 }
 
 /// Where an operator command keeps its ssh control socket: dry-run must

@@ -25,6 +25,7 @@
 //! that section's `autosnap` decides: sections below it are left alone.
 
 use super::ini::{self, Ini, Kind};
+use crate::zfs::names::is_at_or_below;
 
 /// What sanoid reads as true and false for a toggle (sanoid's `@istrue`,
 /// `@isfalse`): anything else is a string, true unless empty or "0".
@@ -67,10 +68,6 @@ fn recursion(s: &ini::Section) -> (bool, bool) {
 
 fn skips_children(s: &ini::Section) -> bool {
     s.single("skip_children").is_some_and(|v| TRUE.contains(&v))
-}
-
-fn at_or_below(path: &str, root: &str) -> bool {
-    path == root || path.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
 }
 
 /// The outcome of a rewrite.
@@ -134,7 +131,7 @@ pub fn rewrite(text: &[u8], managed: &[String], on: bool) -> Result<Rewrite, ini
     for m in managed {
         for (s, p) in conf.sections.iter().zip(&paths) {
             let Some(p) = p else { continue };
-            if at_or_below(m, p) && m != p {
+            if is_at_or_below(m, p) && m != p {
                 let (rec, zfs) = recursion(s);
                 if rec || zfs || skips_children(s) {
                     let how = if zfs {
@@ -162,7 +159,7 @@ pub fn rewrite(text: &[u8], managed: &[String], on: bool) -> Result<Rewrite, ini
         .zip(&paths)
         .filter_map(|(s, p)| {
             let p = p.as_deref()?;
-            (managed.iter().any(|m| at_or_below(p, m)) && recursion(s).1).then_some(p)
+            (managed.iter().any(|m| is_at_or_below(p, m)) && recursion(s).1).then_some(p)
         })
         .collect();
     let relevant: Vec<usize> = (0..conf.sections.len())
@@ -170,8 +167,8 @@ pub fn rewrite(text: &[u8], managed: &[String], on: bool) -> Result<Rewrite, ini
             let Some(p) = paths[*i].as_deref() else {
                 return false;
             };
-            managed.iter().any(|m| at_or_below(p, m))
-                && !zfs_roots.iter().any(|z| p != *z && at_or_below(p, z))
+            managed.iter().any(|m| is_at_or_below(p, m))
+                && !zfs_roots.iter().any(|z| p != *z && is_at_or_below(p, z))
         })
         .collect();
     let want = if on { "yes" } else { "no" };
@@ -275,7 +272,7 @@ pub fn rewrite(text: &[u8], managed: &[String], on: bool) -> Result<Rewrite, ini
             .sections
             .iter()
             .zip(&paths)
-            .any(|(_, p)| p.as_deref().is_some_and(|p| at_or_below(p, m)));
+            .any(|(_, p)| p.as_deref().is_some_and(|p| is_at_or_below(p, m)));
         if !covered {
             notes.push(format!(
                 "no section of sanoid.conf is at or below {m}: sanoid takes no snapshots there, so this node has none of its own to send"

@@ -261,7 +261,7 @@ fn datasets_of(r: &PoolReport, now: DateTime<Utc>) -> Option<Vec<DatasetState>> 
             .or_else(|| {
                 target_root
                     .as_ref()
-                    .map(|t| format!("{t}{}", &name[r.pool.len()..]))
+                    .map(|t| crate::zfs::names::rebase(name, &r.pool, t))
             })
             .unwrap_or_else(|| name.clone());
         let peer = dst.datasets.get(&target);

@@ -90,9 +90,41 @@ pub fn valid_resume_token(token: &str) -> Result<(), String> {
     }
 }
 
+/// `name` is `root` or lies below it: `pool/a` is at or below `pool`,
+/// `pool/ab` is not.
+pub fn is_at_or_below(name: &str, root: &str) -> bool {
+    name.strip_prefix(root)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// `name` moved from below `from` to below `to`: the same dataset on the
+/// other side (`zpool1/a/b` from `zpool1` to `backup/zpool1` is
+/// `backup/zpool1/a/b`). A name not at or below `from` comes back as it is.
+pub fn rebase(name: &str, from: &str, to: &str) -> String {
+    if is_at_or_below(name, from) {
+        format!("{to}{}", &name[from.len()..])
+    } else {
+        name.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_or_below_and_rebase() {
+        assert!(is_at_or_below("pool", "pool"));
+        assert!(is_at_or_below("pool/a/b", "pool/a"));
+        assert!(!is_at_or_below("pool/ab", "pool/a"));
+        assert!(!is_at_or_below("poo", "pool"));
+        assert_eq!(
+            rebase("zpool1/a/b", "zpool1", "backup/zpool1"),
+            "backup/zpool1/a/b"
+        );
+        assert_eq!(rebase("zpool1", "zpool1", "zpool2"), "zpool2");
+        assert_eq!(rebase("other/a", "zpool1", "zpool2"), "other/a");
+    }
 
     #[test]
     fn dataset_names() {
