@@ -1,0 +1,221 @@
+//! Holds on the common base, both sides: pruning can never remove the last
+//! snapshot an incremental needs. Hold before release; which holds are ours
+//! is asked of both sides at once, speculatively during the listings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::{Engine, PoolError, checked};
+use crate::runner::Runner;
+use crate::side::Side;
+use crate::ssh::Peer;
+use crate::zfs::{self, Listing, Op};
+
+impl<R: Runner> Engine<'_, R> {
+    /// Hold each dataset's new base on both sides and release our older holds,
+    /// so pruning can never remove the last common snapshot. Hold before
+    /// release: a failure leaves the old base protected. Which holds are ours
+    /// is asked of both sides at once (or taken from `spec`, asked during the
+    /// listings, when it was asked about exactly the right snapshots).
+    pub(super) async fn update_holds(
+        &mut self,
+        peer: &Peer,
+        lists: &[&(Listing, Listing)],
+        src_want: &BTreeMap<String, String>,
+        dst_want: &BTreeMap<String, String>,
+        spec: &SpecHolds,
+    ) -> Result<(), PoolError> {
+        let src_tag = format!("{}:{}", self.settings.hold_tag, peer.name);
+        let dst_tag = format!("{}:{}", self.settings.hold_tag, self.settings.local_node);
+        let src_held = held(lists.iter().map(|l| &l.0), src_want);
+        let dst_held = held(lists.iter().map(|l| &l.1), dst_want);
+        let (runner, timeout) = (self.runner, self.settings.command_timeout);
+        let remote = Side::Remote(peer);
+        let (src_ours, dst_ours) = tokio::join!(
+            ours(
+                runner,
+                timeout,
+                Side::Local,
+                &src_held,
+                &src_tag,
+                spec.local.as_ref()
+            ),
+            ours(
+                runner,
+                timeout,
+                remote,
+                &dst_held,
+                &dst_tag,
+                spec.remote.as_ref()
+            )
+        );
+        self.move_holds(Side::Local, &src_ours?, &src_tag, src_want)
+            .await?;
+        self.move_holds(remote, &dst_ours?, &dst_tag, dst_want)
+            .await
+    }
+
+    pub(super) async fn move_holds(
+        &mut self,
+        side: Side<'_>,
+        ours: &BTreeSet<String>,
+        tag: &str,
+        want: &BTreeMap<String, String>,
+    ) -> Result<(), PoolError> {
+        let to_hold: Vec<String> = want
+            .values()
+            .filter(|s| !ours.contains(*s))
+            .cloned()
+            .collect();
+        let wanted: BTreeSet<&String> = want.values().collect();
+        let to_release: Vec<String> = ours
+            .iter()
+            .filter(|s| !wanted.contains(s))
+            .cloned()
+            .collect();
+        for chunk in to_hold.chunks(500) {
+            let op = Op::Hold {
+                tag: tag.to_string(),
+                snapshots: chunk.to_vec(),
+            };
+            if self.settings.dry_run {
+                self.shown.push(format!("  holds: {}", side.show(&op)));
+            } else {
+                self.run_op(side, &op).await?;
+            }
+        }
+        for chunk in to_release.chunks(500) {
+            let op = Op::Release {
+                tag: tag.to_string(),
+                snapshots: chunk.to_vec(),
+            };
+            if self.settings.dry_run {
+                self.shown.push(format!("  holds: {}", side.show(&op)));
+            } else {
+                self.run_op(side, &op).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The snapshots the previous run held, on each side (full names).
+#[derive(Debug, Clone, Default)]
+pub struct HoldHint {
+    pub local: Vec<String>,
+    pub remote: Vec<String>,
+}
+
+/// A `zfs holds` answer: the snapshots asked about (sorted), and every
+/// `(snapshot, tag)` it listed.
+pub(super) type Answer = (Vec<String>, Vec<(String, String)>);
+
+/// The answers to the speculative `zfs holds`, when they came.
+#[derive(Debug, Default)]
+pub(super) struct SpecHolds {
+    local: Option<Answer>,
+    remote: Option<Answer>,
+}
+
+/// More than this and the hint is not worth a command of its own.
+pub(super) const SPEC_MAX: usize = 2000;
+
+pub(super) async fn speculative_holds<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    peer: &Peer,
+    hint: &HoldHint,
+) -> SpecHolds {
+    let (local, remote) = tokio::join!(
+        ask_holds(runner, timeout, Side::Local, &hint.local),
+        ask_holds(runner, timeout, Side::Remote(peer), &hint.remote)
+    );
+    SpecHolds { local, remote }
+}
+
+pub(super) async fn ask_holds<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    side: Side<'_>,
+    snaps: &[String],
+) -> Option<Answer> {
+    if snaps.is_empty() || snaps.len() > SPEC_MAX {
+        return None;
+    }
+    let op = Op::Holds {
+        snapshots: snaps.to_vec(),
+    };
+    // A snapshot pruned since makes the whole command fail: then the holds
+    // are asked again after the listings.
+    let out = runner.output(&side.cmd(&op), timeout).await.ok()?;
+    if !out.success() {
+        return None;
+    }
+    let mut sorted = snaps.to_vec();
+    sorted.sort();
+    Some((sorted, zfs::parse_holds(&out.stdout).ok()?))
+}
+
+/// The snapshots that carry any hold (only those can carry ours), of the
+/// datasets we want to hold, sorted.
+pub(super) fn held<'l>(
+    listings: impl Iterator<Item = &'l Listing>,
+    want: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut v: Vec<String> = listings
+        .flat_map(|l| l.datasets.values())
+        .filter(|d| want.contains_key(&d.name))
+        .flat_map(|d| {
+            d.snapshots
+                .iter()
+                .filter(|s| s.userrefs > 0)
+                .map(move |s| format!("{}@{}", d.name, s.name))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Which of `held` carry our `tag`: from the speculative answer when it
+/// asked about exactly these snapshots, else asked now (500 at a time).
+pub(super) async fn ours<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    side: Side<'_>,
+    held: &[String],
+    tag: &str,
+    spec: Option<&Answer>,
+) -> Result<BTreeSet<String>, PoolError> {
+    let mine = |holds: &[(String, String)], asked: &BTreeSet<&String>| -> Vec<String> {
+        // Only what we asked about: never act on a hold we did not look for.
+        holds
+            .iter()
+            .filter(|(s, t)| t == tag && asked.contains(s))
+            .map(|(s, _)| s.clone())
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    if let Some((asked, holds)) = spec
+        && asked.as_slice() == held
+    {
+        let asked: BTreeSet<&String> = asked.iter().collect();
+        out.extend(mine(holds, &asked));
+        return Ok(out);
+    }
+    for chunk in held.chunks(500) {
+        let op = Op::Holds {
+            snapshots: chunk.to_vec(),
+        };
+        debug!(command = %side.show(&op), "run");
+        let text = checked(side, &op, runner.output(&side.cmd(&op), timeout).await)?;
+        let holds = zfs::parse_holds(&text).map_err(|e| PoolError::Parse {
+            side: side.label(),
+            msg: format!("zfs holds: {e}"),
+        })?;
+        let asked: BTreeSet<&String> = chunk.iter().collect();
+        out.extend(mine(&holds, &asked));
+    }
+    Ok(out)
+}
