@@ -797,6 +797,49 @@ mod tests {
         assert_eq!(h.status, Some(Level::Fail));
     }
 
+    /// The schema is typed inside, but the file stays what dashboards read:
+    /// a master's refused run, evaluated, and a standby's, written exactly
+    /// as `tests/fixtures/status/` holds them (and read back the same).
+    #[test]
+    fn the_json_stays_byte_compatible() {
+        let mut master = assemble(observed(true), at(T0 + 700), at(T0 + 720), 4, None);
+        master.health = vec![PoolHealth::unknown("zpool1", "MISSING".into())];
+        evaluate(&mut master, at(T0 + 800), &t());
+        let standby = Observed {
+            node: "pve2".into(),
+            role: Some(RoleInfo {
+                role: "standby".into(),
+                master: Some("pve1".into()),
+                since: None,
+                reason: None,
+            }),
+            received: vec![Received {
+                pool: "zpool1".into(),
+                dataset: Some("zpool1/a".into()),
+                snapshot: Some(Snap {
+                    name: "s2".into(),
+                    guid: 4,
+                    created: stamp_epoch(T0),
+                }),
+                error: None,
+            }],
+            ..Default::default()
+        };
+        let mut standby = assemble(standby, at(T0 + 60), at(T0 + 70), 1, None);
+        evaluate(&mut standby, at(T0 + 100), &t());
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/status/");
+        for (s, name) in [(master, "master-refused.json"), (standby, "standby.json")] {
+            let text = serde_json::to_string_pretty(&s).unwrap() + "\n";
+            if std::env::var_os("BLESS").is_some() {
+                std::fs::write(format!("{dir}{name}"), &text).unwrap();
+            }
+            let want = std::fs::read_to_string(format!("{dir}{name}")).unwrap();
+            assert_eq!(text, want, "{name}");
+            let back: Status = serde_json::from_str(&want).unwrap();
+            assert_eq!(back, s, "{name} reads back the same");
+        }
+    }
+
     #[test]
     fn a_standby_is_judged_by_what_it_received() {
         let obs = Observed {
