@@ -2,7 +2,7 @@
 //! codes. Documented in `--help` and the README; the systemd unit and
 //! monitoring rely on it.
 
-use crate::report::Outcome;
+use crate::report::{Outcome, RunResult};
 
 /// Every pool replicated: data was sent, everything is in sync.
 pub const OK: u8 = 0;
@@ -27,6 +27,18 @@ Exit codes:
   3  transient failure (ssh, timeout, zfs error, pool busy): the next run retries
   4  refused: conflict, divergence, size guard, unhealthy pool or failed check; needs the operator, nothing unsafe was done
   5  internal error";
+
+/// The name of an exit code, as `status.json` writes it.
+pub fn result_of(code: u8) -> RunResult {
+    match code {
+        OK => RunResult::Replicated,
+        NOTHING_TO_DO => RunResult::NothingToDo,
+        CONFIG => RunResult::ConfigError,
+        TRANSIENT => RunResult::TransientFailure,
+        REFUSED => RunResult::Refused,
+        _ => RunResult::InternalError,
+    }
+}
 
 /// Combine pool outcomes: the worst wins; "replicated" beats "nothing to do".
 pub fn combine(outcomes: impl IntoIterator<Item = Outcome>) -> u8 {

@@ -61,7 +61,7 @@ pub fn recent_move(
         })
     };
     if let Some(r) = role
-        && r.role == "master"
+        && r.role == crate::report::RoleName::Master
         && let Some(s) = &r.since
         && within(s)
     {
@@ -137,7 +137,7 @@ mod tests {
 
     fn role(since: Option<&str>) -> RoleRecord {
         RoleRecord {
-            role: "master".into(),
+            role: crate::report::RoleName::Master,
             master: "pve2".into(),
             since: since.map(String::from),
             checked: "2026-11-22T12:00:00Z".into(),

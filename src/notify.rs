@@ -105,14 +105,14 @@ pub fn facts(s: &Status) -> (Level, String, Vec<String>) {
         .flat_map(|p| {
             p.datasets
                 .iter()
-                .filter(|d| d.result == "conflict")
+                .filter(|d| d.result == crate::report::DatasetOutcome::Conflict)
                 .map(move |d| format!("{} -> {}", d.dataset, p.peer))
         })
         .collect();
     conflicts.sort();
     (
         s.status.unwrap_or(Level::Ok),
-        s.role.role.clone(),
+        s.role.role.to_string(),
         conflicts,
     )
 }

@@ -8,16 +8,88 @@ use std::time::Duration;
 use crate::units::human_bytes;
 use crate::zfs::Listing;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Outcome {
-    /// Everything was already in sync.
-    NothingToDo,
-    /// Data was sent and every dataset is in sync.
-    Replicated,
-    /// Something failed that the next run may fix (network, timeout, lock).
-    Transient,
-    /// A conflict or refusal that needs the operator.
-    Refused,
+/// A closed set of names as the files and answers write them: a typed value
+/// inside, the same string outside (serde, `Display`), comparable with a
+/// string where a test reads it.
+macro_rules! named {
+    ($(#[$m:meta])* pub enum $t:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub enum $t {
+            $($(#[$vm])* #[serde(rename = $s)] $v,)*
+        }
+        impl $t {
+            pub const ALL: &[$t] = &[$($t::$v),*];
+            pub fn as_str(self) -> &'static str {
+                match self { $($t::$v => $s,)* }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
+
+named! {
+    /// How one pool's run ended. Ordered from best to worst, except that
+    /// "replicated" beats "nothing to do" when outcomes are combined
+    /// ([`crate::exit`]).
+    #[derive(PartialOrd, Ord)]
+    pub enum Outcome {
+        /// Everything was already in sync.
+        NothingToDo = "nothing-to-do",
+        /// Data was sent and every dataset is in sync.
+        Replicated = "replicated",
+        /// Something failed that the next run may fix (network, timeout, lock).
+        Transient = "transient-failure",
+        /// A conflict or refusal that needs the operator.
+        Refused = "refused",
+    }
+}
+
+named! {
+    /// A node's role, as `status.json`, `role.json` and `role --json` write it.
+    pub enum RoleName {
+        Master = "master",
+        Standby = "standby",
+        Unsure = "unsure",
+    }
+}
+
+named! {
+    /// How a whole run ended, by its exit code.
+    pub enum RunResult {
+        Replicated = "replicated",
+        NothingToDo = "nothing-to-do",
+        ConfigError = "config-error",
+        TransientFailure = "transient-failure",
+        Refused = "refused",
+        InternalError = "internal-error",
+    }
+}
+
+named! {
+    /// One dataset's result, as the status writes it.
+    pub enum DatasetOutcome {
+        Sent = "sent",
+        UpToDate = "up-to-date",
+        Conflict = "conflict",
+        Failed = "failed",
+        Skipped = "skipped",
+        Planned = "planned",
+    }
 }
 
 #[derive(Debug, Clone)]

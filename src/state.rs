@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::files::replace_atomically;
+use crate::report::RoleName;
 
 /// The last promotion of this node (the `pre-start` hook), for the operator
 /// and for `status`.
@@ -33,7 +34,7 @@ pub fn record_promotion(state_dir: &Path, p: &Promotion) -> Result<(), String> {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct RoleRecord {
     /// `master` or `standby` (a run that was not sure records nothing).
-    pub role: String,
+    pub role: RoleName,
     /// The master node, as the checks said.
     pub master: String,
     /// When this node was first seen in this role; None when unknown (the
@@ -71,7 +72,7 @@ pub fn load_role(state_dir: &Path) -> Result<Option<RoleRecord>, String> {
 
 /// Record a sure role. `since` moves only when the role (or the master)
 /// changed; an unreadable old record counts as unknown, never as a change.
-pub fn record_role(state_dir: &Path, role: &str, master: &str) -> Result<RoleRecord, String> {
+pub fn record_role(state_dir: &Path, role: RoleName, master: &str) -> Result<RoleRecord, String> {
     let now = crate::units::now_stamp();
     let since = match load_role(state_dir) {
         Ok(Some(old)) if old.role == role && old.master == master => old.since,
@@ -79,7 +80,7 @@ pub fn record_role(state_dir: &Path, role: &str, master: &str) -> Result<RoleRec
         Ok(None) | Err(_) => None,
     };
     let rec = RoleRecord {
-        role: role.to_string(),
+        role,
         master: master.to_string(),
         since,
         checked: now,
@@ -234,16 +235,21 @@ mod role_tests {
     #[test]
     fn since_moves_only_on_a_change() {
         let d = tempfile::tempdir().unwrap();
-        let first = record_role(d.path(), "master", "pve1").unwrap();
+        let first = record_role(d.path(), RoleName::Master, "pve1").unwrap();
         assert_eq!(first.since, None, "first run: unknown since when");
-        let again = record_role(d.path(), "master", "pve1").unwrap();
+        let again = record_role(d.path(), RoleName::Master, "pve1").unwrap();
         assert_eq!(again.since, None);
-        let changed = record_role(d.path(), "standby", "pve2").unwrap();
+        let changed = record_role(d.path(), RoleName::Standby, "pve2").unwrap();
         assert!(changed.since.is_some());
-        let kept = record_role(d.path(), "standby", "pve2").unwrap();
+        let kept = record_role(d.path(), RoleName::Standby, "pve2").unwrap();
         assert_eq!(kept.since, changed.since);
         std::fs::write(d.path().join(ROLE_FILE), "garbage").unwrap();
         assert!(load_role(d.path()).is_err());
-        assert_eq!(record_role(d.path(), "master", "pve1").unwrap().since, None);
+        assert_eq!(
+            record_role(d.path(), RoleName::Master, "pve1")
+                .unwrap()
+                .since,
+            None
+        );
     }
 }

@@ -86,7 +86,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
     // ...and this node was its master: a standby has nothing of its own.
     let dir = &cfg.paths.state_dir;
     match state::load_role(dir) {
-        Ok(Some(r)) if r.role == "master" => {}
+        Ok(Some(r)) if r.role == crate::report::RoleName::Master => {}
         _ => {
             info!(
                 "handover to {}: this node was not master: nothing to hand over",
@@ -164,7 +164,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         report.snapshot = Some(name);
         report.datasets = changed;
     }
-    if let Err(e) = state::record_role(dir, "standby", &args.to) {
+    if let Err(e) = state::record_role(dir, crate::report::RoleName::Standby, &args.to) {
         warn!("cannot record this node's role: {e}");
     }
     // 3. The last increments to the new master, as a run sends them (its
@@ -228,7 +228,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         }
     }
     let code = exit::combine(all.reports.iter().map(|r| r.outcome));
-    report.result = crate::status::result_name(code).to_string();
+    report.result = exit::result_of(code).to_string();
     if code > exit::NOTHING_TO_DO {
         report.error = Some(
             all.reports

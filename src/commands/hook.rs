@@ -15,6 +15,7 @@ use crate::cli::HookArgs;
 use crate::config::Config;
 use crate::pve::Role;
 use crate::pve::{self, Purpose};
+use crate::report::RoleName;
 use crate::role;
 use crate::runner::{Runner, SystemRunner};
 use crate::state::{self, Promotion};
@@ -120,7 +121,7 @@ async fn promote(cfg: &Config) -> Promotion {
     // master itself (a restart in place costs one answer per node).
     let previous = state::load_role(&cfg.paths.state_dir).ok().flatten();
     let from: Vec<String> = match previous {
-        Some(r) if r.role == "standby" && r.master != d.local => vec![r.master],
+        Some(r) if r.role == RoleName::Standby && r.master != d.local => vec![r.master],
         _ => cfg
             .cluster
             .nodes
@@ -159,7 +160,7 @@ async fn promote(cfg: &Config) -> Promotion {
     }
     // This node is master from now on, as its next run would record it: a
     // migration away from here asks this node for a handover.
-    if let Err(e) = state::record_role(&cfg.paths.state_dir, "master", &d.local) {
+    if let Err(e) = state::record_role(&cfg.paths.state_dir, RoleName::Master, &d.local) {
         ch.errors
             .push(format!("cannot record this node's role: {e}"));
     }

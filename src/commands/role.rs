@@ -35,7 +35,8 @@ pub async fn role(cfg: &Config, args: &RoleArgs) -> u8 {
             answer.node,
             answer.role,
             match (&answer.master, &answer.reason) {
-                (Some(m), _) if answer.role == "standby" => format!(" ({m} is master)"),
+                (Some(m), _) if answer.role == crate::report::RoleName::Standby =>
+                    format!(" ({m} is master)"),
                 (_, Some(r)) => format!(" ({r})"),
                 _ => String::new(),
             }

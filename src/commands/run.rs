@@ -17,7 +17,7 @@ use crate::notify;
 use crate::progress_bar::{Bar, Progress, Silent};
 use crate::pve::Role;
 use crate::pve::{self, Purpose};
-use crate::report::{Outcome, PoolReport};
+use crate::report::{Outcome, PoolReport, RoleName};
 use crate::role;
 use crate::runner::{Runner, SystemRunner};
 use crate::side::Side;
@@ -121,7 +121,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
     let was_master = state::load_role(&cfg.paths.state_dir)
         .ok()
         .flatten()
-        .is_some_and(|r| r.role == "master");
+        .is_some_and(|r| r.role == RoleName::Master);
     let guess = super::local_node(cfg).ok();
     let early = async {
         let mut m = BTreeMap::new();
@@ -157,37 +157,14 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
     }
     let local = decision.local.clone();
     obs.node = local.clone();
-    obs.role = Some(match &decision.role {
-        Role::Master => status::RoleInfo {
-            role: "master".into(),
-            master: Some(local.clone()),
-            since: None,
-            reason: None,
-        },
-        Role::Standby { master } => status::RoleInfo {
-            role: "standby".into(),
-            master: Some(master.clone()),
-            since: None,
-            reason: None,
-        },
-        Role::Unsure { reason } => status::RoleInfo {
-            role: "unsure".into(),
-            master: None,
-            since: None,
-            reason: Some(reason.clone()),
-        },
-    });
+    obs.role = Some(status::RoleInfo::of(&decision));
     // What dry-run prints before the replication plan.
     let mut shown: Vec<String> = Vec::new();
     let mut role_code = exit::NOTHING_TO_DO;
     if !args.dry_run {
-        let sure = match &decision.role {
-            Role::Master => Some(("master", local.as_str())),
-            Role::Standby { master } => Some(("standby", master.as_str())),
-            Role::Unsure { .. } => None,
-        };
-        if let Some((role, master)) = sure
-            && let Err(e) = state::record_role(&cfg.paths.state_dir, role, master)
+        // A run that was not sure records nothing.
+        if let Some(master) = decision.master()
+            && let Err(e) = state::record_role(&cfg.paths.state_dir, decision.role.name(), master)
         {
             warn!("cannot record this node's role: {e}");
         }
@@ -528,7 +505,7 @@ pub(crate) async fn replicate_all<R: Runner>(
     let master_since = state::load_role(&cfg.paths.state_dir)
         .ok()
         .flatten()
-        .filter(|r| r.role == "master")
+        .filter(|r| r.role == RoleName::Master)
         .and_then(|r| r.since);
     for t in &targets {
         if ready.is_empty() {

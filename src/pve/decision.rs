@@ -2,6 +2,8 @@
 //! is about to write into it. Decided in [`super::decide`]; what each role
 //! does to the node is in [`crate::role`].
 
+use crate::report::RoleName;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// This node hosts the guest: it takes snapshots and replicates.
@@ -22,6 +24,28 @@ pub struct Decision {
     pub ha_sid: Option<String>,
 }
 
+impl Role {
+    /// The role's name, as the files and answers write it.
+    pub fn name(&self) -> RoleName {
+        match self {
+            Role::Master => RoleName::Master,
+            Role::Standby { .. } => RoleName::Standby,
+            Role::Unsure { .. } => RoleName::Unsure,
+        }
+    }
+}
+
+impl Decision {
+    /// The master node, when the checks agreed on one.
+    pub fn master(&self) -> Option<&str> {
+        match &self.role {
+            Role::Master => Some(&self.local),
+            Role::Standby { master } => Some(master),
+            Role::Unsure { .. } => None,
+        }
+    }
+}
+
 /// A node's own answer to "who is master?", given to a peer that is about
 /// to write into it (`zfs-nfs-replica role --json`): a node writes into a
 /// peer only when the peer, by its own checks, is a standby of the writer,
@@ -30,8 +54,7 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
     pub node: String,
-    /// `master`, `standby` or `unsure`.
-    pub role: String,
+    pub role: RoleName,
     pub master: Option<String>,
     pub reason: Option<String>,
     /// The node whose handover this node is waiting for (its `pre-start`).
@@ -40,16 +63,14 @@ pub struct Answer {
 
 impl Answer {
     pub fn of(d: &Decision, handover_from: Option<String>) -> Answer {
-        let (role, master, reason) = match &d.role {
-            Role::Master => ("master", Some(d.local.clone()), None),
-            Role::Standby { master } => ("standby", Some(master.clone()), None),
-            Role::Unsure { reason } => ("unsure", None, Some(reason.clone())),
-        };
         Answer {
             node: d.local.clone(),
-            role: role.into(),
-            master,
-            reason,
+            role: d.role.name(),
+            master: d.master().map(str::to_string),
+            reason: match &d.role {
+                Role::Unsure { reason } => Some(reason.clone()),
+                _ => None,
+            },
             handover_from,
         }
     }
@@ -59,13 +80,13 @@ impl Answer {
         if self.handover_from.as_deref() == Some(writer) {
             return Ok(());
         }
-        match (self.role.as_str(), self.master.as_deref()) {
-            ("standby", Some(m)) if m == writer => Ok(()),
-            ("standby", Some(m)) => Err(format!(
+        match (self.role, self.master.as_deref()) {
+            (RoleName::Standby, Some(m)) if m == writer => Ok(()),
+            (RoleName::Standby, Some(m)) => Err(format!(
                 "{} says {m} is master, not {writer}: not writing into it",
                 self.node
             )),
-            ("master", _) => Err(format!(
+            (RoleName::Master, _) => Err(format!(
                 "{} says it is master itself (its own checks): not writing into it",
                 self.node
             )),

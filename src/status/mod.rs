@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::{Level, PoolHealth};
 use crate::plan::standing;
-use crate::report::{DatasetResult, Outcome, PoolReport};
+use crate::report::{DatasetOutcome, DatasetResult, Outcome, PoolReport, RoleName, RunResult};
 use crate::state::{FailoverRecord, Promotion};
 use crate::zfs::Snapshot;
 
@@ -52,8 +52,7 @@ use crate::units::{parse_time, stamp_epoch};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleInfo {
-    /// `master`, `standby` or `unsure`.
-    pub role: String,
+    pub role: RoleName,
     /// The master node, when the checks agreed.
     pub master: Option<String>,
     /// Since when this node holds its (sure) role; None when unknown.
@@ -62,15 +61,29 @@ pub struct RoleInfo {
     pub reason: Option<String>,
 }
 
+impl RoleInfo {
+    /// What the master checks decided, as the status shows it.
+    pub fn of(d: &crate::pve::Decision) -> RoleInfo {
+        RoleInfo {
+            role: d.role.name(),
+            master: d.master().map(str::to_string),
+            since: None,
+            reason: match &d.role {
+                crate::pve::Role::Unsure { reason } => Some(reason.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     pub started: String,
     pub finished: String,
     pub duration_seconds: f64,
     pub exit_code: u8,
-    /// `replicated`, `nothing-to-do`, `transient-failure`, `refused`,
-    /// `config-error` or `internal-error` (the exit-code table).
-    pub result: String,
+    /// The exit code's name (the exit-code table).
+    pub result: RunResult,
     /// Failed runs (exit 2-5) in a row, this one included.
     pub consecutive_failures: u32,
     /// The last run that ended 0 or 1.
@@ -83,8 +96,7 @@ pub struct PoolRun {
     pub pool: String,
     pub target: String,
     pub peer: String,
-    /// `replicated`, `nothing-to-do`, `transient-failure` or `refused`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error: Option<String>,
     pub bytes_sent: u64,
     pub duration_seconds: f64,
@@ -104,8 +116,7 @@ pub struct PoolRun {
 pub struct DatasetState {
     pub dataset: String,
     pub target: String,
-    /// `sent`, `up-to-date`, `conflict`, `failed`, `skipped`.
-    pub result: String,
+    pub result: DatasetOutcome,
     pub detail: Option<String>,
     pub bytes_sent: u64,
     pub newest_local: Option<Snap>,
@@ -209,26 +220,6 @@ pub fn save(state_dir: &Path, s: &Status) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot write: {e}", p.display()))
 }
 
-pub fn result_name(code: u8) -> &'static str {
-    match code {
-        crate::exit::OK => "replicated",
-        crate::exit::NOTHING_TO_DO => "nothing-to-do",
-        crate::exit::CONFIG => "config-error",
-        crate::exit::TRANSIENT => "transient-failure",
-        crate::exit::REFUSED => "refused",
-        _ => "internal-error",
-    }
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Replicated => "replicated",
-        Outcome::NothingToDo => "nothing-to-do",
-        Outcome::Transient => "transient-failure",
-        Outcome::Refused => "refused",
-    }
-}
-
 /// What a run observed, to be turned into a [`Status`].
 #[derive(Debug, Default)]
 pub struct Observed {
@@ -267,13 +258,13 @@ fn datasets_of(r: &PoolReport, now: DateTime<Utc>) -> Option<Vec<DatasetState>> 
         let peer = dst.datasets.get(&target);
         let replicated = peer.and_then(|p| standing(d, p).common.map(Snap::of));
         let (result, detail, bytes) = match results.get(name.as_str()).map(|x| &x.result) {
-            Some(DatasetResult::Sent { bytes, .. }) => ("sent", None, *bytes),
-            Some(DatasetResult::UpToDate) => ("up-to-date", None, 0),
-            Some(DatasetResult::Conflict(c)) => ("conflict", Some(c.clone()), 0),
-            Some(DatasetResult::Failed(e)) => ("failed", Some(e.clone()), 0),
-            Some(DatasetResult::Skipped(w)) => ("skipped", Some(w.clone()), 0),
-            Some(DatasetResult::Planned(p)) => ("planned", Some(p.clone()), 0),
-            None => ("skipped", None, 0),
+            Some(DatasetResult::Sent { bytes, .. }) => (DatasetOutcome::Sent, None, *bytes),
+            Some(DatasetResult::UpToDate) => (DatasetOutcome::UpToDate, None, 0),
+            Some(DatasetResult::Conflict(c)) => (DatasetOutcome::Conflict, Some(c.clone()), 0),
+            Some(DatasetResult::Failed(e)) => (DatasetOutcome::Failed, Some(e.clone()), 0),
+            Some(DatasetResult::Skipped(w)) => (DatasetOutcome::Skipped, Some(w.clone()), 0),
+            Some(DatasetResult::Planned(p)) => (DatasetOutcome::Planned, Some(p.clone()), 0),
+            None => (DatasetOutcome::Skipped, None, 0),
         };
         let lag_seconds = replicated
             .as_ref()
@@ -282,7 +273,7 @@ fn datasets_of(r: &PoolReport, now: DateTime<Utc>) -> Option<Vec<DatasetState>> 
         out.push(DatasetState {
             dataset: name.clone(),
             target,
-            result: result.into(),
+            result,
             detail,
             bytes_sent: bytes,
             newest_local: d.newest().map(Snap::of),
@@ -311,7 +302,7 @@ pub fn assemble(
         finished: now_s.clone(),
         duration_seconds: (finished - started).num_milliseconds() as f64 / 1000.0,
         exit_code,
-        result: result_name(exit_code).into(),
+        result: crate::exit::result_of(exit_code),
         consecutive_failures: if ok {
             0
         } else {
@@ -324,12 +315,12 @@ pub fn assemble(
         },
     };
     let mut role = obs.role.unwrap_or(RoleInfo {
-        role: "unsure".into(),
+        role: RoleName::Unsure,
         master: None,
         since: None,
         reason: None,
     });
-    if role.role != "unsure" {
+    if role.role != RoleName::Unsure {
         role.since = obs.role_since.clone();
     }
     let prev_pool = |pool: &str, peer: &str| {
@@ -355,7 +346,7 @@ pub fn assemble(
                 .or_else(|| prev.map(|p| p.target.clone()))
                 .unwrap_or_else(|| r.pool.clone()),
             peer: r.peer.clone(),
-            outcome: outcome_name(r.outcome).into(),
+            outcome: r.outcome,
             error: r.error.clone(),
             bytes_sent: r.bytes,
             duration_seconds: r.duration.as_secs_f64(),
@@ -457,10 +448,10 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
             raise(h.level, format!("pool health: {}", h.summary()));
         }
     }
-    let master = s.role.role == "master";
+    let master = s.role.role == RoleName::Master;
     for p in &mut s.pools {
         if master && let Some(e) = &p.error {
-            let l = if p.outcome == "refused" {
+            let l = if p.outcome == Outcome::Refused {
                 Level::Fail
             } else {
                 Level::Warn
@@ -476,7 +467,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
             if !master {
                 continue;
             }
-            if d.result == "conflict" {
+            if d.result == DatasetOutcome::Conflict {
                 raise(
                     Level::Fail,
                     format!(
@@ -497,7 +488,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
                         );
                     }
                 }
-                (None, Some(_)) if d.result != "skipped" => raise(
+                (None, Some(_)) if d.result != DatasetOutcome::Skipped => raise(
                     Level::Warn,
                     format!("{} -> {}: not replicated yet", d.dataset, p.peer),
                 ),
@@ -505,7 +496,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
             }
         }
     }
-    if s.role.role == "standby" {
+    if s.role.role == RoleName::Standby {
         for r in &s.received {
             if let Some(e) = &r.error {
                 raise(Level::Warn, format!("{}: {e}", r.pool));
@@ -541,7 +532,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
     let r = &s.last_run;
     // Nobody surely master (a migration, an API hiccup) passes by itself:
     // like a transient failure, it becomes critical only when it lasts.
-    let unsure = s.role.role == "unsure";
+    let unsure = s.role.role == RoleName::Unsure;
     match r.exit_code {
         0 | 1 => {}
         4 if unsure && r.consecutive_failures < t.max_failures => {}
@@ -571,7 +562,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
             format!("the last run ended with exit {c} ({})", r.result),
         ),
     }
-    if s.role.role == "unsure" {
+    if s.role.role == RoleName::Unsure {
         raise(
             Level::Warn,
             format!(
@@ -599,7 +590,7 @@ pub fn max_lag(s: &Status) -> Option<i64> {
             .and_then(|x| x.created_at())
             .map(|c| (now - c).num_seconds())
     });
-    if s.role.role == "standby" {
+    if s.role.role == RoleName::Standby {
         standby.max()
     } else {
         master.max()
@@ -675,7 +666,7 @@ mod tests {
         Observed {
             node: "pve1".into(),
             role: Some(RoleInfo {
-                role: "master".into(),
+                role: RoleName::Master,
                 master: Some("pve1".into()),
                 since: None,
                 reason: None,
@@ -808,7 +799,7 @@ mod tests {
         let standby = Observed {
             node: "pve2".into(),
             role: Some(RoleInfo {
-                role: "standby".into(),
+                role: RoleName::Standby,
                 master: Some("pve1".into()),
                 since: None,
                 reason: None,
@@ -845,7 +836,7 @@ mod tests {
         let obs = Observed {
             node: "pve2".into(),
             role: Some(RoleInfo {
-                role: "standby".into(),
+                role: RoleName::Standby,
                 master: Some("pve1".into()),
                 since: None,
                 reason: None,

@@ -58,11 +58,11 @@ pub fn render(s: &Status) -> String {
         "role",
         "1 for this node's role in the last run (master, standby or unsure).",
     );
-    for r in ["master", "standby", "unsure"] {
+    for r in crate::report::RoleName::ALL {
         o.sample(
             "role",
-            &[("node", node), ("role", r)],
-            f64::from(u8::from(s.role.role == r)),
+            &[("node", node), ("role", r.as_str())],
+            f64::from(u8::from(s.role.role == *r)),
         );
     }
     o.head("last_run_timestamp_seconds", "When the last run finished.");

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::{Status, Thresholds, human_age, max_lag};
 use crate::health::Level;
-use crate::units::human_bytes;
-use crate::units::parse_time;
+use crate::report::{DatasetOutcome, Outcome, RoleName};
+use crate::units::{human_bytes, parse_time};
 
 struct Paint(bool);
 
@@ -59,13 +59,13 @@ pub fn table(s: &Status, now: DateTime<Utc>, color: bool) -> String {
     let p = Paint(color);
     let level = s.status.unwrap_or(Level::Ok);
     let mut o = String::new();
-    let since = match (&s.role.since, s.role.role.as_str()) {
+    let since = match (&s.role.since, s.role.role) {
         (Some(t), _) => format!(" since {}", when(t, now)),
-        (None, "unsure") => String::new(),
+        (None, RoleName::Unsure) => String::new(),
         (None, _) => " (since before zfs-nfs-replica first ran here)".into(),
     };
-    let master = match (&s.role.master, s.role.role.as_str()) {
-        (Some(m), "standby") => format!(" ({m} is master)"),
+    let master = match (&s.role.master, s.role.role) {
+        (Some(m), RoleName::Standby) => format!(" ({m} is master)"),
         _ => String::new(),
     };
     let _ = writeln!(
@@ -73,7 +73,7 @@ pub fn table(s: &Status, now: DateTime<Utc>, color: bool) -> String {
         "{} {}: {}{master}{since}   status: {}",
         p.bold("node"),
         s.node,
-        p.bold(&s.role.role),
+        p.bold(s.role.role.as_str()),
         p.level(level, level_word(level))
     );
     if let Some(r) = &s.role.reason {
@@ -116,7 +116,7 @@ pub fn table(s: &Status, now: DateTime<Utc>, color: bool) -> String {
             pr.outcome,
             human_bytes(pr.bytes_sent),
             match &pr.last_success {
-                Some(t) if pr.outcome != "replicated" && pr.outcome != "nothing-to-do" =>
+                Some(t) if !matches!(pr.outcome, Outcome::Replicated | Outcome::NothingToDo) =>
                     format!(", last success {}", when(t, now)),
                 _ => String::new(),
             }
@@ -138,9 +138,9 @@ pub fn table(s: &Status, now: DateTime<Utc>, color: bool) -> String {
                     .unwrap_or_else(|| "-".into())
             };
             let lag = d.lag_seconds.map(human_age).unwrap_or_else(|| "-".into());
-            let state = match (d.result.as_str(), &d.replicated) {
-                ("conflict", _) => p.level(Level::Fail, "CONFLICT"),
-                ("failed", _) => p.level(Level::Fail, "FAILED"),
+            let state = match (d.result, &d.replicated) {
+                (DatasetOutcome::Conflict, _) => p.level(Level::Fail, "CONFLICT"),
+                (DatasetOutcome::Failed, _) => p.level(Level::Fail, "FAILED"),
                 (r, Some(b)) => format!("{r} (@{})", b.name),
                 (r, None) => r.to_string(),
             };
@@ -152,7 +152,9 @@ pub fn table(s: &Status, now: DateTime<Utc>, color: bool) -> String {
                 name(&d.newest_peer),
                 lag
             );
-            if let (Some(det), "conflict" | "failed") = (&d.detail, d.result.as_str()) {
+            if let (Some(det), DatasetOutcome::Conflict | DatasetOutcome::Failed) =
+                (&d.detail, d.result)
+            {
                 let _ = writeln!(o, "      {det}");
             }
         }
@@ -218,9 +220,11 @@ pub fn check_line(s: &Status, t: &Thresholds) -> (String, u8) {
     };
     let summary = if s.reasons.is_empty() {
         let pools = s.pools.len();
-        match s.role.role.as_str() {
-            "master" => format!("{} is master, {pools} pool replication(s) in sync", s.node),
-            "standby" => format!(
+        match s.role.role {
+            RoleName::Master => {
+                format!("{} is master, {pools} pool replication(s) in sync", s.node)
+            }
+            RoleName::Standby => format!(
                 "{} is a standby of {}",
                 s.node,
                 s.role.master.as_deref().unwrap_or("?")
