@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::plan::standing;
-use crate::resolve::Step;
+use crate::step::Step;
 use crate::units::human_bytes;
 use crate::zfs::{Kind, Listing, Op, RoleProps};
 

@@ -288,6 +288,28 @@ mod tests {
         assert!(!run(&before, &before, Some(&old)).is_empty());
     }
 
+    /// Deletes not yet in any snapshot, accepted by the operator: once a
+    /// snapshot holds them, the history does not refuse them again.
+    #[test]
+    fn an_accepted_shrink_is_not_refused_again_when_snapshotted() {
+        let before = healthy();
+        let mut live = before.clone();
+        let d = live.datasets.get_mut("zpool1/data").unwrap();
+        d.referenced = 300 * MIB;
+        let e = entry_from("t".into(), "pve2", "zpool1", "zpool1", &live, &before).unwrap();
+        let mut snapshotted = live.clone();
+        let d = snapshotted.datasets.get_mut("zpool1/data").unwrap();
+        d.snapshots[0].referenced = 300 * MIB;
+        d.snapshots[0].guid = 999;
+        assert!(!run(&snapshotted, &before, Some(&e)).is_empty());
+        let accepted = e.accepting_live();
+        let why = run(&snapshotted, &before, Some(&accepted));
+        assert!(
+            why.iter().all(|w| !w.contains("since the last run")),
+            "{why:?}"
+        );
+    }
+
     #[test]
     fn shrink_beyond_tolerance_and_gone_datasets() {
         let before = healthy();

@@ -102,6 +102,21 @@ impl History {
     }
 }
 
+impl Entry {
+    /// The entry of a run whose size change the operator accepted
+    /// (`--accept-size-change`): accepted as the data stands now. Where the
+    /// live data is smaller than the newest snapshot, the baseline is the
+    /// live size, so the shrink that was accepted is not refused again
+    /// once the next snapshot holds it (found by the life test: deletes
+    /// not yet snapshotted were accepted, then refused a second time).
+    pub fn accepting_live(mut self) -> Entry {
+        for s in self.datasets.values_mut() {
+            s.newest_referenced = s.newest_referenced.map(|n| n.min(s.referenced));
+        }
+        self
+    }
+}
+
 /// Build an entry from both sides' listings (`source` root `root`, mapped to
 /// the receiver under `target`).
 pub fn entry_from(

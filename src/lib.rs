@@ -7,6 +7,7 @@ pub mod cmdline;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod execute;
 pub mod exit;
 pub mod failover;
 pub mod files;
@@ -32,6 +33,7 @@ pub mod ssh;
 pub mod state;
 pub mod status;
 pub mod stdout;
+pub mod step;
 #[cfg(test)]
 pub mod testutil;
 pub mod units;

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 
 use crate::guard::SLACK;
 use crate::plan::{SnapRef, join, standing};
+use crate::step::{Step, step};
 use crate::units::human_bytes;
 use crate::zfs::names::is_at_or_below;
 use crate::zfs::{Dataset, Kind, Listing, Op};
@@ -150,18 +151,6 @@ pub fn evidence(
         .collect()
 }
 
-/// One step of a resolve, run on the receiver.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Step {
-    pub op: Op,
-    /// Why, for people.
-    pub note: String,
-    /// Destroys something (a rollback): shown as such.
-    pub destructive: bool,
-    /// A failure is reported but does not stop the steps after it (mounts).
-    pub best_effort: bool,
-}
-
 #[derive(Debug, Clone)]
 pub struct ResolvePlan {
     /// The receiver dataset the operator named.
@@ -191,15 +180,6 @@ pub struct Request<'a> {
     pub mountpoint: &'a str,
     /// Whether the quarantine container exists already (from an earlier resolve).
     pub container_exists: bool,
-}
-
-fn step(op: Op, note: impl Into<String>) -> Step {
-    Step {
-        op,
-        note: note.into(),
-        destructive: false,
-        best_effort: false,
-    }
 }
 
 /// Plan a resolve. Errors say why there is nothing to do or why it cannot

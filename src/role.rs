@@ -8,8 +8,11 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::execute::{Executor, Ran};
 use crate::runner::{Runner, stderr_head};
 use crate::sanoid;
+use crate::side::Side;
+use crate::step::{Step, step};
 use crate::zfs::{self, Op};
 
 /// What a role change did (or, in dry-run, would do): one line each.
@@ -17,6 +20,14 @@ use crate::zfs::{self, Op};
 pub struct Changes {
     pub done: Vec<String>,
     pub errors: Vec<String>,
+}
+
+impl Changes {
+    fn add(&mut self, ran: Ran) {
+        self.done.extend(ran.done);
+        self.errors.extend(ran.warnings);
+        self.errors.extend(ran.failure.map(|f| f.message));
+    }
 }
 
 /// Make sanoid's `autosnap` follow the role in every section at or below
@@ -59,6 +70,7 @@ pub async fn make_writable<R: Runner>(
     timeout: Duration,
 ) -> Changes {
     let mut ch = Changes::default();
+    let mut ex = Executor::new(runner, dry_run, timeout);
     // Only the pools this run was asked to handle (`--pool`).
     let pools: Vec<&crate::config::Pool> = selected(cfg, only);
     // One `zfs get` for every pool; if that fails (a pool missing), one per
@@ -83,54 +95,45 @@ pub async fn make_writable<R: Runner>(
                 }
             },
         };
-        // A quarantine stays read-only whatever the role.
-        let datasets: Vec<String> = props
-            .iter()
-            .filter(|(name, p)| p.readonly && p.readonly_source == "local" && pool.manages(name))
-            .map(|(name, _)| name.clone())
-            .collect();
-        if datasets.is_empty() {
-            continue;
-        }
-        let op = Op::RevertReadonly {
-            datasets: datasets.clone(),
-        };
-        if dry_run {
-            ch.done.push(format!("would run: {op}"));
-            continue;
-        }
-        match runner.output(&op.to_cmd(), timeout).await {
-            Ok(o) if o.success() => ch.done.push(op.to_string()),
-            Ok(o) => {
-                ch.errors
-                    .push(format!("`{op}` failed: {}", stderr_head(&o.stderr)));
-                continue;
-            }
-            Err(e) => {
-                ch.errors.push(e.to_string());
-                continue;
-            }
-        }
-        // Parents sort before children, so mounts nest correctly.
-        for ds in datasets {
-            let p = &props[&ds];
-            let mountable = p.mounted == Some(false)
-                && p.canmount.as_deref() == Some("on")
-                && !matches!(p.mountpoint.as_deref(), None | Some("none" | "legacy"));
-            if !mountable {
-                continue;
-            }
-            let m = Op::Mount { dataset: ds };
-            match runner.output(&m.to_cmd(), timeout).await {
-                Ok(o) if o.success() => ch.done.push(m.to_string()),
-                Ok(o) => ch
-                    .errors
-                    .push(format!("`{m}` failed: {}", stderr_head(&o.stderr))),
-                Err(e) => ch.errors.push(e.to_string()),
-            }
-        }
+        let steps = writable_steps(pool, &props);
+        ch.add(ex.run(Side::Local, &steps).await);
     }
     ch
+}
+
+/// The steps that make one pool's copy the master's: every managed dataset
+/// a standby receive left `readonly=on` goes back to its received or
+/// inherited value, then the filesystems this unlocks are mounted (best
+/// effort; parents sort before children, so mounts nest correctly). A
+/// quarantine stays read-only whatever the role.
+pub fn writable_steps(
+    pool: &crate::config::Pool,
+    props: &std::collections::BTreeMap<String, zfs::RoleProps>,
+) -> Vec<Step> {
+    let datasets: Vec<String> = props
+        .iter()
+        .filter(|(name, p)| p.readonly && p.readonly_source == "local" && pool.manages(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if datasets.is_empty() {
+        return Vec::new();
+    }
+    let mut steps = vec![step(
+        Op::RevertReadonly {
+            datasets: datasets.clone(),
+        },
+        "writable: this node is master",
+    )];
+    for ds in datasets {
+        let p = &props[&ds];
+        let mountable = p.mounted == Some(false)
+            && p.canmount.as_deref() == Some("on")
+            && !matches!(p.mountpoint.as_deref(), None | Some("none" | "legacy"));
+        if mountable {
+            steps.push(step(Op::Mount { dataset: ds }, "the guest finds its data").best_effort());
+        }
+    }
+    steps
 }
 
 /// The configured pools named in `only` (all of them when it is empty).
@@ -183,18 +186,15 @@ pub async fn make_readonly<R: Runner>(
     if datasets.is_empty() {
         return ch;
     }
-    let op = Op::SetReadonly { datasets };
-    if dry_run {
-        ch.done.push(format!("would run: {op}"));
-        return ch;
-    }
-    match runner.output(&op.to_cmd(), timeout).await {
-        Ok(o) if o.success() => ch.done.push(op.to_string()),
-        Ok(o) => ch
-            .errors
-            .push(format!("`{op}` failed: {}", stderr_head(&o.stderr))),
-        Err(e) => ch.errors.push(e.to_string()),
-    }
+    let steps = [step(
+        Op::SetReadonly { datasets },
+        "read-only: this node is not master",
+    )];
+    ch.add(
+        Executor::new(runner, dry_run, timeout)
+            .run(Side::Local, &steps)
+            .await,
+    );
     ch
 }
 
@@ -266,5 +266,65 @@ pub fn log_changes(what: &str, ch: &Changes) {
     }
     for e in &ch.errors {
         warn!("{what}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zfs::RoleProps;
+
+    fn props(readonly: bool, source: &str, mounted: Option<bool>) -> RoleProps {
+        RoleProps {
+            readonly,
+            readonly_source: source.into(),
+            mounted,
+            canmount: Some("on".into()),
+            mountpoint: Some("/zpool1".into()),
+        }
+    }
+
+    /// The revert first, then only the mounts it unlocks, best effort; the
+    /// excluded subtree and the quarantine are not touched.
+    #[test]
+    fn a_master_gets_its_datasets_back_writable_and_mounted() {
+        let cfg = crate::config::parse_str(
+            "[cluster]\nguest = 103\nnodes = { pve1 = \"10.0.0.11\", pve2 = \"10.0.0.12\" }\n\n[[pool]]\nname = \"zpool1\"\nexclude = [\"zpool1/scratch\"]\n",
+            "test",
+        )
+        .unwrap();
+        let mut p = std::collections::BTreeMap::new();
+        p.insert("zpool1".to_string(), props(true, "local", Some(true)));
+        p.insert("zpool1/a".to_string(), props(true, "local", Some(false)));
+        p.insert("zpool1/b".to_string(), props(false, "default", Some(true)));
+        p.insert(
+            "zpool1/scratch".to_string(),
+            props(true, "local", Some(false)),
+        );
+        p.insert(
+            "zpool1/zfs-nfs-replica-quarantine".to_string(),
+            props(true, "local", Some(false)),
+        );
+        let steps = writable_steps(&cfg.pools[0], &p);
+        assert_eq!(
+            steps,
+            vec![
+                step(
+                    Op::RevertReadonly {
+                        datasets: vec!["zpool1".into(), "zpool1/a".into()]
+                    },
+                    "writable: this node is master"
+                ),
+                step(
+                    Op::Mount {
+                        dataset: "zpool1/a".into()
+                    },
+                    "the guest finds its data"
+                )
+                .best_effort(),
+            ]
+        );
+        p.clear();
+        assert_eq!(writable_steps(&cfg.pools[0], &p), vec![]);
     }
 }

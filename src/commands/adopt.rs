@@ -176,14 +176,10 @@ async fn adopt_with<R: Runner>(
     if args.dry_run {
         return exit::OK;
     }
-    let (done, failure) = super::execute_steps(
-        runner,
-        cfg,
-        remote,
-        &[pool.target().to_string()],
-        &plan.steps,
-    )
-    .await;
+    let ran = super::executor(runner, cfg, false)
+        .resume(remote, &[pool.target().to_string()], &plan.steps)
+        .await;
+    let (done, failure) = (ran.done, ran.failure.map(|f| f.message));
     let rec = OperatorAction {
         time: crate::units::now_stamp(),
         action: "adopt".into(),

@@ -173,7 +173,7 @@ struct Journal {
     quarantine: String,
     peer: String,
     started: String,
-    steps: Vec<resolve::Step>,
+    steps: Vec<crate::step::Step>,
     error: Option<String>,
 }
 
@@ -220,8 +220,10 @@ async fn finish<R: Runner>(
 ) -> u8 {
     let remote = Side::Remote(peer);
     save_journal(cfg, pool.name.as_str(), &j);
-    let (done, failure) =
-        super::execute_steps(runner, cfg, remote, &[pool.target().to_string()], &j.steps).await;
+    let ran = super::executor(runner, cfg, false)
+        .resume(remote, &[pool.target().to_string()], &j.steps)
+        .await;
+    let (done, failure) = (ran.done, ran.failure.map(|f| f.message));
     let complete = failure.is_none();
     if let Some(e) = &failure {
         error!(

@@ -682,9 +682,12 @@ fn record_history(
         return;
     };
     let now = crate::units::now_stamp();
-    let Some(entry) = history::entry_from(now, peer, &job.source, &job.target, src, dst) else {
+    let Some(mut entry) = history::entry_from(now, peer, &job.source, &job.target, src, dst) else {
         return;
     };
+    if job.guard.as_ref().is_some_and(|g| g.accept) {
+        entry = entry.accepting_live();
+    }
     let h = hist.get_or_insert_with(|| History::new(&job.source));
     h.push(entry);
     if let Err(e) = history::save(&cfg.paths.state_dir, h) {

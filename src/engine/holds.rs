@@ -8,9 +8,11 @@ use std::time::Duration;
 use tracing::debug;
 
 use super::{Engine, PoolError, checked};
+use crate::execute::Executor;
 use crate::runner::Runner;
 use crate::side::Side;
 use crate::ssh::Peer;
+use crate::step::{Step, step};
 use crate::zfs::{self, Listing, Op};
 
 impl<R: Runner> Engine<'_, R> {
@@ -75,29 +77,38 @@ impl<R: Runner> Engine<'_, R> {
             .filter(|s| !wanted.contains(s))
             .cloned()
             .collect();
-        for chunk in to_hold.chunks(500) {
-            let op = Op::Hold {
-                tag: tag.to_string(),
-                snapshots: chunk.to_vec(),
-            };
-            if self.settings.dry_run {
-                self.shown.push(format!("  holds: {}", side.show(&op)));
-            } else {
-                self.run_op(side, &op).await?;
-            }
+        // Hold before release: a failure leaves the old base protected.
+        let holds = to_hold.chunks(500).map(|chunk| {
+            step(
+                Op::Hold {
+                    tag: tag.to_string(),
+                    snapshots: chunk.to_vec(),
+                },
+                "the new common base: pruning must not remove it",
+            )
+        });
+        let releases = to_release.chunks(500).map(|chunk| {
+            step(
+                Op::Release {
+                    tag: tag.to_string(),
+                    snapshots: chunk.to_vec(),
+                },
+                "no longer the common base",
+            )
+        });
+        let steps: Vec<Step> = holds.chain(releases).collect();
+        let mut ex = Executor::new(
+            self.runner,
+            self.settings.dry_run,
+            self.settings.command_timeout,
+        )
+        .showing("  holds: ");
+        let ran = ex.run(side, &steps).await;
+        self.shown.extend(ex.shown);
+        match ran.failure {
+            Some(f) => Err(PoolError::of_step(side, f)),
+            None => Ok(()),
         }
-        for chunk in to_release.chunks(500) {
-            let op = Op::Release {
-                tag: tag.to_string(),
-                snapshots: chunk.to_vec(),
-            };
-            if self.settings.dry_run {
-                self.shown.push(format!("  holds: {}", side.show(&op)));
-            } else {
-                self.run_op(side, &op).await?;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, warn};
 
+use crate::execute::{Cause, StepFailure};
 use crate::guard;
 use crate::plan;
 use crate::progress_bar::Progress;
@@ -88,6 +89,22 @@ pub enum PoolError {
 }
 
 impl PoolError {
+    /// A step the executor ran that failed, as [`checked`] would have said.
+    fn of_step(side: Side<'_>, f: StepFailure) -> PoolError {
+        match f.cause {
+            Cause::Run(source) => PoolError::Run {
+                side: side.label(),
+                source,
+            },
+            Cause::Failed { code, stderr } => PoolError::Zfs {
+                side: side.label(),
+                cmd: f.shown,
+                stderr: stderr_head(&stderr),
+                kind: zfs_kind(side, code, &stderr),
+            },
+        }
+    }
+
     fn outcome(&self) -> Outcome {
         match self {
             PoolError::Zfs {
@@ -471,18 +488,22 @@ fn checked(
         source,
     })?;
     if !out.success() {
-        // 255 from ssh is ssh's own failure, not zfs's: do not read zfs meaning into it.
-        let ssh_failed = matches!(side, Side::Remote(_)) && out.status.code() == Some(SSH_FAILURE);
         return Err(PoolError::Zfs {
             side: side.label(),
             cmd: side.show(op),
             stderr: stderr_head(&out.stderr),
-            kind: if ssh_failed {
-                ZfsErrorKind::Other
-            } else {
-                zfs::classify(&out.stderr)
-            },
+            kind: zfs_kind(side, out.status.code(), &out.stderr),
         });
     }
     Ok(out.stdout)
+}
+
+/// What a failed command's stderr means. 255 from ssh is ssh's own
+/// failure, not zfs's: no zfs meaning is read into it.
+fn zfs_kind(side: Side<'_>, code: Option<i32>, stderr: &str) -> ZfsErrorKind {
+    if matches!(side, Side::Remote(_)) && code == Some(SSH_FAILURE) {
+        ZfsErrorKind::Other
+    } else {
+        zfs::classify(stderr)
+    }
 }

@@ -1022,10 +1022,20 @@ impl<'a> Life<'a> {
                 .all(|ds| a.newest(ds).is_some() && a.newest(ds) == b.newest(ds));
             if all_same {
                 self.note(format!("  converged after {round} round(s)"));
+                // What the size guards compare with from now on: the live
+                // data, and the replica's newest snapshot (which may hold
+                // data deleted since it was taken).
+                let newest = &self.last[m];
+                let replicated = |ds: &str| {
+                    newest
+                        .newest(ds)
+                        .and_then(|g| self.content.get(&g))
+                        .map_or(0, |(_, f)| model_size(f))
+                };
                 self.peak = self
                     .model
                     .iter()
-                    .map(|(ds, f)| (ds.clone(), model_size(f)))
+                    .map(|(ds, f)| (ds.clone(), model_size(f).max(replicated(ds))))
                     .collect();
                 self.clean[s] = true;
                 self.read_old_versions();
