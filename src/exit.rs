@@ -5,17 +5,17 @@
 use crate::report::{Outcome, RunResult};
 
 /// Every pool replicated: data was sent, everything is in sync.
-pub const OK: u8 = 0;
+const OK: u8 = 0;
 /// Nothing to do: everything was already up to date (or this node is a standby).
-pub const NOTHING_TO_DO: u8 = 1;
+const NOTHING_TO_DO: u8 = 1;
 /// Usage or configuration error: nothing was done.
-pub const CONFIG: u8 = 2;
+const CONFIG: u8 = 2;
 /// Transient failure (ssh, timeout, a `zfs` command failed, pool busy): the next run retries.
-pub const TRANSIENT: u8 = 3;
+const TRANSIENT: u8 = 3;
 /// Refused: a conflict, divergence or failed check that needs the operator. Nothing unsafe was done.
-pub const REFUSED: u8 = 4;
+const REFUSED: u8 = 4;
 /// Internal error (a bug): please report it.
-pub const INTERNAL: u8 = 5;
+const INTERNAL: u8 = 5;
 /// `status --check` could not judge (the monitoring plugin convention).
 pub const UNKNOWN: u8 = 3;
 
@@ -28,27 +28,105 @@ Exit codes:
   4  refused: conflict, divergence, size guard, unhealthy pool or failed check; needs the operator, nothing unsafe was done
   5  internal error";
 
-/// The name of an exit code, as `status.json` writes it.
-pub fn result_of(code: u8) -> RunResult {
-    match code {
-        OK => RunResult::Replicated,
-        NOTHING_TO_DO => RunResult::NothingToDo,
-        CONFIG => RunResult::ConfigError,
-        TRANSIENT => RunResult::TransientFailure,
-        REFUSED => RunResult::Refused,
-        _ => RunResult::InternalError,
+/// How a command ends: the one typed value every command returns, mapped
+/// to a process exit code in one place ([`Exit::code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done: data was replicated, or the command did what it was asked.
+    Ok,
+    /// Nothing to do: everything was already up to date, or not master.
+    NothingToDo,
+    /// Usage or configuration error: nothing was done.
+    Config,
+    /// A failure the next run may not meet again.
+    Transient,
+    /// Refused: needs the operator; nothing unsafe was done.
+    Refused,
+    /// A bug.
+    Internal,
+    /// `status`: the monitoring-plugin convention (0 OK, 1 WARNING,
+    /// 2 CRITICAL, 3 UNKNOWN), not the table above.
+    Monitoring(u8),
+}
+
+impl Exit {
+    /// The process exit code: the one place that picks it.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => OK,
+            Exit::NothingToDo => NOTHING_TO_DO,
+            Exit::Config => CONFIG,
+            Exit::Transient => TRANSIENT,
+            Exit::Refused => REFUSED,
+            Exit::Internal => INTERNAL,
+            Exit::Monitoring(c) => c,
+        }
+    }
+
+    /// How bad an ending is, for combining: "done" beats "nothing to do".
+    fn rank(self) -> u8 {
+        match self {
+            Exit::NothingToDo => 0,
+            Exit::Ok => 1,
+            Exit::Transient => 2,
+            Exit::Refused => 3,
+            Exit::Config => 4,
+            Exit::Internal => 5,
+            Exit::Monitoring(c) => c,
+        }
+    }
+
+    /// The worse of two endings (the worst wins; done beats nothing to do).
+    pub fn and(self, other: Exit) -> Exit {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Did the command end well (done, or nothing to do)?
+    pub fn is_success(self) -> bool {
+        matches!(self, Exit::Ok | Exit::NothingToDo)
+    }
+
+    /// Its name, as `status.json` writes it.
+    pub fn result(self) -> RunResult {
+        match self {
+            Exit::Ok => RunResult::Replicated,
+            Exit::NothingToDo => RunResult::NothingToDo,
+            Exit::Config => RunResult::ConfigError,
+            Exit::Transient => RunResult::TransientFailure,
+            Exit::Refused => RunResult::Refused,
+            Exit::Internal | Exit::Monitoring(_) => RunResult::InternalError,
+        }
+    }
+}
+
+/// Compared with a process exit code (tests).
+impl PartialEq<u8> for Exit {
+    fn eq(&self, other: &u8) -> bool {
+        self.code() == *other
+    }
+}
+
+impl From<Outcome> for Exit {
+    fn from(o: Outcome) -> Exit {
+        match o {
+            Outcome::NothingToDo => Exit::NothingToDo,
+            Outcome::Replicated => Exit::Ok,
+            Outcome::Transient => Exit::Transient,
+            Outcome::Refused => Exit::Refused,
+        }
     }
 }
 
 /// Combine pool outcomes: the worst wins; "replicated" beats "nothing to do".
-pub fn combine(outcomes: impl IntoIterator<Item = Outcome>) -> u8 {
-    let worst = outcomes.into_iter().max().unwrap_or(Outcome::NothingToDo);
-    match worst {
-        Outcome::NothingToDo => NOTHING_TO_DO,
-        Outcome::Replicated => OK,
-        Outcome::Transient => TRANSIENT,
-        Outcome::Refused => REFUSED,
-    }
+pub fn combine(outcomes: impl IntoIterator<Item = Outcome>) -> Exit {
+    outcomes
+        .into_iter()
+        .map(Exit::from)
+        .fold(Exit::NothingToDo, Exit::and)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use zfs_nfs_replica::cli::{Cli, Command};
-use zfs_nfs_replica::{commands, config, exit, interrupt, logging};
+use zfs_nfs_replica::exit::{self, Exit};
+use zfs_nfs_replica::{commands, config, interrupt, logging};
 
 /// `status --check` is a monitoring plugin: whatever goes wrong before it
 /// can judge anything (a bad flag, a missing or broken config), it prints
@@ -12,14 +13,19 @@ fn is_status_check(args: &[std::ffi::OsString]) -> bool {
     words.contains(&"status") && words.contains(&"--check")
 }
 
-fn unknown(why: &str) -> ExitCode {
+fn unknown(why: &str) -> Exit {
     let first = why.lines().find(|l| !l.trim().is_empty()).unwrap_or(why);
     let first = first.trim().trim_start_matches("error: ");
     zfs_nfs_replica::outln!("ZFS-NFS-REPLICA UNKNOWN - {}", first.replace('|', "/"));
-    ExitCode::from(exit::UNKNOWN)
+    Exit::Monitoring(exit::UNKNOWN)
 }
 
 fn main() -> ExitCode {
+    // The one place an ending becomes the process's exit code.
+    ExitCode::from(run().code())
+}
+
+fn run() -> Exit {
     // First, before any thread exists: SIGTERM/SIGINT end the process within
     // a bounded time whatever it is doing (the grace follows the config).
     let interrupt = interrupt::install(std::time::Duration::from_secs(15));
@@ -30,11 +36,12 @@ fn main() -> ExitCode {
         Err(e) if nagios && e.use_stderr() => return unknown(&e.to_string()),
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::CONFIG
+            // `--help` and `--version` end well; a bad flag is a usage error.
+            return if e.use_stderr() {
+                Exit::Config
             } else {
-                exit::OK
-            });
+                Exit::Ok
+            };
         }
     };
     logging::init(cli.verbose, cli.quiet);
@@ -42,10 +49,10 @@ fn main() -> ExitCode {
     // Needs no configuration: it runs where the package is built.
     if let Command::GenerateAssets { dir } = &cli.command {
         return match commands::assets::generate(dir) {
-            Ok(()) => ExitCode::from(exit::OK),
+            Ok(()) => Exit::Ok,
             Err(e) => {
                 tracing::error!("{e}");
-                ExitCode::from(exit::INTERNAL)
+                Exit::Internal
             }
         };
     }
@@ -56,7 +63,7 @@ fn main() -> ExitCode {
         Err(e) if nagios => return unknown(&format!("config error: {e}")),
         Err(e) => {
             tracing::error!("config error: {e}");
-            return ExitCode::from(if is_hook { exit::OK } else { exit::CONFIG });
+            return if is_hook { Exit::Ok } else { Exit::Config };
         }
     };
     // Stopping kills the children at once; their own grace, and a margin,
@@ -69,10 +76,10 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(exit::INTERNAL);
+            return Exit::Internal;
         }
     };
-    let code = rt.block_on(async {
+    let ending = rt.block_on(async {
         let work = async {
             match &cli.command {
                 Command::Run(args) => commands::run::run(&cfg, args).await,
@@ -82,28 +89,28 @@ fn main() -> ExitCode {
                 Command::Status(args) => commands::status::status(&cfg, args),
                 Command::Resolve(args) => commands::resolve::resolve(&cfg, args).await,
                 Command::Adopt(args) => commands::adopt::adopt(&cfg, args).await,
-                Command::GenerateAssets { .. } => exit::INTERNAL,
+                Command::GenerateAssets { .. } => Exit::Internal,
                 Command::Role(args) => commands::role::role(&cfg, args).await,
                 Command::Handover(args) => commands::handover::handover(&cfg, args).await,
                 Command::Standby => commands::standby::standby(&cfg).await,
                 Command::Hook(args) => {
                     commands::hook::hook(&cfg, args).await;
-                    exit::OK
+                    Exit::Ok
                 }
             }
         };
         tokio::select! {
-            code = work => code,
+            ending = work => ending,
             sig = interrupt.wait() => {
                 // Dropping `work` kills every child (kill_on_drop) and closes
                 // the ssh masters; receives stay resumable.
                 tracing::error!("interrupted by {sig}: stopping; interrupted receives resume on the next run");
-                exit::TRANSIENT
+                Exit::Transient
             }
         }
     });
     tracing::debug!("peak RSS {} KiB", peak_rss_kib());
-    ExitCode::from(if is_hook { exit::OK } else { code })
+    if is_hook { Exit::Ok } else { ending }
 }
 
 /// This process's peak resident set size (its children are not counted).

@@ -13,7 +13,7 @@ use crate::adopt;
 use crate::cli::AdoptArgs;
 use crate::config::Config;
 use crate::engine::list_pair;
-use crate::exit;
+use crate::exit::Exit;
 use crate::lock::try_lock_pool;
 use crate::runner::{Runner, SystemRunner, stderr_head};
 use crate::side::Side;
@@ -21,10 +21,10 @@ use crate::ssh::Peer;
 use crate::state::{self, OperatorAction};
 use crate::zfs::{self, Op};
 
-pub async fn adopt(cfg: &Config, args: &AdoptArgs) -> u8 {
+pub async fn adopt(cfg: &Config, args: &AdoptArgs) -> Exit {
     let Some(pool) = cfg.pools.iter().find(|p| p.name.as_str() == args.pool) else {
         error!("adopt {}: not a configured [[pool]]", args.pool);
-        return exit::CONFIG;
+        return Exit::Config;
     };
     let local = match super::require_master(cfg, "adopt").await {
         Ok(l) => l,
@@ -34,7 +34,7 @@ pub async fn adopt(cfg: &Config, args: &AdoptArgs) -> u8 {
         Ok(t) => t,
         Err(e) => {
             error!("{e}");
-            return exit::CONFIG;
+            return Exit::Config;
         }
     };
     let _lock = if args.dry_run {
@@ -44,7 +44,7 @@ pub async fn adopt(cfg: &Config, args: &AdoptArgs) -> u8 {
             Ok(l) => Some(l),
             Err(e) => {
                 error!("{e}");
-                return exit::TRANSIENT;
+                return Exit::Transient;
             }
         }
     };
@@ -62,7 +62,7 @@ pub async fn adopt(cfg: &Config, args: &AdoptArgs) -> u8 {
         Ok(p) => p,
         Err(e) => {
             error!("{e}");
-            return exit::TRANSIENT;
+            return Exit::Transient;
         }
     };
     let code = adopt_with(&runner, cfg, args, pool, &peer).await;
@@ -97,7 +97,7 @@ async fn adopt_with<R: Runner>(
     args: &AdoptArgs,
     pool: &crate::config::Pool,
     peer: &Peer,
-) -> u8 {
+) -> Exit {
     let (src_root, dst_root) = (pool.name.as_str(), pool.target());
     let remote = Side::Remote(peer);
     let (src, dst, _) = match list_pair(
@@ -111,7 +111,7 @@ async fn adopt_with<R: Runner>(
         Ok(x) => x,
         Err(e) => {
             error!("{e}");
-            return exit::TRANSIENT;
+            return Exit::Transient;
         }
     };
     let props_op = Op::RoleProps {
@@ -123,7 +123,7 @@ async fn adopt_with<R: Runner>(
         Ok(p) => p,
         Err(e) => {
             error!("{e}");
-            return exit::TRANSIENT;
+            return Exit::Transient;
         }
     };
     let mut diffs = BTreeMap::new();
@@ -138,7 +138,7 @@ async fn adopt_with<R: Runner>(
             }
             Err(e) => {
                 error!("{e}");
-                return exit::TRANSIENT;
+                return Exit::Transient;
             }
         }
     }
@@ -162,7 +162,7 @@ async fn adopt_with<R: Runner>(
             peer.name,
             plan.obstacles.len()
         );
-        return exit::REFUSED;
+        return Exit::Refused;
     }
     crate::outln!("  steps, each run on {}:", peer.name);
     for (i, s) in plan.steps.iter().enumerate() {
@@ -174,7 +174,7 @@ async fn adopt_with<R: Runner>(
         crate::outln!("  nothing to change: it already is a read-only standby");
     }
     if args.dry_run {
-        return exit::OK;
+        return Exit::Ok;
     }
     let ran = super::executor(runner, cfg, false)
         .resume(remote, &[pool.target().to_string()], &plan.steps)
@@ -195,11 +195,11 @@ async fn adopt_with<R: Runner>(
         warn!("cannot record the adoption: {e}");
     }
     if failure.is_some() {
-        return exit::TRANSIENT;
+        return Exit::Transient;
     }
     info!(
         "adopted {}:{dst_root}: it is a read-only standby of {src_root}; the next run places the holds and sends what is new",
         peer.name
     );
-    exit::OK
+    Exit::Ok
 }

@@ -5,26 +5,26 @@
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::exit;
+use crate::exit::Exit;
 use crate::health;
 use crate::pve::Role;
 use crate::runner::SystemRunner;
 use crate::side::Side;
 use crate::ssh::Peer;
 
-pub async fn check(cfg: &Config) -> u8 {
+pub async fn check(cfg: &Config) -> Exit {
     let local = match super::local_node(cfg) {
         Ok(n) => n,
         Err(e) => {
             error!("{e}");
-            return exit::CONFIG;
+            return Exit::Config;
         }
     };
     crate::outln!(
         "config: ok ({} pool(s), this node: {local})",
         cfg.pools.len()
     );
-    let mut code = exit::OK;
+    let mut code = Exit::Ok;
     // One master check (not the repeated one): is the API reachable with
     // this token and CA, and what does it say?
     let mut once = cfg.clone();
@@ -45,27 +45,27 @@ pub async fn check(cfg: &Config) -> u8 {
         ),
         Role::Unsure { reason } => {
             crate::outln!("proxmox {}: FAILED: {reason}", cfg.proxmox.url);
-            code = exit::REFUSED;
+            code = Exit::Refused;
         }
     }
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
-    code = code.max(show_pools(&runner, cfg, Side::Local, &local, false).await);
+    code = code.and(show_pools(&runner, cfg, Side::Local, &local, false).await);
     for t in super::peers(cfg, &local) {
         match Peer::connect(&runner, &cfg.ssh, &t, &cfg.paths.run_dir).await {
             Ok(peer) => {
                 crate::outln!("ssh {} ({}): ok", t.name, t.addr);
-                code = code.max(show_pools(&runner, cfg, Side::Remote(&peer), &t.name, true).await);
+                code = code.and(show_pools(&runner, cfg, Side::Remote(&peer), &t.name, true).await);
                 peer.close(cfg.ssh.connect_timeout.get()).await;
             }
             Err(e) => {
                 crate::outln!("ssh {} ({}): FAILED: {e}", t.name, t.addr);
-                code = code.max(exit::TRANSIENT);
+                code = code.and(Exit::Transient);
             }
         }
     }
-    info!("check finished with exit code {code}");
+    info!("check finished with exit code {}", code.code());
     code
 }
 
@@ -75,12 +75,12 @@ async fn show_pools(
     side: Side<'_>,
     node: &str,
     targets: bool,
-) -> u8 {
-    let mut code = exit::OK;
+) -> Exit {
+    let mut code = Exit::Ok;
     for h in health::read::of_side(runner, cfg, side, targets).await {
         crate::outln!("  {node:<12} {}", h.summary());
         if h.level == health::Level::Fail {
-            code = code.max(exit::REFUSED);
+            code = code.and(Exit::Refused);
         }
     }
     code

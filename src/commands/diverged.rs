@@ -9,14 +9,14 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::engine::list_pair;
-use crate::exit;
+use crate::exit::Exit;
 use crate::pve::Role;
 use crate::resolve;
 use crate::runner::SystemRunner;
 use crate::side::Side;
 use crate::ssh::{Peer, Target};
 
-pub async fn diverged(cfg: &Config) -> u8 {
+pub async fn diverged(cfg: &Config) -> Exit {
     // One check, as `check` does: this command changes nothing, it only has
     // to know which way replication goes.
     let mut once = cfg.clone();
@@ -27,7 +27,7 @@ pub async fn diverged(cfg: &Config) -> u8 {
         Role::Standby { master } => master,
         Role::Unsure { reason } => {
             error!("cannot tell which node is the source: nobody is surely master ({reason})");
-            return exit::REFUSED;
+            return Exit::Refused;
         }
     };
     let runner = SystemRunner {
@@ -46,14 +46,14 @@ pub async fn diverged(cfg: &Config) -> u8 {
             false,
         )
     };
-    let mut code = exit::OK;
+    let mut code = Exit::Ok;
     let mut found = 0usize;
     for t in remote_nodes {
         let peer = match Peer::connect(&runner, &cfg.ssh, &t, &std::env::temp_dir()).await {
             Ok(p) => p,
             Err(e) => {
                 error!("{e}");
-                code = code.max(exit::TRANSIENT);
+                code = code.and(Exit::Transient);
                 continue;
             }
         };
@@ -80,7 +80,7 @@ pub async fn diverged(cfg: &Config) -> u8 {
                 Ok(x) => x,
                 Err(e) => {
                     error!("pool {sroot}: {e}");
-                    code = code.max(exit::TRANSIENT);
+                    code = code.and(Exit::Transient);
                     continue;
                 }
             };
@@ -137,10 +137,10 @@ pub async fn diverged(cfg: &Config) -> u8 {
         crate::outln!(
             "{found} diverged dataset(s): nothing is replicated into them until resolved"
         );
-        code = code.max(exit::REFUSED);
-    } else if code == exit::OK {
+        code = code.and(Exit::Refused);
+    } else if code == Exit::Ok {
         crate::outln!("no diverged dataset");
     }
-    info!("diverged finished with exit code {code}");
+    info!("diverged finished with exit code {}", code.code());
     code
 }

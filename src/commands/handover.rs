@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use crate::cli::{HandoverArgs, RunArgs};
 use crate::config::Config;
 use crate::engine::{Engine, Settings};
-use crate::exit;
+use crate::exit::{self, Exit};
 use crate::handover::{NOT_MASTER, Report, snapshot_name};
 use crate::progress_bar::Silent;
 use crate::report::Outcome;
@@ -22,7 +22,7 @@ use crate::runner::{Runner, SystemRunner, stderr_head};
 use crate::state;
 use crate::zfs::{self, Op};
 
-pub async fn handover(cfg: &Config, args: &HandoverArgs) -> u8 {
+pub async fn handover(cfg: &Config, args: &HandoverArgs) -> Exit {
     let started = Instant::now();
     let mut report = Report {
         to: args.to.clone(),
@@ -35,7 +35,7 @@ pub async fn handover(cfg: &Config, args: &HandoverArgs) -> u8 {
                 "not finished within {}s: the transfers stop here and resume on the next run",
                 args.within.as_secs()
             ));
-            exit::TRANSIENT
+            Exit::Transient
         }
     };
     report.seconds = started.elapsed().as_secs_f64();
@@ -50,12 +50,12 @@ pub async fn handover(cfg: &Config, args: &HandoverArgs) -> u8 {
     code
 }
 
-async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
+async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> Exit {
     let local = match super::local_node(cfg) {
         Ok(n) => n,
         Err(e) => {
             report.error = Some(e);
-            return exit::CONFIG;
+            return Exit::Config;
         }
     };
     report.from = local.clone();
@@ -64,7 +64,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
             "--to {}: not another node of [cluster] nodes",
             args.to
         ));
-        return exit::CONFIG;
+        return Exit::Config;
     }
     // 1. The guest has left this node, for exactly that node.
     match crate::pve::placement(cfg).await {
@@ -76,11 +76,11 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
                 status.as_deref().unwrap_or("status unknown"),
                 args.to
             ));
-            return exit::REFUSED;
+            return Exit::Refused;
         }
         Err(e) => {
             report.error = Some(format!("cannot tell where the guest is: {e}"));
-            return exit::REFUSED;
+            return Exit::Refused;
         }
     }
     // ...and this node was its master: a standby has nothing of its own.
@@ -93,7 +93,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
                 args.to
             );
             report.result = NOT_MASTER.into();
-            return exit::NOTHING_TO_DO;
+            return Exit::NothingToDo;
         }
     }
     let runner = SystemRunner {
@@ -125,7 +125,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         Ok(l) => l,
         Err(e) => {
             report.error = Some(format!("cannot list this node's pools: {e}"));
-            return exit::TRANSIENT;
+            return Exit::Transient;
         }
     };
     let name = snapshot_name(chrono::Utc::now());
@@ -153,11 +153,11 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
                 Ok(o) if o.success() => {}
                 Ok(o) => {
                     report.error = Some(format!("`{op}` failed: {}", stderr_head(&o.stderr)));
-                    return exit::TRANSIENT;
+                    return Exit::Transient;
                 }
                 Err(e) => {
                     report.error = Some(e.to_string());
-                    return exit::TRANSIENT;
+                    return Exit::Transient;
                 }
             }
         }
@@ -228,8 +228,8 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> u8 {
         }
     }
     let code = exit::combine(all.reports.iter().map(|r| r.outcome));
-    report.result = exit::result_of(code).to_string();
-    if code > exit::NOTHING_TO_DO {
+    report.result = code.result().to_string();
+    if !code.is_success() {
         report.error = Some(
             all.reports
                 .iter()
@@ -350,11 +350,12 @@ async fn quarantine_on_new_master<R: Runner>(
     };
     let code = super::resolve::resolve_with(runner, cfg, &args, pool, local, &peer).await;
     peer.close(cfg.ssh.connect_timeout.get()).await;
-    if code == exit::OK {
+    if code == Exit::Ok {
         Ok(())
     } else {
         Err(format!(
-            "resolve {pool_name} --keep-divergent exited {code}"
+            "resolve {pool_name} --keep-divergent exited {}",
+            code.code()
         ))
     }
 }

@@ -7,31 +7,31 @@ use tracing::{error, info, warn};
 use crate::cli::{HistoryAction, HistoryArgs};
 use crate::config::Config;
 use crate::engine::{Engine, PoolJob, Settings};
-use crate::exit;
+use crate::exit::Exit;
 use crate::history::{self, History};
 use crate::lock::try_lock_pool;
 use crate::progress_bar::Silent;
 use crate::runner::SystemRunner;
 use crate::ssh::Peer;
 
-pub async fn history(cfg: &Config, args: &HistoryArgs) -> u8 {
+pub async fn history(cfg: &Config, args: &HistoryArgs) -> Exit {
     let HistoryAction::Rebuild { pool } = &args.action;
     let Some(p) = cfg.pools.iter().find(|p| p.name.as_str() == pool) else {
         error!("history rebuild {pool}: not a configured [[pool]]");
-        return exit::CONFIG;
+        return Exit::Config;
     };
     let local = match super::local_node(cfg) {
         Ok(n) => n,
         Err(e) => {
             error!("{e}");
-            return exit::CONFIG;
+            return Exit::Config;
         }
     };
     let _lock = match try_lock_pool(&cfg.paths.run_dir, pool) {
         Ok(l) => l,
         Err(e) => {
             error!("{e}");
-            return exit::TRANSIENT;
+            return Exit::Transient;
         }
     };
     let runner = SystemRunner {
@@ -56,13 +56,13 @@ pub async fn history(cfg: &Config, args: &HistoryArgs) -> u8 {
         guard: None,
     };
     let mut h = History::new(pool);
-    let mut code = exit::OK;
+    let mut code = Exit::Ok;
     for t in super::peers(cfg, &local) {
         let peer = match Peer::connect(&runner, &cfg.ssh, &t, &cfg.paths.run_dir).await {
             Ok(p) => p,
             Err(e) => {
                 error!("{e}");
-                code = exit::TRANSIENT;
+                code = Exit::Transient;
                 continue;
             }
         };
@@ -82,14 +82,14 @@ pub async fn history(cfg: &Config, args: &HistoryArgs) -> u8 {
             }
             Err(e) => {
                 error!("{e}");
-                code = exit::TRANSIENT;
+                code = Exit::Transient;
             }
         }
         peer.close(cfg.ssh.connect_timeout.get()).await;
     }
     if h.entries.is_empty() {
         warn!("nothing recorded: the history of {pool} is unchanged");
-        return code.max(exit::TRANSIENT);
+        return code.and(Exit::Transient);
     }
     match history::save(&cfg.paths.state_dir, &h) {
         Ok(()) => {
@@ -101,7 +101,7 @@ pub async fn history(cfg: &Config, args: &HistoryArgs) -> u8 {
         }
         Err(e) => {
             error!("{e}");
-            exit::TRANSIENT
+            Exit::Transient
         }
     }
 }

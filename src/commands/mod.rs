@@ -14,6 +14,7 @@ pub mod standby;
 pub mod status;
 
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::ssh::Target;
 
 /// This node's Proxmox name without asking the API: `[cluster] node`, else
@@ -55,7 +56,7 @@ pub fn peers(cfg: &Config, local: &str) -> Vec<Target> {
 /// The operator's commands that act from the master (`resolve`, `adopt`):
 /// this node must surely be master, by the same repeated check as `run`.
 /// Returns this node's name, or the exit code after saying why not.
-pub async fn require_master(cfg: &Config, what: &str) -> Result<String, u8> {
+pub async fn require_master(cfg: &Config, what: &str) -> Result<String, Exit> {
     let d = crate::pve::decide(cfg, crate::pve::Purpose::Run).await;
     match d.role {
         crate::pve::Role::Master => Ok(d.local),
@@ -64,11 +65,11 @@ pub async fn require_master(cfg: &Config, what: &str) -> Result<String, u8> {
                 "{what} runs on the master, which is {master} (this node, {}, is a standby)",
                 d.local
             );
-            Err(crate::exit::REFUSED)
+            Err(Exit::Refused)
         }
         crate::pve::Role::Unsure { reason } => {
             tracing::error!("refusing {what}: nobody is surely master ({reason})");
-            Err(crate::exit::REFUSED)
+            Err(Exit::Refused)
         }
     }
 }

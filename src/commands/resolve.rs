@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 use crate::cli::ResolveArgs;
 use crate::config::Config;
 use crate::engine::list_pair;
-use crate::exit;
+use crate::exit::Exit;
 use crate::lock::try_lock_pool;
 use crate::resolve::{self, Request, ResolvePlan};
 use crate::runner::{Runner, SystemRunner};
@@ -17,13 +17,13 @@ use crate::side::Side;
 use crate::ssh::Peer;
 use crate::state::{self, OperatorAction};
 
-pub async fn resolve(cfg: &Config, args: &ResolveArgs) -> u8 {
+pub async fn resolve(cfg: &Config, args: &ResolveArgs) -> Exit {
     let Some(pool) = super::pool_of_dataset(cfg, &args.dataset) else {
         error!(
             "resolve {}: not in any configured [[pool]] (give the dataset's name on the master)",
             args.dataset
         );
-        return exit::CONFIG;
+        return Exit::Config;
     };
     let local = match super::require_master(cfg, "resolve").await {
         Ok(l) => l,
@@ -33,7 +33,7 @@ pub async fn resolve(cfg: &Config, args: &ResolveArgs) -> u8 {
         Ok(t) => t,
         Err(e) => {
             error!("{e}");
-            return exit::CONFIG;
+            return Exit::Config;
         }
     };
     let _lock = if args.dry_run {
@@ -43,7 +43,7 @@ pub async fn resolve(cfg: &Config, args: &ResolveArgs) -> u8 {
             Ok(l) => Some(l),
             Err(e) => {
                 error!("{e}");
-                return exit::TRANSIENT;
+                return Exit::Transient;
             }
         }
     };
@@ -61,7 +61,7 @@ pub async fn resolve(cfg: &Config, args: &ResolveArgs) -> u8 {
         Ok(p) => p,
         Err(e) => {
             error!("{e}");
-            return exit::TRANSIENT;
+            return Exit::Transient;
         }
     };
     let code = resolve_with(&runner, cfg, args, pool, &local, &peer).await;
@@ -76,7 +76,7 @@ pub(crate) async fn resolve_with<R: Runner>(
     pool: &crate::config::Pool,
     local: &str,
     peer: &Peer,
-) -> u8 {
+) -> Exit {
     let (src_root, dst_root) = (pool.name.as_str(), pool.target());
     let remote = Side::Remote(peer);
     let (src, dst, quarantine) = match list_pair(
@@ -90,7 +90,7 @@ pub(crate) async fn resolve_with<R: Runner>(
         Ok(x) => x,
         Err(e) => {
             error!("{e}");
-            return exit::TRANSIENT;
+            return Exit::Transient;
         }
     };
     // An earlier resolve of this pool that stopped half-way: finish it
@@ -115,7 +115,7 @@ pub(crate) async fn resolve_with<R: Runner>(
             );
         }
         if args.dry_run {
-            return exit::OK;
+            return Exit::Ok;
         }
         return finish(runner, cfg, pool, peer, j).await;
     }
@@ -142,16 +142,16 @@ pub(crate) async fn resolve_with<R: Runner>(
         Err(e) if e.starts_with(resolve::NOTHING_TO_RESOLVE) => {
             info!("resolve {}: {e}", args.dataset);
             crate::outln!("{e}");
-            return exit::OK;
+            return Exit::Ok;
         }
         Err(e) => {
             error!("resolve {}: {e}", args.dataset);
-            return exit::REFUSED;
+            return Exit::Refused;
         }
     };
     print_plan(&plan, local, &peer.name, args.dry_run);
     if args.dry_run {
-        return exit::OK;
+        return Exit::Ok;
     }
     let j = Journal {
         plan_target: plan.target.clone(),
@@ -217,7 +217,7 @@ async fn finish<R: Runner>(
     pool: &crate::config::Pool,
     peer: &Peer,
     mut j: Journal,
-) -> u8 {
+) -> Exit {
     let remote = Side::Remote(peer);
     save_journal(cfg, pool.name.as_str(), &j);
     let ran = super::executor(runner, cfg, false)
@@ -250,14 +250,14 @@ async fn finish<R: Runner>(
         warn!("cannot record the resolve: {e}");
     }
     if !complete {
-        return exit::TRANSIENT;
+        return Exit::Transient;
     }
     record_sizes(runner, cfg, pool, peer).await;
     info!(
         "resolved {} on {}: its divergent state is kept in {} (read-only); the next run re-syncs it from the common snapshot",
         j.plan_target, peer.name, j.quarantine
     );
-    exit::OK
+    Exit::Ok
 }
 
 /// Both sides' sizes, now, as the pool's history entry for this peer.

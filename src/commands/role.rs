@@ -7,11 +7,11 @@ use tracing::warn;
 
 use crate::cli::RoleArgs;
 use crate::config::Config;
-use crate::exit;
+use crate::exit::Exit;
 use crate::pve::Answer;
 use crate::pve::{self, Purpose};
 
-pub async fn role(cfg: &Config, args: &RoleArgs) -> u8 {
+pub async fn role(cfg: &Config, args: &RoleArgs) -> Exit {
     let mut once = cfg.clone();
     once.checks.count = 1;
     let d = pve::decide(&once, Purpose::Run).await;
@@ -26,7 +26,7 @@ pub async fn role(cfg: &Config, args: &RoleArgs) -> u8 {
             Ok(j) => crate::outln!("{j}"),
             Err(e) => {
                 warn!("{e}");
-                return exit::INTERNAL;
+                return Exit::Internal;
             }
         }
     } else {
@@ -42,5 +42,5 @@ pub async fn role(cfg: &Config, args: &RoleArgs) -> u8 {
             }
         );
     }
-    exit::OK
+    Exit::Ok
 }

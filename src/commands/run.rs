@@ -8,7 +8,7 @@ use tracing::{debug, error, info, warn};
 use crate::cli::RunArgs;
 use crate::config::{Config, OnUnhealthy};
 use crate::engine::{Engine, GuardJob, HoldHint, PoolJob, Settings};
-use crate::exit;
+use crate::exit::{self, Exit};
 use crate::guard;
 use crate::health;
 use crate::history::{self, History, Loaded};
@@ -25,7 +25,7 @@ use crate::ssh::Peer;
 use crate::state;
 use crate::status;
 
-pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
+pub async fn run(cfg: &Config, args: &RunArgs) -> Exit {
     for (flag, list) in [
         ("--pool", &args.pools),
         ("--accept-size-change", &args.accept_size_change),
@@ -33,7 +33,7 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> u8 {
         for p in list {
             if !cfg.pools.iter().any(|c| c.name.as_str() == p) {
                 error!("{flag} {p}: not a configured [[pool]]");
-                return exit::CONFIG;
+                return Exit::Config;
             }
         }
     }
@@ -80,7 +80,7 @@ fn record(
     cfg: &Config,
     mut obs: status::Observed,
     started: chrono::DateTime<chrono::Utc>,
-    code: u8,
+    code: Exit,
 ) -> status::Status {
     let dir = &cfg.paths.state_dir;
     let previous = status::load(dir).unwrap_or_else(|e| {
@@ -111,7 +111,7 @@ fn record(
     s
 }
 
-async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> u8 {
+async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> Exit {
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
@@ -160,7 +160,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
     obs.role = Some(status::RoleInfo::of(&decision));
     // What dry-run prints before the replication plan.
     let mut shown: Vec<String> = Vec::new();
-    let mut role_code = exit::NOTHING_TO_DO;
+    let mut role_code = Exit::NothingToDo;
     if !args.dry_run {
         // A run that was not sure records nothing.
         if let Some(master) = decision.master()
@@ -180,7 +180,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
                     "# this node ({local}): nobody is surely master: {reason}\n# nothing would be done"
                 );
             }
-            return exit::REFUSED;
+            return Exit::Refused;
         }
         Role::Standby { master } => {
             info!(node = %local, master = %master, "this node is a standby: nothing to send");
@@ -188,7 +188,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
                 "# this node ({local}) is a standby; {master} is master"
             ));
             if !sanoid_applied(role::set_autosnap(cfg, false, args.dry_run), &mut shown) {
-                return exit::REFUSED;
+                return Exit::Refused;
             }
             // A node that is not master writes nothing into its copies.
             let ch =
@@ -210,7 +210,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
             if args.dry_run {
                 crate::outln!("{}", shown.join("\n"));
             }
-            return exit::NOTHING_TO_DO;
+            return Exit::NothingToDo;
         }
         Role::Master => {
             info!(node = %local, "this node is master");
@@ -220,12 +220,12 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
     let (sanoid, ch, hs) = prep.expect("prepared: this node is master");
     if !sanoid_applied(sanoid, &mut shown) {
         close_all(cfg, early).await;
-        return exit::REFUSED;
+        return Exit::Refused;
     }
     role::log_changes("master", &ch);
     shown.extend(ch.done.iter().map(|d| format!("# {d}")));
     if !ch.errors.is_empty() {
-        role_code = exit::TRANSIENT;
+        role_code = Exit::Transient;
     }
     // The source pools' health, and what the policy makes of it.
     health::read::log(&local, &hs);
@@ -282,7 +282,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         None,
     )
     .await;
-    let mut code_floor = exit::NOTHING_TO_DO;
+    let mut code_floor = Exit::NothingToDo;
     if !failover_reasons.is_empty() {
         let line = failover(
             cfg,
@@ -294,7 +294,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         )
         .await;
         engine.shown.push(format!("# failover: {line}"));
-        code_floor = exit::REFUSED;
+        code_floor = Exit::Refused;
     }
     if args.dry_run {
         crate::outln!("{}", engine.shown.join("\n"));
@@ -309,13 +309,10 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
     obs.reports = std::mem::take(&mut all.reports);
     // A failed role change (readonly) or a health failover counts, but never
     // hides a worse outcome.
-    [role_code, code_floor].into_iter().fold(code, |acc, c| {
-        if c > exit::NOTHING_TO_DO && (acc <= exit::NOTHING_TO_DO || c > acc) {
-            c
-        } else {
-            acc
-        }
-    })
+    [role_code, code_floor]
+        .into_iter()
+        .filter(|c| !c.is_success())
+        .fold(code, Exit::and)
 }
 
 /// The failover policy, after the pools were replicated as far as they

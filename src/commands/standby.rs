@@ -14,18 +14,18 @@
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::exit;
+use crate::exit::Exit;
 use crate::role;
 use crate::runner::SystemRunner;
 
-pub async fn standby(cfg: &Config) -> u8 {
-    let mut code = exit::OK;
+pub async fn standby(cfg: &Config) -> Exit {
+    let mut code = Exit::Ok;
     match role::set_autosnap(cfg, false, false) {
         Ok(Some(done)) => info!("standby: sanoid.conf: {done}"),
         Ok(None) => {}
         Err(e) => {
             warn!("standby: sanoid.conf left as it is: {e}");
-            code = exit::REFUSED;
+            code = Exit::Refused;
         }
     }
     let runner = SystemRunner {
@@ -33,8 +33,8 @@ pub async fn standby(cfg: &Config) -> u8 {
     };
     let ch = role::make_readonly(&runner, cfg, &[], false, cfg.timeouts.command.get()).await;
     role::log_changes("standby", &ch);
-    if !ch.errors.is_empty() && code == exit::OK {
-        code = exit::TRANSIENT;
+    if !ch.errors.is_empty() && code == Exit::Ok {
+        code = Exit::Transient;
     }
     code
 }

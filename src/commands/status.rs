@@ -6,12 +6,13 @@ use std::io::IsTerminal;
 
 use crate::cli::StatusArgs;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::status::{self, InProgress, render};
 
 /// Nagios' UNKNOWN.
 const UNKNOWN: u8 = 3;
 
-pub fn status(cfg: &Config, args: &StatusArgs) -> u8 {
+pub fn status(cfg: &Config, args: &StatusArgs) -> Exit {
     let mut t = status::Thresholds::from_config(&cfg.status);
     if let Some(w) = args.warn_lag {
         t.warn_lag = w;
@@ -40,7 +41,7 @@ pub fn status(cfg: &Config, args: &StatusArgs) -> u8 {
             } else {
                 eprintln!("{why}");
             }
-            return UNKNOWN;
+            return Exit::Monitoring(UNKNOWN);
         }
     };
     status::evaluate(&mut s, chrono::Utc::now(), &t);
@@ -57,19 +58,19 @@ pub fn status(cfg: &Config, args: &StatusArgs) -> u8 {
     if args.check {
         let (line, code) = render::check_line(&s, &t);
         crate::outln!("{line}");
-        return code;
+        return Exit::Monitoring(code);
     }
     if args.json {
         match serde_json::to_string_pretty(&s) {
             Ok(j) => crate::outln!("{j}"),
             Err(e) => {
                 eprintln!("cannot encode the status: {e}");
-                return crate::exit::INTERNAL;
+                return Exit::Internal;
             }
         }
-        return crate::exit::OK;
+        return Exit::Ok;
     }
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     crate::out!("{}", render::table(&s, chrono::Utc::now(), color));
-    crate::exit::OK
+    Exit::Ok
 }

@@ -291,18 +291,18 @@ pub fn assemble(
     obs: Observed,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
-    exit_code: u8,
+    ending: crate::exit::Exit,
     previous: Option<&Status>,
 ) -> Status {
     let now_s = crate::units::stamp(finished);
-    let ok = exit_code <= crate::exit::NOTHING_TO_DO;
+    let ok = ending.is_success();
     let prev_run = previous.map(|p| &p.last_run);
     let last_run = RunInfo {
         started: crate::units::stamp(started),
         finished: now_s.clone(),
         duration_seconds: (finished - started).num_milliseconds() as f64 / 1000.0,
-        exit_code,
-        result: crate::exit::result_of(exit_code),
+        exit_code: ending.code(),
+        result: ending.result(),
         consecutive_failures: if ok {
             0
         } else {
@@ -609,6 +609,7 @@ mod tests {
         assert_eq!(human_age(3 * 3600 + 5 * 60), "3h05m");
         assert_eq!(human_age(3 * 86400 + 7200), "3d02h");
     }
+    use crate::exit::Exit;
     use crate::report::DatasetReport;
     use crate::testutil::{ds, listing};
 
@@ -694,7 +695,13 @@ mod tests {
 
     #[test]
     fn a_run_is_summed_up_per_dataset_by_guid() {
-        let s = assemble(observed(true), at(T0 + 700), at(T0 + 720), 4, None);
+        let s = assemble(
+            observed(true),
+            at(T0 + 700),
+            at(T0 + 720),
+            Exit::Refused,
+            None,
+        );
         assert_eq!(s.last_run.result, "refused");
         assert_eq!(s.last_run.consecutive_failures, 1);
         assert_eq!(s.last_run.last_success, None);
@@ -720,7 +727,13 @@ mod tests {
         );
 
         // The next run succeeds: counters reset, last success recorded.
-        let ok = assemble(observed(false), at(T0 + 1300), at(T0 + 1310), 0, Some(&s));
+        let ok = assemble(
+            observed(false),
+            at(T0 + 1300),
+            at(T0 + 1310),
+            Exit::Ok,
+            Some(&s),
+        );
         assert_eq!(ok.last_run.consecutive_failures, 0);
         assert_eq!(
             ok.last_run.last_success.as_deref(),
@@ -735,7 +748,13 @@ mod tests {
         failed.reports[0].listings = None;
         failed.reports[0].outcome = Outcome::Transient;
         failed.reports[0].error = Some("ssh: timeout".into());
-        let f = assemble(failed, at(T0 + 1900), at(T0 + 1910), 3, Some(&ok));
+        let f = assemble(
+            failed,
+            at(T0 + 1900),
+            at(T0 + 1910),
+            Exit::Transient,
+            Some(&ok),
+        );
         assert_eq!(f.pools[0].datasets, ok.pools[0].datasets);
         assert_eq!(f.pools[0].seen, ok.pools[0].seen);
         assert_eq!(f.pools[0].last_success, ok.pools[0].last_success);
@@ -745,7 +764,7 @@ mod tests {
 
     #[test]
     fn the_verdict_follows_lag_failures_and_health() {
-        let mut s = assemble(observed(false), at(T0 + 700), at(T0 + 720), 0, None);
+        let mut s = assemble(observed(false), at(T0 + 700), at(T0 + 720), Exit::Ok, None);
         evaluate(&mut s, at(T0 + 800), &t());
         assert_eq!(s.status, Some(Level::Ok), "{:?}", s.reasons);
         // Three hours later, no run since: both the lag and the silence.
@@ -765,7 +784,13 @@ mod tests {
         assert_eq!(s.status, Some(Level::Fail));
         assert_eq!(max_lag(&s), Some(7 * 3600 + 600));
 
-        let mut c = assemble(observed(true), at(T0 + 700), at(T0 + 720), 4, None);
+        let mut c = assemble(
+            observed(true),
+            at(T0 + 700),
+            at(T0 + 720),
+            Exit::Refused,
+            None,
+        );
         evaluate(&mut c, at(T0 + 800), &t());
         assert_eq!(c.status, Some(Level::Fail));
         assert!(
@@ -775,14 +800,20 @@ mod tests {
         );
 
         // Transient failures: WARN, then CRIT from max_failures on.
-        let mut f = assemble(observed(false), at(T0 + 700), at(T0 + 720), 3, None);
+        let mut f = assemble(
+            observed(false),
+            at(T0 + 700),
+            at(T0 + 720),
+            Exit::Transient,
+            None,
+        );
         evaluate(&mut f, at(T0 + 800), &t());
         assert_eq!(f.status, Some(Level::Warn));
         f.last_run.consecutive_failures = 3;
         evaluate(&mut f, at(T0 + 800), &t());
         assert_eq!(f.status, Some(Level::Fail));
 
-        let mut h = assemble(observed(false), at(T0 + 700), at(T0 + 720), 0, None);
+        let mut h = assemble(observed(false), at(T0 + 700), at(T0 + 720), Exit::Ok, None);
         h.health = vec![PoolHealth::unknown("zpool1", "MISSING".into())];
         evaluate(&mut h, at(T0 + 800), &t());
         assert_eq!(h.status, Some(Level::Fail));
@@ -793,7 +824,13 @@ mod tests {
     /// as `tests/fixtures/status/` holds them (and read back the same).
     #[test]
     fn the_json_stays_byte_compatible() {
-        let mut master = assemble(observed(true), at(T0 + 700), at(T0 + 720), 4, None);
+        let mut master = assemble(
+            observed(true),
+            at(T0 + 700),
+            at(T0 + 720),
+            Exit::Refused,
+            None,
+        );
         master.health = vec![PoolHealth::unknown("zpool1", "MISSING".into())];
         evaluate(&mut master, at(T0 + 800), &t());
         let standby = Observed {
@@ -816,7 +853,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let mut standby = assemble(standby, at(T0 + 60), at(T0 + 70), 1, None);
+        let mut standby = assemble(standby, at(T0 + 60), at(T0 + 70), Exit::NothingToDo, None);
         evaluate(&mut standby, at(T0 + 100), &t());
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/status/");
         for (s, name) in [(master, "master-refused.json"), (standby, "standby.json")] {
@@ -853,7 +890,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let mut s = assemble(obs, at(T0 + 60), at(T0 + 70), 1, None);
+        let mut s = assemble(obs, at(T0 + 60), at(T0 + 70), Exit::NothingToDo, None);
         evaluate(&mut s, at(T0 + 100), &t());
         assert_eq!(s.status, Some(Level::Ok), "{:?}", s.reasons);
         evaluate(&mut s, at(T0 + 8 * 3600), &t());
@@ -867,7 +904,13 @@ mod tests {
 
     #[test]
     fn rendered_forms() {
-        let mut s = assemble(observed(true), at(T0 + 700), at(T0 + 720), 4, None);
+        let mut s = assemble(
+            observed(true),
+            at(T0 + 700),
+            at(T0 + 720),
+            Exit::Refused,
+            None,
+        );
         evaluate(&mut s, at(T0 + 800), &t());
         let table = render::table(&s, at(T0 + 800), false);
         for want in [
@@ -911,7 +954,7 @@ mod tests {
             observed(true),
             at(T0 + 700),
             at(T0 + 720),
-            4,
+            Exit::Refused,
             None,
         ));
         for want in [
@@ -939,7 +982,7 @@ mod tests {
     fn a_garbled_or_foreign_status_file_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(load(d.path()).unwrap(), None);
-        let s = assemble(observed(false), at(T0), at(T0 + 1), 0, None);
+        let s = assemble(observed(false), at(T0), at(T0 + 1), Exit::Ok, None);
         save(d.path(), &s).unwrap();
         assert_eq!(load(d.path()).unwrap().unwrap(), s);
         std::fs::write(path(d.path()), "{\"schema_version\": 1").unwrap();
