@@ -37,15 +37,27 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> Exit {
             }
         }
     }
-    let started = chrono::Utc::now();
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
+    run_with(cfg, args, &runner, pve::decide(cfg, Purpose::Run)).await
+}
+
+/// A run, end to end, with what it is handed: the runner every command goes
+/// through, and the master checks (the Proxmox API). `run` hands in the
+/// real ones; a test hands in a fake runner and a decision.
+pub async fn run_with<R: Runner>(
+    cfg: &Config,
+    args: &RunArgs,
+    runner: &R,
+    decide: impl std::future::Future<Output = pve::Decision>,
+) -> Exit {
+    let started = chrono::Utc::now();
     if !args.dry_run {
-        notify::run_started(&cfg.notify, &runner).await;
+        notify::run_started(&cfg.notify, runner).await;
     }
     let mut obs = status::Observed::default();
-    let code = run_inner(cfg, args, &mut obs).await;
+    let code = run_inner(cfg, args, runner, decide, &mut obs).await;
     if !args.dry_run {
         let mut s = record(cfg, obs, started, code);
         status::evaluate(
@@ -53,7 +65,7 @@ pub async fn run(cfg: &Config, args: &RunArgs) -> Exit {
             chrono::Utc::now(),
             &status::Thresholds::from_config(&cfg.status),
         );
-        notify::after_run(&cfg.notify, &cfg.paths.state_dir, &s, &runner).await;
+        notify::after_run(&cfg.notify, &cfg.paths.state_dir, &s, runner).await;
     }
     code
 }
@@ -111,10 +123,13 @@ fn record(
     s
 }
 
-async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> Exit {
-    let runner = SystemRunner {
-        kill_grace: cfg.timeouts.kill_grace.get(),
-    };
+async fn run_inner<R: Runner>(
+    cfg: &Config,
+    args: &RunArgs,
+    runner: &R,
+    decide: impl std::future::Future<Output = pve::Decision>,
+    obs: &mut status::Observed,
+) -> Exit {
     // A node that was master last time most likely still is: its ssh
     // connections are opened while the master checks run (about a second
     // saved). They are closed unused if the checks say otherwise.
@@ -127,7 +142,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         let mut m = BTreeMap::new();
         if let (true, Some(me)) = (was_master, &guess) {
             for t in super::peers(cfg, me) {
-                let p = connect(&runner, cfg, &t, args.dry_run).await;
+                let p = connect(runner, cfg, &t, args.dry_run).await;
                 m.insert(t.name.clone(), p);
             }
         }
@@ -137,7 +152,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
     // The master's own preparation (sanoid, datasets writable, pool
     // health) runs while the connections open, right after the checks.
     let prep = async {
-        let d = pve::decide(cfg, Purpose::Run).await;
+        let d = decide.await;
         if !matches!(d.role, Role::Master) {
             return (d, None);
         }
@@ -146,8 +161,8 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
             return (d, Some((sanoid, role::Changes::default(), Vec::new())));
         }
         let (ch, hs) = tokio::join!(
-            role::make_writable(&runner, cfg, &args.pools, args.dry_run, cmd_timeout),
-            health::read::of_side(&runner, cfg, Side::Local, false)
+            role::make_writable(runner, cfg, &args.pools, args.dry_run, cmd_timeout),
+            health::read::of_side(runner, cfg, Side::Local, false)
         );
         (d, Some((sanoid, ch, hs)))
     };
@@ -191,19 +206,18 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
                 return Exit::Refused;
             }
             // A node that is not master writes nothing into its copies.
-            let ch =
-                role::make_readonly(&runner, cfg, &args.pools, args.dry_run, cmd_timeout).await;
+            let ch = role::make_readonly(runner, cfg, &args.pools, args.dry_run, cmd_timeout).await;
             role::log_changes("standby", &ch);
             shown.extend(ch.done.iter().map(|d| format!("# {d}")));
             let now = chrono::Utc::now();
-            obs.received = role::standby_received(&runner, cfg, cmd_timeout).await;
+            obs.received = role::standby_received(runner, cfg, cmd_timeout).await;
             for r in &obs.received {
                 let line = r.line(now);
                 info!("standby: {line}");
                 shown.push(format!("# {line}"));
             }
             // Unhealthy standby pools matter before any failover: say so.
-            let hs = health::read::of_side(&runner, cfg, Side::Local, true).await;
+            let hs = health::read::of_side(runner, cfg, Side::Local, true).await;
             health::read::log(&local, &hs);
             shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
             obs.health = hs;
@@ -270,7 +284,7 @@ async fn run_inner(cfg: &Config, args: &RunArgs, obs: &mut status::Observed) -> 
         } else {
             &mut silent
         };
-    let mut engine = Engine::new(&runner, &settings, progress);
+    let mut engine = Engine::new(runner, &settings, progress);
     engine.shown = shown;
     let mut all = replicate_all(
         cfg,
