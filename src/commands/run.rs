@@ -509,8 +509,6 @@ pub(crate) async fn replicate_all<R: Runner>(
             }
         }
     }
-    // What the last run held: asked about while the listings run.
-    let previous = status::load(&cfg.paths.state_dir).ok().flatten();
     // The size history counts from when this node last became master: a
     // failover and a failback in between make older entries meaningless.
     let master_since = state::load_role(&cfg.paths.state_dir)
@@ -563,7 +561,8 @@ pub(crate) async fn replicate_all<R: Runner>(
                 ..job_of(pool)
             })
             .collect();
-        let hint = hold_hint(previous.as_ref(), &t.name, &jobs);
+        // What the last run held: asked about while the listings run.
+        let hint = hold_hint(&jobs);
         let gate = may_write(runner, peer, &engine.settings.local_node, cmd_timeout);
         let reps = engine.replicate_many(&jobs, peer, &hint, gate).await;
         for ((_, hist), (job, report)) in ready.iter_mut().zip(jobs.iter().zip(reps)) {
@@ -654,22 +653,20 @@ async fn close_all(cfg: &Config, peers: BTreeMap<String, Result<Peer, String>>) 
     }
 }
 
-/// The snapshots the last run held on both sides for these pools, from
-/// its status (the newest snapshot both sides had, per dataset).
-fn hold_hint(previous: Option<&status::Status>, peer: &str, jobs: &[PoolJob]) -> HoldHint {
+/// The snapshots the last run held on both sides for these pools: the
+/// common snapshot of each dataset, as the size history recorded it after
+/// that run (the engine's own record, not the status people read).
+fn hold_hint(jobs: &[PoolJob]) -> HoldHint {
     let mut h = HoldHint::default();
-    let Some(s) = previous else {
-        return h;
-    };
-    for p in s
-        .pools
-        .iter()
-        .filter(|p| p.peer == peer && jobs.iter().any(|j| j.source == p.pool))
-    {
-        for d in &p.datasets {
-            if let Some(r) = &d.replicated {
-                h.local.push(format!("{}@{}", d.dataset, r.name));
-                h.remote.push(format!("{}@{}", d.target, r.name));
+    for job in jobs {
+        let Some(last) = job.guard.as_ref().and_then(|g| g.last.as_ref()) else {
+            continue;
+        };
+        for (name, sizes) in &last.datasets {
+            if let Some(s) = &sizes.snapshot {
+                let target = crate::zfs::names::rebase(name, &job.source, &job.target);
+                h.local.push(format!("{name}@{}", s.name));
+                h.remote.push(format!("{target}@{}", s.name));
             }
         }
     }
