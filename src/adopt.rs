@@ -124,7 +124,11 @@ pub fn plan_adopt(
         };
         let st = standing(s, d);
         let Some(common) = st.common else {
-            if d.snapshots.is_empty() && d.referenced <= crate::guard::SLACK {
+            if crate::plan::receiver_is_empty(
+                d.snapshots.len(),
+                d.referenced,
+                crate::plan::DEFAULT_EMPTY_MAX_REFERENCED,
+            ) {
                 p.checked.push(format!(
                     "{}: empty, no snapshot: the first run replaces it (run --overwrite-empty-target)",
                     d.name

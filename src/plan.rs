@@ -394,6 +394,29 @@ pub struct Standing<'a> {
     pub receiver_newer: Vec<SnapRef>,
 }
 
+/// The one rule for "the receiver holds something the source does not",
+/// used by `run` (as a conflict), `diverged`, `resolve` and `adopt`: with a
+/// common snapshot, snapshots after it or writes since it (proven noise
+/// aside, which only `run` asks about); without one, anything but an empty
+/// receiver.
+pub fn diverges(
+    st: &Standing<'_>,
+    receiver_snapshots: usize,
+    written: u64,
+    referenced: u64,
+) -> bool {
+    match st.common {
+        Some(_) => !st.receiver_newer.is_empty() || written > 0,
+        None => !receiver_is_empty(receiver_snapshots, referenced, DEFAULT_EMPTY_MAX_REFERENCED),
+    }
+}
+
+/// A receiver dataset with no snapshot and at most `max` bytes: a freshly
+/// created pool's root, which `--overwrite-empty-target` may replace.
+pub fn receiver_is_empty(snapshots: usize, referenced: u64, max: u64) -> bool {
+    snapshots == 0 && referenced <= max
+}
+
 pub fn standing<'a>(src: &'a Dataset, dst: &Dataset) -> Standing<'a> {
     let dst_by_guid: HashMap<u64, &Snapshot> = dst.snapshots.iter().map(|s| (s.guid, s)).collect();
     let Some(common) = src
@@ -461,7 +484,11 @@ fn decide(src: &Dataset, dst: Option<&Dataset>, opts: &Options, noise: Option<&S
         receiver_newer,
     } = standing(src, dst);
     let Some(common) = common else {
-        if dst.snapshots.is_empty() && dst.referenced <= opts.empty_max_referenced {
+        if receiver_is_empty(
+            dst.snapshots.len(),
+            dst.referenced,
+            opts.empty_max_referenced,
+        ) {
             if opts.overwrite_empty {
                 return Action::Full {
                     first: first.into(),

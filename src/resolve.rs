@@ -20,8 +20,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::guard::SLACK;
-use crate::plan::{SnapRef, join, standing};
+use crate::plan::{self, SnapRef, join, standing};
 use crate::step::{Step, step};
 use crate::units::human_bytes;
 use crate::zfs::names::is_at_or_below;
@@ -48,18 +47,15 @@ pub struct Evidence {
     pub written: u64,
     pub referenced: u64,
     pub receiver_snapshots: usize,
+    /// By the one divergence rule ([`plan::diverges`]).
+    pub holds_more: bool,
 }
 
 impl Evidence {
-    /// Does the receiver hold something the source does not?
+    /// Does the receiver hold something the source does not? (A dataset
+    /// the source lacks is kept, never resolved.)
     pub fn diverged(&self) -> bool {
-        if !self.source_exists {
-            return false;
-        }
-        match &self.common {
-            Some(_) => !self.receiver_newer.is_empty() || self.written > 0,
-            None => self.receiver_snapshots > 0 || self.referenced > SLACK,
-        }
+        self.source_exists && self.holds_more
     }
 
     pub fn kind(&self) -> &'static str {
@@ -133,7 +129,11 @@ pub fn evidence(
             let source = crate::zfs::names::rebase(&d.name, dst_root, src_root);
             let s = src.datasets.get(&source);
             let st = s.map(|s| standing(s, d));
+            let holds_more = st
+                .as_ref()
+                .is_some_and(|st| plan::diverges(st, d.snapshots.len(), d.written, d.referenced));
             Evidence {
+                holds_more,
                 target: d.name.clone(),
                 source,
                 source_exists: s.is_some(),
