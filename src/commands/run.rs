@@ -198,33 +198,7 @@ async fn run_inner<R: Runner>(
             return Exit::Refused;
         }
         Role::Standby { master } => {
-            info!(node = %local, master = %master, "this node is a standby: nothing to send");
-            shown.push(format!(
-                "# this node ({local}) is a standby; {master} is master"
-            ));
-            if !sanoid_applied(role::set_autosnap(cfg, false, args.dry_run), &mut shown) {
-                return Exit::Refused;
-            }
-            // A node that is not master writes nothing into its copies.
-            let ch = role::make_readonly(runner, cfg, &args.pools, args.dry_run, cmd_timeout).await;
-            role::log_changes("standby", &ch);
-            shown.extend(ch.done.iter().map(|d| format!("# {d}")));
-            let now = chrono::Utc::now();
-            obs.received = role::standby_received(runner, cfg, cmd_timeout).await;
-            for r in &obs.received {
-                let line = r.line(now);
-                info!("standby: {line}");
-                shown.push(format!("# {line}"));
-            }
-            // Unhealthy standby pools matter before any failover: say so.
-            let hs = health::read::of_side(runner, cfg, Side::Local, true).await;
-            health::read::log(&local, &hs);
-            shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
-            obs.health = hs;
-            if args.dry_run {
-                crate::outln!("{}", shown.join("\n"));
-            }
-            return Exit::NothingToDo;
+            return as_standby(cfg, args, runner, &local, &master, shown, obs).await;
         }
         Role::Master => {
             info!(node = %local, "this node is master");
@@ -245,27 +219,7 @@ async fn run_inner<R: Runner>(
     health::read::log(&local, &hs);
     shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
     obs.health = hs.clone();
-    let policy = cfg.health.on_unhealthy;
-    let mut refused: BTreeMap<String, String> = BTreeMap::new();
-    let mut failover_reasons: Vec<String> = Vec::new();
-    for h in hs.iter().filter(|h| h.level == health::Level::Fail) {
-        let why = format!("source pool {}", h.summary());
-        match policy {
-            OnUnhealthy::Alert => {
-                error!("{why}; replicating anyway (on_unhealthy = \"alert\")")
-            }
-            OnUnhealthy::Refuse => {
-                error!("{why}; not replicated (on_unhealthy = \"refuse\")");
-                refused.insert(h.pool.clone(), why);
-            }
-            OnUnhealthy::Failover => {
-                error!(
-                    "{why}; replicating what can be, then handing the guest over (on_unhealthy = \"failover\")"
-                );
-                failover_reasons.push(why);
-            }
-        }
-    }
+    let (refused, failover_reasons) = health_policy(cfg.health.on_unhealthy, &hs);
     let settings = Settings {
         local_node: local.clone(),
         hold_tag: cfg.replication.hold_tag.to_string(),
@@ -327,6 +281,77 @@ async fn run_inner<R: Runner>(
         .into_iter()
         .filter(|c| !c.is_success())
         .fold(code, Exit::and)
+}
+
+/// What the master does with its unhealthy source pools, by the policy:
+/// alert only, refuse them (pool -> why), or replicate what can be and then
+/// hand the guest over (the reasons).
+fn health_policy(
+    policy: OnUnhealthy,
+    hs: &[health::PoolHealth],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    let mut failover_reasons: Vec<String> = Vec::new();
+    for h in hs.iter().filter(|h| h.level == health::Level::Fail) {
+        let why = format!("source pool {}", h.summary());
+        match policy {
+            OnUnhealthy::Alert => {
+                error!("{why}; replicating anyway (on_unhealthy = \"alert\")")
+            }
+            OnUnhealthy::Refuse => {
+                error!("{why}; not replicated (on_unhealthy = \"refuse\")");
+                refused.insert(h.pool.clone(), why);
+            }
+            OnUnhealthy::Failover => {
+                error!(
+                    "{why}; replicating what can be, then handing the guest over (on_unhealthy = \"failover\")"
+                );
+                failover_reasons.push(why);
+            }
+        }
+    }
+    (refused, failover_reasons)
+}
+
+/// A standby's run: sanoid off, its copies read-only at once, how far behind
+/// it is, its pools' health. Nothing is sent, nothing remote is touched.
+async fn as_standby<R: Runner>(
+    cfg: &Config,
+    args: &RunArgs,
+    runner: &R,
+    local: &str,
+    master: &str,
+    mut shown: Vec<String>,
+    obs: &mut status::Observed,
+) -> Exit {
+    let cmd_timeout = cfg.timeouts.command.get();
+    info!(node = %local, master = %master, "this node is a standby: nothing to send");
+    shown.push(format!(
+        "# this node ({local}) is a standby; {master} is master"
+    ));
+    if !sanoid_applied(role::set_autosnap(cfg, false, args.dry_run), &mut shown) {
+        return Exit::Refused;
+    }
+    // A node that is not master writes nothing into its copies.
+    let ch = role::make_readonly(runner, cfg, &args.pools, args.dry_run, cmd_timeout).await;
+    role::log_changes("standby", &ch);
+    shown.extend(ch.done.iter().map(|d| format!("# {d}")));
+    let now = chrono::Utc::now();
+    obs.received = role::standby_received(runner, cfg, cmd_timeout).await;
+    for r in &obs.received {
+        let line = r.line(now);
+        info!("standby: {line}");
+        shown.push(format!("# {line}"));
+    }
+    // Unhealthy standby pools matter before any failover: say so.
+    let hs = health::read::of_side(runner, cfg, Side::Local, true).await;
+    health::read::log(local, &hs);
+    shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
+    obs.health = hs;
+    if args.dry_run {
+        crate::outln!("{}", shown.join("\n"));
+    }
+    Exit::NothingToDo
 }
 
 /// The failover policy, after the pools were replicated as far as they
