@@ -21,6 +21,7 @@ fn status(code: i32) -> std::process::ExitStatus {
 }
 
 /// One node's ZFS, as its commands answer.
+#[derive(Default)]
 struct Node {
     list: String,
     role_props: String,
@@ -193,7 +194,7 @@ async fn a_master_run_turns_its_pools_on_and_sends_what_is_new() {
         },
         remote: Node {
             list: listing(&[("a", 1)]),
-            role_props: String::new(),
+            ..Node::default()
         },
         peer_role:
             r#"{"node":"pve2","role":"standby","master":"pve1","reason":null,"handover_from":null}"#
@@ -250,10 +251,7 @@ async fn a_standby_run_locks_its_copy_and_writes_nothing_anywhere_else() {
             list: listing(&[("a", 1)]),
             role_props: role_props("off", "default"),
         },
-        remote: Node {
-            list: String::new(),
-            role_props: String::new(),
-        },
+        remote: Node::default(),
         peer_role: String::new(),
         log: Mutex::new(Vec::new()),
     };
@@ -285,14 +283,8 @@ async fn a_standby_run_locks_its_copy_and_writes_nothing_anywhere_else() {
 async fn nobody_surely_master_touches_nothing() {
     let (dir, cfg) = setup();
     let fake = Fake {
-        local: Node {
-            list: String::new(),
-            role_props: String::new(),
-        },
-        remote: Node {
-            list: String::new(),
-            role_props: String::new(),
-        },
+        local: Node::default(),
+        remote: Node::default(),
         peer_role: String::new(),
         log: Mutex::new(Vec::new()),
     };

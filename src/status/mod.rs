@@ -819,21 +819,9 @@ mod tests {
         assert_eq!(h.status, Some(Level::Fail));
     }
 
-    /// The schema is typed inside, but the file stays what dashboards read:
-    /// a master's refused run, evaluated, and a standby's, written exactly
-    /// as `tests/fixtures/status/` holds them (and read back the same).
-    #[test]
-    fn the_json_stays_byte_compatible() {
-        let mut master = assemble(
-            observed(true),
-            at(T0 + 700),
-            at(T0 + 720),
-            Exit::Refused,
-            None,
-        );
-        master.health = vec![PoolHealth::unknown("zpool1", "MISSING".into())];
-        evaluate(&mut master, at(T0 + 800), &t());
-        let standby = Observed {
+    /// A standby of pve1 that received zpool1/a@s2, taken at T0.
+    fn standby_observed() -> Observed {
+        Observed {
             node: "pve2".into(),
             role: Some(RoleInfo {
                 role: RoleName::Standby,
@@ -852,8 +840,30 @@ mod tests {
                 error: None,
             }],
             ..Default::default()
-        };
-        let mut standby = assemble(standby, at(T0 + 60), at(T0 + 70), Exit::NothingToDo, None);
+        }
+    }
+
+    /// The schema is typed inside, but the file stays what dashboards read:
+    /// a master's refused run, evaluated, and a standby's, written exactly
+    /// as `tests/fixtures/status/` holds them (and read back the same).
+    #[test]
+    fn the_json_stays_byte_compatible() {
+        let mut master = assemble(
+            observed(true),
+            at(T0 + 700),
+            at(T0 + 720),
+            Exit::Refused,
+            None,
+        );
+        master.health = vec![PoolHealth::unknown("zpool1", "MISSING".into())];
+        evaluate(&mut master, at(T0 + 800), &t());
+        let mut standby = assemble(
+            standby_observed(),
+            at(T0 + 60),
+            at(T0 + 70),
+            Exit::NothingToDo,
+            None,
+        );
         evaluate(&mut standby, at(T0 + 100), &t());
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/status/");
         for (s, name) in [(master, "master-refused.json"), (standby, "standby.json")] {
@@ -870,27 +880,13 @@ mod tests {
 
     #[test]
     fn a_standby_is_judged_by_what_it_received() {
-        let obs = Observed {
-            node: "pve2".into(),
-            role: Some(RoleInfo {
-                role: RoleName::Standby,
-                master: Some("pve1".into()),
-                since: None,
-                reason: None,
-            }),
-            received: vec![Received {
-                pool: "zpool1".into(),
-                dataset: Some("zpool1/a".into()),
-                snapshot: Some(Snap {
-                    name: "s2".into(),
-                    guid: 4,
-                    created: stamp_epoch(T0),
-                }),
-                error: None,
-            }],
-            ..Default::default()
-        };
-        let mut s = assemble(obs, at(T0 + 60), at(T0 + 70), Exit::NothingToDo, None);
+        let mut s = assemble(
+            standby_observed(),
+            at(T0 + 60),
+            at(T0 + 70),
+            Exit::NothingToDo,
+            None,
+        );
         evaluate(&mut s, at(T0 + 100), &t());
         assert_eq!(s.status, Some(Level::Ok), "{:?}", s.reasons);
         evaluate(&mut s, at(T0 + 8 * 3600), &t());
