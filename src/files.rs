@@ -164,6 +164,69 @@ pub fn resolve(path: &Path) -> std::io::Result<PathBuf> {
     std::fs::canonicalize(path)
 }
 
+/// Why a JSON file of ours (state, status, history) could not be read or
+/// written. Each message names the file; the cause is its `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonFileError {
+    #[error("cannot read: {0}")]
+    Read(#[from] ReadError),
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: schema_version {found} (this version reads {expected})", path.display())]
+    Schema {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("{}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("{}: cannot write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The JSON file at `path`, or None when there is none.
+pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, JsonFileError> {
+    match read_text_if_exists(path, DEFAULT_LIMIT)? {
+        None => Ok(None),
+        Some(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|source| JsonFileError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }),
+    }
+}
+
+/// Replace the JSON file at `path` (0644) atomically, creating its directory.
+pub fn save_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), JsonFileError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| JsonFileError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let mut text = serde_json::to_string_pretty(v).map_err(JsonFileError::Encode)?;
+    text.push('\n');
+    replace_atomically(path, text.as_bytes(), 0o644, None).map_err(|source| JsonFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,14 +260,8 @@ fn corrupt_copies(state_dir: &Path, pool: &str) -> Vec<PathBuf> {
     v
 }
 
-pub fn save(state_dir: &Path, h: &History) -> Result<(), String> {
-    let d = dir(state_dir);
-    std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-    let p = path(state_dir, &h.pool);
-    let mut text = serde_json::to_string_pretty(h).map_err(|e| e.to_string())?;
-    text.push('\n');
-    crate::files::replace_atomically(&p, text.as_bytes(), 0o644, None)
-        .map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
+pub fn save(state_dir: &Path, h: &History) -> Result<(), crate::files::JsonFileError> {
+    crate::files::save_json(&path(state_dir, &h.pool), h)?;
     // A rebuilt history supersedes the copies moved aside: keep them for
     // people, but rename them so they no longer block the pool.
     for c in corrupt_copies(state_dir, &h.pool) {

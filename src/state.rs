@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::files::replace_atomically;
+use crate::files::{JsonFileError, load_json, save_json};
 use crate::report::RoleName;
 
 /// The last promotion of this node (the `pre-start` hook), for the operator
@@ -25,7 +25,7 @@ pub struct Promotion {
 
 pub const PROMOTION_FILE: &str = "last-promotion.json";
 
-pub fn record_promotion(state_dir: &Path, p: &Promotion) -> Result<(), String> {
+pub fn record_promotion(state_dir: &Path, p: &Promotion) -> Result<(), JsonFileError> {
     save_json(&state_dir.join(PROMOTION_FILE), p)
 }
 
@@ -46,33 +46,17 @@ pub struct RoleRecord {
 
 pub const ROLE_FILE: &str = "role.json";
 
-fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
-    match crate::files::read_text_if_exists(path, crate::files::DEFAULT_LIMIT) {
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!("cannot read: {e}")),
-        Ok(Some(t)) => serde_json::from_str(&t)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
-    }
-}
-
-fn save_json<T: Serialize>(path: &Path, v: &T) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let mut text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
-    text.push('\n');
-    replace_atomically(path, text.as_bytes(), 0o644, None)
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
-}
-
-pub fn load_role(state_dir: &Path) -> Result<Option<RoleRecord>, String> {
+pub fn load_role(state_dir: &Path) -> Result<Option<RoleRecord>, JsonFileError> {
     load_json(&state_dir.join(ROLE_FILE))
 }
 
 /// Record a sure role. `since` moves only when the role (or the master)
 /// changed; an unreadable old record counts as unknown, never as a change.
-pub fn record_role(state_dir: &Path, role: RoleName, master: &str) -> Result<RoleRecord, String> {
+pub fn record_role(
+    state_dir: &Path,
+    role: RoleName,
+    master: &str,
+) -> Result<RoleRecord, JsonFileError> {
     let now = crate::units::now_stamp();
     let since = match load_role(state_dir) {
         Ok(Some(old)) if old.role == role && old.master == master => old.since,
@@ -89,7 +73,7 @@ pub fn record_role(state_dir: &Path, role: RoleName, master: &str) -> Result<Rol
     Ok(rec)
 }
 
-pub fn load_promotion(state_dir: &Path) -> Result<Option<Promotion>, String> {
+pub fn load_promotion(state_dir: &Path) -> Result<Option<Promotion>, JsonFileError> {
     load_json(&state_dir.join(PROMOTION_FILE))
 }
 
@@ -110,11 +94,11 @@ pub struct FailoverRecord {
 
 pub const FAILOVER_FILE: &str = "last-failover.json";
 
-pub fn load_failover(state_dir: &Path) -> Result<Option<FailoverRecord>, String> {
+pub fn load_failover(state_dir: &Path) -> Result<Option<FailoverRecord>, JsonFileError> {
     load_json(&state_dir.join(FAILOVER_FILE))
 }
 
-pub fn record_failover(state_dir: &Path, r: &FailoverRecord) -> Result<(), String> {
+pub fn record_failover(state_dir: &Path, r: &FailoverRecord) -> Result<(), JsonFileError> {
     save_json(&state_dir.join(FAILOVER_FILE), r)
 }
 
@@ -142,11 +126,11 @@ const MAX_ACTIONS: usize = 100;
 
 /// The operator actions recorded on this node, oldest first. A file that
 /// does not parse is an error naming it (nothing is overwritten).
-pub fn load_actions(state_dir: &Path) -> Result<Vec<OperatorAction>, String> {
+pub fn load_actions(state_dir: &Path) -> Result<Vec<OperatorAction>, JsonFileError> {
     Ok(load_json(&state_dir.join(ACTIONS_FILE))?.unwrap_or_default())
 }
 
-pub fn record_action(state_dir: &Path, a: &OperatorAction) -> Result<(), String> {
+pub fn record_action(state_dir: &Path, a: &OperatorAction) -> Result<(), JsonFileError> {
     let mut all = load_actions(state_dir)?;
     all.push(a.clone());
     let extra = all.len().saturating_sub(MAX_ACTIONS);
@@ -160,6 +144,7 @@ mod tests {
 
     #[test]
     fn replaces_and_leaves_no_temp_file() {
+        use crate::files::replace_atomically;
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
@@ -219,7 +204,7 @@ mod action_tests {
         record_action(d.path(), &a).unwrap();
         assert_eq!(load_actions(d.path()).unwrap(), vec![a.clone(), a.clone()]);
         std::fs::write(d.path().join(ACTIONS_FILE), "[{").unwrap();
-        let e = record_action(d.path(), &a).unwrap_err();
+        let e = record_action(d.path(), &a).unwrap_err().to_string();
         assert!(e.contains(ACTIONS_FILE), "{e}");
         assert_eq!(
             std::fs::read_to_string(d.path().join(ACTIONS_FILE)).unwrap(),

@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::files::JsonFileError;
 use crate::health::{Level, PoolHealth};
 use crate::plan::standing;
 use crate::report::{DatasetOutcome, DatasetResult, Outcome, PoolReport, RoleName, RunResult};
@@ -193,31 +194,23 @@ pub fn path(state_dir: &Path) -> PathBuf {
 
 /// The last status, if any. A file that does not parse is an error naming
 /// it: `status` reports it as UNKNOWN, and a run starts its history afresh.
-pub fn load(state_dir: &Path) -> Result<Option<Status>, String> {
+pub fn load(state_dir: &Path) -> Result<Option<Status>, JsonFileError> {
     let p = path(state_dir);
-    let text = match crate::files::read_text_if_exists(&p, crate::files::DEFAULT_LIMIT) {
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(format!("cannot read: {e}")),
-        Ok(Some(t)) => t,
+    let Some(s) = crate::files::load_json::<Status>(&p)? else {
+        return Ok(None);
     };
-    let s: Status = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
     if s.schema_version != SCHEMA_VERSION {
-        return Err(format!(
-            "{}: schema_version {} (this version reads {SCHEMA_VERSION})",
-            p.display(),
-            s.schema_version
-        ));
+        return Err(JsonFileError::Schema {
+            path: p,
+            found: s.schema_version,
+            expected: SCHEMA_VERSION,
+        });
     }
     Ok(Some(s))
 }
 
-pub fn save(state_dir: &Path, s: &Status) -> Result<(), String> {
-    std::fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
-    let mut text = serde_json::to_string_pretty(s).map_err(|e| e.to_string())?;
-    text.push('\n');
-    let p = path(state_dir);
-    crate::files::replace_atomically(&p, text.as_bytes(), 0o644, None)
-        .map_err(|e| format!("{}: cannot write: {e}", p.display()))
+pub fn save(state_dir: &Path, s: &Status) -> Result<(), JsonFileError> {
+    crate::files::save_json(&path(state_dir), s)
 }
 
 /// What a run observed, to be turned into a [`Status`].
@@ -982,10 +975,20 @@ mod tests {
         save(d.path(), &s).unwrap();
         assert_eq!(load(d.path()).unwrap().unwrap(), s);
         std::fs::write(path(d.path()), "{\"schema_version\": 1").unwrap();
-        assert!(load(d.path()).unwrap_err().contains("status.json"));
+        assert!(
+            load(d.path())
+                .unwrap_err()
+                .to_string()
+                .contains("status.json")
+        );
         let mut v: serde_json::Value = serde_json::to_value(&s).unwrap();
         v["schema_version"] = 9.into();
         std::fs::write(path(d.path()), v.to_string()).unwrap();
-        assert!(load(d.path()).unwrap_err().contains("schema_version 9"));
+        assert!(
+            load(d.path())
+                .unwrap_err()
+                .to_string()
+                .contains("schema_version 9")
+        );
     }
 }
