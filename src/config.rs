@@ -674,7 +674,7 @@ macro_rules! validated_string {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
-                let check: fn(&str) -> Result<(), String> = $check;
+                let check: fn(&str) -> Result<(), _> = $check;
                 check(&s).map_err(serde::de::Error::custom)?;
                 Ok($name(s))
             }

@@ -128,11 +128,11 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
         let (name, typ) = (f[0], f[1]);
         match typ {
             "filesystem" | "volume" => {
-                valid_dataset_name(name).map_err(err)?;
+                valid_dataset_name(name).map_err(|e| err(e.to_string()))?;
                 let token = match f[9] {
                     "-" | "" => None,
                     t => {
-                        valid_resume_token(t).map_err(err)?;
+                        valid_resume_token(t).map_err(|e| err(e.to_string()))?;
                         Some(t.to_string())
                     }
                 };
@@ -159,8 +159,8 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
                 let (ds, short) = name
                     .split_once('@')
                     .ok_or_else(|| err("snapshot name without `@`".into()))?;
-                valid_dataset_name(ds).map_err(err)?;
-                valid_snapshot_short_name(short).map_err(err)?;
+                valid_dataset_name(ds).map_err(|e| err(e.to_string()))?;
+                valid_snapshot_short_name(short).map_err(|e| err(e.to_string()))?;
                 let creation = f[4]
                     .parse::<i64>()
                     .map_err(|_| err(format!("creation `{}` is not a number", f[4])))?;
@@ -301,7 +301,7 @@ pub fn parse_role_props(text: &str) -> Result<BTreeMap<String, RoleProps>, Parse
                 f.len()
             )));
         }
-        valid_dataset_name(f[0]).map_err(&err)?;
+        valid_dataset_name(f[0]).map_err(|e| err(e.to_string()))?;
         let e = out.entry(f[0].to_string()).or_default();
         let value = (f[2] != "-").then(|| f[2].to_string());
         match f[1] {

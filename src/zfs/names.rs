@@ -10,36 +10,73 @@ pub fn valid_char(c: char) -> bool {
 
 const MAX_NAME_LEN: usize = 255;
 
-fn check_component(full: &str, comp: &str) -> Result<(), String> {
+/// A name that does not follow the rules: what it was meant to be, the name
+/// (a long one cut), and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidName {
+    pub what: &'static str,
+    pub name: String,
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for InvalidName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid {} `{}`", self.what, self.name)?;
+        match &self.reason {
+            Some(r) => write!(f, ": {r}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for InvalidName {}
+
+fn invalid(what: &'static str, name: &str, reason: impl Into<String>) -> InvalidName {
+    InvalidName {
+        what,
+        name: name.to_string(),
+        reason: Some(reason.into()),
+    }
+}
+
+fn check_component(full: &str, comp: &str) -> Result<(), InvalidName> {
     if comp.is_empty() {
-        return Err(format!("invalid dataset name `{full}`: empty component"));
+        return Err(invalid("dataset name", full, "empty component"));
     }
     if comp == "." || comp == ".." {
-        return Err(format!(
-            "invalid dataset name `{full}`: `{comp}` is not a valid component"
+        return Err(invalid(
+            "dataset name",
+            full,
+            format!("`{comp}` is not a valid component"),
         ));
     }
     if let Some(c) = comp.chars().find(|c| !valid_char(*c)) {
-        return Err(format!(
-            "invalid dataset name `{full}`: character {c:?} is not allowed"
+        return Err(invalid(
+            "dataset name",
+            full,
+            format!("character {c:?} is not allowed"),
         ));
     }
     Ok(())
 }
 
 /// A filesystem or volume name: `pool` or `pool/a/b`.
-pub fn valid_dataset_name(name: &str) -> Result<(), String> {
+pub fn valid_dataset_name(name: &str) -> Result<(), InvalidName> {
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "invalid dataset name `{name}`: longer than {MAX_NAME_LEN} characters"
+        return Err(invalid(
+            "dataset name",
+            name,
+            format!("longer than {MAX_NAME_LEN} characters"),
         ));
     }
     let mut comps = name.split('/');
     let pool = comps.next().unwrap_or("");
     check_component(name, pool)?;
     if !pool.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Err(format!(
-            "invalid dataset name `{name}`: a pool name starts with a letter"
+        return Err(invalid(
+            "dataset name",
+            name,
+            "a pool name starts with a letter",
         ));
     }
     for c in comps {
@@ -49,44 +86,47 @@ pub fn valid_dataset_name(name: &str) -> Result<(), String> {
 }
 
 /// The part after `@`.
-pub fn valid_snapshot_short_name(name: &str) -> Result<(), String> {
+pub fn valid_snapshot_short_name(name: &str) -> Result<(), InvalidName> {
     check_component(name, name)
 }
 
 /// `dataset@snap`.
-pub fn valid_snapshot_name(name: &str) -> Result<(), String> {
+pub fn valid_snapshot_name(name: &str) -> Result<(), InvalidName> {
     let (ds, snap) = name
         .split_once('@')
-        .ok_or_else(|| format!("invalid snapshot name `{name}`: no `@`"))?;
+        .ok_or_else(|| invalid("snapshot name", name, "no `@`"))?;
     valid_dataset_name(ds)?;
     valid_snapshot_short_name(snap)
 }
 
 /// Hold tags are free text for ZFS; ours stay within a safe set.
-pub fn valid_hold_tag(tag: &str) -> Result<(), String> {
+pub fn valid_hold_tag(tag: &str) -> Result<(), InvalidName> {
     if tag.is_empty() || tag.len() > 200 {
-        return Err(format!("invalid hold tag `{tag}`: 1 to 200 characters"));
+        return Err(invalid("hold tag", tag, "1 to 200 characters"));
     }
     if let Some(c) = tag
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
     {
-        return Err(format!(
-            "invalid hold tag `{tag}`: character {c:?} is not allowed"
+        return Err(invalid(
+            "hold tag",
+            tag,
+            format!("character {c:?} is not allowed"),
         ));
     }
     Ok(())
 }
 
 /// A `zfs send` resume token is printable ASCII without spaces.
-pub fn valid_resume_token(token: &str) -> Result<(), String> {
+pub fn valid_resume_token(token: &str) -> Result<(), InvalidName> {
     if !token.is_empty() && token.len() < 64 * 1024 && token.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid receive_resume_token `{}`",
-            token.chars().take(40).collect::<String>()
-        ))
+        Err(InvalidName {
+            what: "receive_resume_token",
+            name: token.chars().take(40).collect(),
+            reason: None,
+        })
     }
 }
 
