@@ -4,7 +4,7 @@
 //! operator's way out, and this module plans it, purely:
 //!
 //! 1. capture: a snapshot of the receiver's divergent state (unsnapshotted
-//!    writes included), held with [`HOLD_TAG`];
+//!    writes included), held with [`crate::quarantine::HOLD_TAG`];
 //! 2. set aside under `<target root>/zfs-nfs-replica-quarantine/<time>/`,
 //!    mounted read-only below `<state dir>/quarantine/`: a child dataset is
 //!    renamed there (with everything below it); the pool's root cannot be
@@ -31,7 +31,7 @@ use crate::zfs::{Dataset, Kind, Listing, Op};
 /// its divergence aside): `resolve` then succeeds, doing nothing.
 pub const NOTHING_TO_RESOLVE: &str = "nothing to resolve";
 
-pub use crate::quarantine::{HOLD_TAG, QUARANTINE, container};
+use crate::quarantine::{HOLD_TAG, QUARANTINE, container};
 
 /// How one receiver dataset stands against the source.
 #[derive(Debug, Clone)]

@@ -135,7 +135,7 @@ pub(crate) async fn resolve_with<R: Runner>(
         dataset: &args.dataset,
         stamp: &stamp,
         mountpoint: &mountpoint,
-        container_exists: quarantine.contains(&resolve::container(dst_root)),
+        container_exists: quarantine.contains(&crate::quarantine::container(dst_root)),
     }) {
         Ok(p) => p,
         // Already resolved (by an earlier run, or with a parent): done.
