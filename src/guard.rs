@@ -36,6 +36,64 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }
 
+/// Would the min-ratio guard (source against replica) refuse this dataset?
+fn below_replica(
+    d_used: u64,
+    d_ref: u64,
+    r_used: u64,
+    r_ref: u64,
+    root: bool,
+    t: Thresholds,
+) -> bool {
+    (d_ref <= SLACK && r_ref > SLACK)
+        || smaller(d_ref, r_ref, t.min_size_ratio)
+        || (root && smaller(d_used, r_used, t.min_size_ratio))
+}
+
+fn smaller(now: u64, was: u64, ratio_min: f64) -> bool {
+    was > now.saturating_add(SLACK) && ratio(now, was) < ratio_min
+}
+
+/// A size the operator accepted while the replica held more still stands:
+/// the dataset is the one accepted (it still has the snapshot both sides
+/// shared then) and has not shrunk further beyond `history_tolerance`.
+fn still_accepted(d: &crate::zfs::Dataset, was: &crate::history::Sizes, t: Thresholds) -> bool {
+    let same = match &was.snapshot {
+        Some(s) => d.snapshots.iter().any(|x| x.guid == s.guid),
+        None => true,
+    };
+    let tol = 1.0 - t.history_tolerance;
+    was.accepted
+        && same
+        && !smaller(d.referenced, was.referenced, tol)
+        && !smaller(d.used, was.used, tol)
+}
+
+/// Mark, in the entry a run is about to record, the datasets whose sizes
+/// the operator accepted: accepted by this run (`accepting`), or by an
+/// earlier one (`last`) and still not replicated. Only where the min-ratio
+/// guard would refuse otherwise: once a transfer has brought the replica
+/// down, the mark is gone and the guard is whole again.
+pub fn mark_acceptance(
+    entry: &mut Entry,
+    root: &str,
+    last: Option<&Entry>,
+    accepting: bool,
+    t: Thresholds,
+) {
+    for (name, s) in entry.datasets.iter_mut() {
+        let (Some(r_used), Some(r_ref)) = (s.replica_used, s.replica_referenced) else {
+            s.accepted = false;
+            continue;
+        };
+        let before = last
+            .and_then(|l| l.datasets.get(name))
+            .is_some_and(|w| w.accepted);
+        s.accepted = (accepting || before)
+            && below_replica(s.used, s.referenced, r_used, r_ref, name == root, t);
+    }
+}
+
 /// Every reason to refuse the pool; empty when it may be replicated.
 ///
 /// Datasets are compared by `referenced` (their live data: what a receive
@@ -45,13 +103,15 @@ fn ratio(a: u64, b: u64) -> f64 {
 pub fn check(i: &Input<'_>) -> Vec<String> {
     let mut out = Vec::new();
     let replica_name = |src: &str| crate::zfs::names::rebase(src, i.root, i.target);
-    let smaller = |now: u64, was: u64, ratio_min: f64| {
-        was > now.saturating_add(SLACK) && ratio(now, was) < ratio_min
-    };
     for (name, d) in &i.source.datasets {
         let Some(r) = i.receiver.datasets.get(&replica_name(name)) else {
             continue;
         };
+        if let Some(was) = i.last.and_then(|l| l.datasets.get(name))
+            && still_accepted(d, was, i.t)
+        {
+            continue;
+        }
         if d.referenced <= SLACK && r.referenced > SLACK {
             out.push(format!(
                 "{name} is empty ({}) while its replica on {} holds {}",
@@ -308,6 +368,56 @@ mod tests {
             why.iter().all(|w| !w.contains("since the last run")),
             "{why:?}"
         );
+    }
+
+    /// Deletes not yet in any snapshot, accepted by the operator while
+    /// nothing could be sent: the acceptance lasts until a transfer has
+    /// brought the replica down (found by the life test: a planned
+    /// migration's handover was refused after an accepted shrink, and the
+    /// new master started without the last writes).
+    #[test]
+    fn an_acceptance_lasts_until_it_is_replicated() {
+        let before = healthy();
+        let mut live = before.clone();
+        live.datasets.get_mut("zpool1/data").unwrap().referenced = 300 * MIB;
+        let first = entry_from("t".into(), "pve2", "zpool1", "zpool1", &before, &before).unwrap();
+        assert!(
+            run(&live, &before, Some(&first))
+                .iter()
+                .any(|w| w.contains("min_size_ratio"))
+        );
+        // The accepting run: nothing new to send, the replica unchanged.
+        let mut accepted = entry_from("t".into(), "pve2", "zpool1", "zpool1", &live, &before)
+            .unwrap()
+            .accepting_live();
+        mark_acceptance(&mut accepted, "zpool1", Some(&first), true, T);
+        assert!(accepted.datasets["zpool1/data"].accepted);
+        assert!(
+            !accepted.datasets["zpool1"].accepted,
+            "the root did not shrink"
+        );
+        // Later runs (a handover's included) pass, and carry the mark on.
+        assert_eq!(run(&live, &before, Some(&accepted)), Vec::<String>::new());
+        let mut next = entry_from("t".into(), "pve2", "zpool1", "zpool1", &live, &before).unwrap();
+        mark_acceptance(&mut next, "zpool1", Some(&accepted), false, T);
+        assert!(next.datasets["zpool1/data"].accepted);
+        // A further shrink beyond the tolerance is refused again.
+        let mut less = live.clone();
+        less.datasets.get_mut("zpool1/data").unwrap().referenced = 100 * MIB;
+        assert!(!run(&less, &before, Some(&next)).is_empty());
+        // So is a dataset recreated under the same name (no shared snapshot).
+        let mut other = live.clone();
+        other.datasets.get_mut("zpool1/data").unwrap().snapshots[0].guid = 4242;
+        assert!(!run(&other, &before, Some(&next)).is_empty());
+        // Once replicated, the mark is gone: the guard is whole again.
+        let mut done = entry_from("t".into(), "pve2", "zpool1", "zpool1", &live, &live).unwrap();
+        mark_acceptance(&mut done, "zpool1", Some(&next), false, T);
+        assert!(!done.datasets["zpool1/data"].accepted);
+        assert!(!run(&live, &before, Some(&done)).is_empty());
+        // A run without acceptance never marks anything.
+        let mut plain = entry_from("t".into(), "pve2", "zpool1", "zpool1", &live, &before).unwrap();
+        mark_acceptance(&mut plain, "zpool1", Some(&first), false, T);
+        assert!(plain.datasets.values().all(|s| !s.accepted));
     }
 
     #[test]

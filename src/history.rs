@@ -53,6 +53,14 @@ pub struct Sizes {
     /// snapshots was never replicated, and its deletion is no shrinking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest_referenced: Option<u64>,
+    /// The operator accepted these live sizes (`--accept-size-change`)
+    /// while the replica still held more, and no transfer has brought the
+    /// replica down to them yet. The min-ratio guard compares against them
+    /// instead of the replica until then (`guard::mark_acceptance`), so an
+    /// acceptance lasts until it is replicated, a planned migration's
+    /// handover included.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accepted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +160,7 @@ pub fn entry_from(
                 replica_referenced: r.map(|r| r.referenced),
                 snapshot,
                 newest_referenced: d.snapshots.last().map(|s| s.referenced),
+                accepted: false,
             },
         );
     }
@@ -297,6 +306,7 @@ mod tests {
                         time: 1,
                     }),
                     newest_referenced: None,
+                    accepted: false,
                 },
             )]
             .into(),

@@ -718,8 +718,17 @@ fn record_history(
     let Some(mut entry) = history::entry_from(now, peer, &job.source, &job.target, src, dst) else {
         return;
     };
-    if job.guard.as_ref().is_some_and(|g| g.accept) {
-        entry = entry.accepting_live();
+    if let Some(g) = &job.guard {
+        if g.accept {
+            entry = entry.accepting_live();
+        }
+        guard::mark_acceptance(
+            &mut entry,
+            &job.source,
+            g.last.as_ref(),
+            g.accept,
+            g.thresholds,
+        );
     }
     let h = hist.get_or_insert_with(|| History::new(&job.source));
     h.push(entry);
