@@ -70,6 +70,18 @@ pub enum Command {
     /// boot, before sanoid and the guests (zfs-nfs-replica-boot.service): a
     /// node coming back does not know yet who is master.
     Standby,
+    /// The replication key's forced command (`command="/usr/bin/zfs-nfs-replica
+    /// serve",restrict` in a peer's `authorized_keys`): runs one request of
+    /// a peer (from `SSH_ORIGINAL_COMMAND`, or REQUEST with a full shell),
+    /// checked against this node's config; writes only while this node is a
+    /// standby by its own checks. Exit 6: refused.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The request (JSON), when called through a full shell.
+    pub request: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,10 @@ const TRANSIENT: u8 = 3;
 const REFUSED: u8 = 4;
 /// Internal error (a bug): please report it.
 const INTERNAL: u8 = 5;
+/// `serve`: the request was refused (not ours, outside the configured
+/// pools, or this node receives nothing now). Distinct from every `zfs`
+/// exit code, so the asking node can tell.
+const SERVE_REFUSED: u8 = 6;
 /// `status --check` could not judge (the monitoring plugin convention).
 pub const UNKNOWN: u8 = 3;
 
@@ -26,7 +30,8 @@ Exit codes:
   2  usage or configuration error: nothing was done
   3  transient failure (ssh, timeout, zfs error, pool busy): the next run retries
   4  refused: conflict, divergence, size guard, unhealthy pool or failed check; needs the operator, nothing unsafe was done
-  5  internal error";
+  5  internal error
+  6  serve (the replication key's forced command): the request was refused";
 
 /// How a command ends: the one typed value every command returns, mapped
 /// to a process exit code in one place ([`Exit::code`]).
@@ -44,6 +49,8 @@ pub enum Exit {
     Refused,
     /// A bug.
     Internal,
+    /// `serve` refused the request.
+    ServeRefused,
     /// `status`: the monitoring-plugin convention (0 OK, 1 WARNING,
     /// 2 CRITICAL, 3 UNKNOWN), not the table above.
     Monitoring(u8),
@@ -59,6 +66,7 @@ impl Exit {
             Exit::Transient => TRANSIENT,
             Exit::Refused => REFUSED,
             Exit::Internal => INTERNAL,
+            Exit::ServeRefused => SERVE_REFUSED,
             Exit::Monitoring(c) => c,
         }
     }
@@ -69,7 +77,7 @@ impl Exit {
             Exit::NothingToDo => 0,
             Exit::Ok => 1,
             Exit::Transient => 2,
-            Exit::Refused => 3,
+            Exit::Refused | Exit::ServeRefused => 3,
             Exit::Config => 4,
             Exit::Internal => 5,
             Exit::Monitoring(c) => c,
@@ -97,7 +105,7 @@ impl Exit {
             Exit::NothingToDo => RunResult::NothingToDo,
             Exit::Config => RunResult::ConfigError,
             Exit::Transient => RunResult::TransientFailure,
-            Exit::Refused => RunResult::Refused,
+            Exit::Refused | Exit::ServeRefused => RunResult::Refused,
             Exit::Internal | Exit::Monitoring(_) => RunResult::InternalError,
         }
     }

@@ -28,6 +28,7 @@ pub mod resolve;
 pub mod role;
 pub mod runner;
 pub mod sanoid;
+pub mod serve;
 pub mod side;
 pub mod ssh;
 pub mod state;

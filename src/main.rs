@@ -93,6 +93,7 @@ fn run() -> Exit {
                 Command::Role(args) => commands::role::role(&cfg, args).await,
                 Command::Handover(args) => commands::handover::handover(&cfg, args).await,
                 Command::Standby => commands::standby::standby(&cfg).await,
+                Command::Serve(args) => commands::serve::serve(&cfg, args).await,
                 Command::Hook(args) => {
                     commands::hook::hook(&cfg, args).await;
                     Exit::Ok

@@ -17,7 +17,7 @@ impl Side<'_> {
     pub fn cmd(&self, op: &Op) -> Cmd {
         match self {
             Side::Local => op.to_cmd(),
-            Side::Remote(p) => p.remote(&op.to_cmd()),
+            Side::Remote(p) => p.request(op),
         }
     }
 

@@ -190,6 +190,16 @@ impl Peer {
     /// A local command that runs `inner` on the peer through the master
     /// connection. Every word of `inner` is quoted for the peer's shell.
     pub fn remote(&self, inner: &Cmd) -> Cmd {
+        self.remote_line(inner.to_shell())
+    }
+
+    /// Ask the peer for `op`: a `zfs-nfs-replica serve` request, which the
+    /// peer runs through its restricted key (or its shell).
+    pub fn request(&self, op: &crate::zfs::Op) -> Cmd {
+        self.remote_line(crate::serve::line(op))
+    }
+
+    fn remote_line(&self, line: String) -> Cmd {
         Cmd::new("ssh")
             .args(["-S", &self.ctl.display().to_string()])
             // Never open a second connection: if the master is gone, fail
@@ -205,7 +215,7 @@ impl Peer {
                 "none",
                 "--",
             ])
-            .arg(inner.to_shell())
+            .arg(line)
     }
 
     /// Is the master still up?

@@ -48,6 +48,13 @@ pub fn stamp_epoch(epoch: i64) -> String {
 }
 
 /// Now, as the state files write it.
+/// Seconds since the epoch, now (0 before 1970).
+pub fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub fn now_stamp() -> String {
     stamp(Utc::now())
 }

@@ -34,7 +34,9 @@ impl Fake {
     /// `local: zfs ...` or `remote: zfs ...`, as the command would run there.
     fn describe(cmd: &Cmd) -> String {
         if cmd.program == "ssh" {
-            format!("remote: {}", cmd.args.last().unwrap())
+            // What the peer's `serve` runs for the request.
+            let op = zfs_nfs_replica::serve::parse_line(cmd.args.last().unwrap()).unwrap();
+            format!("remote: {}", op.to_cmd().to_shell())
         } else {
             format!("local: {cmd}")
         }

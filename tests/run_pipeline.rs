@@ -41,7 +41,9 @@ impl Fake {
         if cmd.program == "ssh" && cmd.args.iter().any(|a| a == "-M") {
             "ssh-master".into()
         } else if cmd.program == "ssh" {
-            format!("remote: {}", cmd.args.last().unwrap())
+            // What the peer's `serve` runs for the request.
+            let op = zfs_nfs_replica::serve::parse_line(cmd.args.last().unwrap()).unwrap();
+            format!("remote: {}", op.to_cmd().to_shell())
         } else {
             format!("local: {cmd}")
         }

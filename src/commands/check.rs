@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::exit::Exit;
 use crate::health;
 use crate::pve::Role;
-use crate::runner::SystemRunner;
+use crate::runner::{Runner, SystemRunner};
 use crate::side::Side;
 use crate::ssh::Peer;
 
@@ -56,6 +56,7 @@ pub async fn check(cfg: &Config) -> Exit {
         match Peer::connect(&runner, &cfg.ssh, &t, &cfg.paths.run_dir).await {
             Ok(peer) => {
                 crate::outln!("ssh {} ({}): ok", t.name, t.addr);
+                crate::outln!("  key {}", key_mode(&runner, cfg, &peer).await);
                 code = code.and(show_pools(&runner, cfg, Side::Remote(&peer), &t.name, true).await);
                 peer.close(cfg.ssh.connect_timeout.get()).await;
             }
@@ -84,4 +85,34 @@ async fn show_pools(
         }
     }
     code
+}
+
+/// What the replication key may do on the peer: a plain `true` is refused
+/// by the forced command (`serve`, exit 6) and runs with a full shell.
+async fn key_mode(runner: &SystemRunner, cfg: &Config, peer: &Peer) -> String {
+    let probe = crate::cmdline::Cmd::new("true");
+    match runner
+        .output(
+            &peer.remote(&probe),
+            cfg.ssh.connect_timeout.get() + cfg.timeouts.command.get(),
+        )
+        .await
+    {
+        Ok(o) if o.status.code() == Some(i32::from(Exit::ServeRefused.code())) => {
+            "restricted to `zfs-nfs-replica serve`: ok".into()
+        }
+        Ok(o) if o.success() => {
+            tracing::warn!(
+                "the replication key has a full shell on {}: restrict it (README: Least privilege)",
+                peer.name
+            );
+            "WARNING: a full shell (restrict it: command=\"/usr/bin/zfs-nfs-replica serve\",restrict; README: Least privilege)".into()
+        }
+        Ok(o) => format!(
+            "unknown: `true` exited {:?}: {}",
+            o.status.code(),
+            crate::runner::stderr_head(&o.stderr)
+        ),
+        Err(e) => format!("unknown: {e}"),
+    }
 }

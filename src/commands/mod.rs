@@ -10,6 +10,7 @@ pub mod hook;
 pub mod resolve;
 pub mod role;
 pub mod run;
+pub mod serve;
 pub mod standby;
 pub mod status;
 

@@ -12,10 +12,7 @@ use crate::pve::Answer;
 use crate::pve::{self, Purpose};
 
 pub async fn role(cfg: &Config, args: &RoleArgs) -> Exit {
-    let mut once = cfg.clone();
-    once.checks.count = 1;
-    let d = pve::decide(&once, Purpose::Run).await;
-    let answer = Answer::of(&d, crate::handover::expected_from(&cfg.paths.run_dir));
+    let answer = answer_now(cfg).await;
     if let Some(asker) = &args.asked_by
         && let Err(why) = answer.allows(asker)
     {
@@ -43,4 +40,46 @@ pub async fn role(cfg: &Config, args: &RoleArgs) -> Exit {
         );
     }
     Exit::Ok
+}
+
+/// This node's answer now: one master check against its own API. Recorded
+/// (`<run_dir>/role-answer.json`) for `serve`, which guards every write
+/// with a fresh enough answer of its own.
+pub async fn answer_now(cfg: &Config) -> Answer {
+    let mut once = cfg.clone();
+    once.checks.count = 1;
+    let d = pve::decide(&once, Purpose::Run).await;
+    let answer = Answer::of(&d, crate::handover::expected_from(&cfg.paths.run_dir));
+    let rec = Recorded {
+        at: crate::units::epoch_now(),
+        answer: answer.clone(),
+    };
+    if let Err(e) = crate::files::save_json(&recorded_path(cfg), &rec) {
+        warn!("{e}");
+    }
+    answer
+}
+
+/// The answer recorded within `max_age`, or a new one. The handover this
+/// node waits for is always read anew.
+pub async fn fresh_answer(cfg: &Config, max_age: std::time::Duration) -> Answer {
+    let now = crate::units::epoch_now();
+    match crate::files::load_json::<Recorded>(&recorded_path(cfg)) {
+        Ok(Some(r)) if r.at <= now && now - r.at <= max_age.as_secs() => Answer {
+            handover_from: crate::handover::expected_from(&cfg.paths.run_dir),
+            ..r.answer
+        },
+        _ => answer_now(cfg).await,
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    /// Seconds since the epoch.
+    at: u64,
+    answer: Answer,
+}
+
+fn recorded_path(cfg: &Config) -> std::path::PathBuf {
+    cfg.paths.run_dir.join("role-answer.json")
 }

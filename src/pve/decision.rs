@@ -97,4 +97,26 @@ impl Answer {
             )),
         }
     }
+
+    /// May anyone write into this node now (the receiver's own guard,
+    /// `serve`)? Only a standby that knows its master, or a node waiting for
+    /// a handover. A node that believes it is master, or cannot tell,
+    /// receives nothing.
+    pub fn accepts_writes(&self) -> Result<(), String> {
+        if self.handover_from.is_some() {
+            return Ok(());
+        }
+        match (self.role, self.master.as_deref()) {
+            (RoleName::Standby, Some(m)) if m != self.node => Ok(()),
+            (RoleName::Master, _) => Err(format!(
+                "{} is master by its own checks: it receives nothing",
+                self.node
+            )),
+            _ => Err(format!(
+                "{} cannot tell who is master ({}): it receives nothing",
+                self.node,
+                self.reason.as_deref().unwrap_or("no reason given")
+            )),
+        }
+    }
 }

@@ -1,8 +1,8 @@
 //! Everything we ask `zfs` to do, as data, plus parsers for what it answers.
 //!
 //! [`Op`] is the complete set of operations the engine runs on either side;
-//! the peer only ever sees these (a later restriction of the replication key
-//! can enforce exactly this set).
+//! the peer only ever sees these, as `serve` requests (`crate::serve`
+//! checks each against the peer's own config).
 
 pub mod list;
 pub mod names;
@@ -28,6 +28,7 @@ pub enum SendFrom {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendSpec {
     /// `dataset@snap` to send up to.
     pub snapshot: String,
@@ -39,6 +40,7 @@ pub struct SendSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RecvSpec {
     pub dataset: String,
     /// `-F`: only for a target the planner proved holds nothing to lose.
@@ -46,8 +48,10 @@ pub struct RecvSpec {
 }
 
 /// The named operations. Arguments are validated names; [`Op::to_cmd`]
-/// builds the argv.
+/// builds the argv. A peer receives them as `serve` requests
+/// (`crate::serve`), strictly: unknown fields are refused.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Op {
     /// `zfs list` of whole trees (filesystems, volumes, snapshots): one
     /// command for every pool of a run.

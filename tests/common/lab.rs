@@ -27,6 +27,9 @@ pub struct Lab {
     envs: Vec<(&'static str, String)>,
     /// The tool's binary as the nodes see it (`/mnt/host/...`).
     bin: String,
+    /// The replication key pair as the nodes see it (`/mnt/host/...`,
+    /// private part) and its public line.
+    replica_key: (String, String),
     /// The Proxmox API stand-in; each node reaches its own listener at
     /// https://10.0.2.100:8006.
     pub pve: super::pve::FakePve,
@@ -142,6 +145,29 @@ fn stage_binary(run_dir: &Path) -> String {
         .strip_prefix(target_dir())
         .expect("the run dir lives in the cargo target dir");
     format!("/mnt/host/{}", rel.display())
+}
+
+/// The replication key, generated for this lab (as the README's install
+/// steps make one): its private part as the nodes see it, and its public
+/// line. Each node's `authorized_keys` restricts it to `serve`.
+fn replica_key(run_dir: &Path) -> (String, String) {
+    let key = run_dir.join("replica_ed25519");
+    if !key.exists() {
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "zfs-nfs-replica", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(st.success(), "ssh-keygen: {st}");
+    }
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let rel = key
+        .strip_prefix(target_dir())
+        .expect("the run dir lives in the cargo target dir");
+    (
+        format!("/mnt/host/{}", rel.display()),
+        public.trim().to_string(),
+    )
 }
 
 /// A UDP port whose next port is free too (the link's two ends).
@@ -272,12 +298,14 @@ impl Lab {
         assert!(st.success(), "setsid -f failed: {st}");
         script("boot.sh", &envs);
         let bin = stage_binary(&run_dir);
+        let replica_key = replica_key(&run_dir);
         let lab = Lab {
             ssh_config: run_dir.join("ssh_config"),
             run_dir,
             pve,
             envs,
             bin,
+            replica_key,
         };
         for n in NODES {
             lab.install(n);
@@ -288,16 +316,23 @@ impl Lab {
 
     /// The binary (kept in RAM, as the package would install it on a
     /// node's disk: put back after a reboot), the cluster CA where Proxmox
-    /// keeps it, and the API token (0600) where the package documents it
-    /// (both on the node's persistent disk).
+    /// keeps it, the API token (0600) where the package documents it
+    /// (both on the node's persistent disk), and the replication key,
+    /// restricted to `serve` in `authorized_keys` as the README installs it
+    /// (the harness's own key keeps its full shell).
     fn install(&self, n: &str) {
         self.ok(n, &format!(
             "mkdir -p /etc/zfs-nfs-replica /usr/bin /etc/pve && install -m 755 {bin} /usr/bin/zfs-nfs-replica && /usr/bin/zfs-nfs-replica --version && \
              cat > /etc/pve/pve-root-ca.pem <<'EOF'\n{ca}\nEOF\n\
-             (umask 077; printf '%s\\n' '{token}' > /etc/zfs-nfs-replica/pve-token)",
+             (umask 077; printf '%s\\n' '{token}' > /etc/zfs-nfs-replica/pve-token) && \
+             install -m 600 {key} /root/.ssh/replica_ed25519 && \
+             {{ grep -qF '{public}' /root/.ssh/authorized_keys || \
+                echo 'command=\"/usr/bin/zfs-nfs-replica serve\",restrict {public}' >> /root/.ssh/authorized_keys; }}",
             bin = self.bin,
             ca = self.pve.ca_pem,
             token = self.pve.token,
+            key = self.replica_key.0,
+            public = self.replica_key.1,
         ));
     }
 
@@ -528,7 +563,7 @@ impl Lab {
     pub fn configure(&self, node: &str, extra: &str) {
         let cfg = format!(
             "[cluster]\nguest = 103\nnode = \"{node}\"\nnodes = {{ pve1 = \"192.168.100.10\", pve2 = \"192.168.100.20\" }}\n\
-             [ssh]\nidentity = \"/root/.ssh/id_ed25519\"\nstrict_host_key_checking = \"accept-new\"\nconnect_timeout = \"3s\"\n\
+             [ssh]\nidentity = \"/root/.ssh/replica_ed25519\"\nstrict_host_key_checking = \"accept-new\"\nconnect_timeout = \"3s\"\n\
              server_alive_interval = \"2s\"\nserver_alive_count = 3\n\
              [proxmox]\nurl = \"https://10.0.2.100:8006\"\ntimeout = \"5s\"\n\
              [checks]\ninterval = \"100ms\"\n{extra}\n[[pool]]\nname = \"zpool1\"\n\n[[pool]]\nname = \"zpool2\"\n"
