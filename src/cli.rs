@@ -129,6 +129,10 @@ pub struct RunArgs {
     /// guards allow (this run only; logged). Repeatable.
     #[arg(long = "accept-size-change", value_name = "POOL")]
     pub accept_size_change: Vec<String>,
+    /// Set by `handover`, never on the command line: a planned migration's
+    /// last increments (the size guards waive a same-dataset shrink).
+    #[arg(skip)]
+    pub handover: bool,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,21 @@ pub struct Input<'a> {
     /// The last successful run's entry for this peer, if any.
     pub last: Option<&'a Entry>,
     pub t: Thresholds,
+    /// A planned migration's handover: the old master sends what its users
+    /// left when the guest stopped. A dataset that shares a snapshot with
+    /// its replica is the same dataset (no replaced disk has one), and an
+    /// incremental receive keeps the replica's older snapshots: its
+    /// shrinking is sent, and logged ([`Verdict::waived`]), not refused.
+    pub handover: bool,
+}
+
+/// The guards' answer.
+#[derive(Debug, Default, PartialEq)]
+pub struct Verdict {
+    /// Reasons to refuse the pool; empty when it may be replicated.
+    pub refuse: Vec<String>,
+    /// Shrinking that a handover sends anyway (to log).
+    pub waived: Vec<String>,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -101,8 +116,34 @@ pub fn mark_acceptance(
 /// Comparing each dataset's `used` would flag the normal difference in
 /// snapshot retention between the two sides.
 pub fn check(i: &Input<'_>) -> Vec<String> {
+    verdict(i).refuse
+}
+
+/// The guards' reasons, with a handover's waived ones apart.
+pub fn verdict(i: &Input<'_>) -> Verdict {
     let mut out = Vec::new();
+    let mut waived = Vec::new();
     let replica_name = |src: &str| crate::zfs::names::rebase(src, i.root, i.target);
+    // Shrinking of one dataset: waived in a handover when the dataset and
+    // its replica share a snapshot.
+    let same_lineage = |name: &str| {
+        let (Some(d), Some(r)) = (
+            i.source.datasets.get(name),
+            i.receiver.datasets.get(&replica_name(name)),
+        ) else {
+            return false;
+        };
+        d.snapshots
+            .iter()
+            .any(|s| r.snapshots.iter().any(|x| x.guid == s.guid))
+    };
+    let mut shrink = |out: &mut Vec<String>, name: &str, why: String| {
+        if i.handover && same_lineage(name) {
+            waived.push(why);
+        } else {
+            out.push(why);
+        }
+    };
     for (name, d) in &i.source.datasets {
         let Some(r) = i.receiver.datasets.get(&replica_name(name)) else {
             continue;
@@ -113,35 +154,50 @@ pub fn check(i: &Input<'_>) -> Vec<String> {
             continue;
         }
         if d.referenced <= SLACK && r.referenced > SLACK {
-            out.push(format!(
-                "{name} is empty ({}) while its replica on {} holds {}",
-                human_bytes(d.referenced),
-                i.peer,
-                human_bytes(r.referenced)
-            ));
+            shrink(
+                &mut out,
+                name,
+                format!(
+                    "{name} is empty ({}) while its replica on {} holds {}",
+                    human_bytes(d.referenced),
+                    i.peer,
+                    human_bytes(r.referenced)
+                ),
+            );
         } else if smaller(d.referenced, r.referenced, i.t.min_size_ratio) {
-            out.push(format!(
-                "{name} holds {}, its replica on {} {} (ratio {:.2} < min_size_ratio {})",
-                human_bytes(d.referenced),
-                i.peer,
-                human_bytes(r.referenced),
-                ratio(d.referenced, r.referenced),
-                i.t.min_size_ratio
-            ));
+            shrink(
+                &mut out,
+                name,
+                format!(
+                    "{name} holds {}, its replica on {} {} (ratio {:.2} < min_size_ratio {})",
+                    human_bytes(d.referenced),
+                    i.peer,
+                    human_bytes(r.referenced),
+                    ratio(d.referenced, r.referenced),
+                    i.t.min_size_ratio
+                ),
+            );
         }
         if name == i.root && smaller(d.used, r.used, i.t.min_size_ratio) {
-            out.push(format!(
-                "pool {name} uses {} in all, its replica on {} {} (ratio {:.2} < min_size_ratio {})",
-                human_bytes(d.used),
-                i.peer,
-                human_bytes(r.used),
-                ratio(d.used, r.used),
-                i.t.min_size_ratio
-            ));
+            shrink(
+                &mut out,
+                name,
+                format!(
+                    "pool {name} uses {} in all, its replica on {} {} (ratio {:.2} < min_size_ratio {})",
+                    human_bytes(d.used),
+                    i.peer,
+                    human_bytes(r.used),
+                    ratio(d.used, r.used),
+                    i.t.min_size_ratio
+                ),
+            );
         }
     }
     let Some(last) = i.last else {
-        return out;
+        return Verdict {
+            refuse: out,
+            waived,
+        };
     };
     match i.source.datasets.get(i.root) {
         Some(root) if root.guid != last.root_guid => out.push(format!(
@@ -194,14 +250,22 @@ pub fn check(i: &Input<'_>) -> Vec<String> {
                     (false, _, _) => (d.referenced, was.referenced, ""),
                 };
             if smaller(now, before, 1.0 - tol) {
-                out.push(format!(
-                    "{name} shrank from {} to {}{} since the last run ({}), more than history_tolerance {:.0}%",
-                    human_bytes(before),
-                    human_bytes(now),
-                    if what.is_empty() { String::new() } else { format!(" {what}") },
-                    last.time,
-                    tol * 100.0
-                ));
+                shrink(
+                    &mut out,
+                    name,
+                    format!(
+                        "{name} shrank from {} to {}{} since the last run ({}), more than history_tolerance {:.0}%",
+                        human_bytes(before),
+                        human_bytes(now),
+                        if what.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {what}")
+                        },
+                        last.time,
+                        tol * 100.0
+                    ),
+                );
             }
         }
         let Some(was_r) = was.replica_referenced else {
@@ -227,7 +291,10 @@ pub fn check(i: &Input<'_>) -> Vec<String> {
             }
         }
     }
-    out
+    Verdict {
+        refuse: out,
+        waived,
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +351,7 @@ mod tests {
             receiver: rcv,
             last,
             t: T,
+            handover: false,
         })
     }
 
@@ -418,6 +486,54 @@ mod tests {
         let mut plain = entry_from("t".into(), "pve2", "zpool1", "zpool1", &live, &before).unwrap();
         mark_acceptance(&mut plain, "zpool1", Some(&first), false, T);
         assert!(plain.datasets.values().all(|s| !s.accepted));
+    }
+
+    /// A planned migration's handover sends what the users left, a big
+    /// delete included, when the dataset is the same one (it shares a
+    /// snapshot with its replica), and says so; a replaced disk is refused
+    /// as always (found by the life test: a file moved over a big one just
+    /// before a migration left the new master serving the old data).
+    #[test]
+    fn a_handover_sends_a_same_dataset_shrink_and_logs_it() {
+        let before = healthy();
+        let mut live = before.clone();
+        live.datasets.get_mut("zpool1/data").unwrap().referenced = 100 * 1024;
+        let e = entry_from("t".into(), "pve2", "zpool1", "zpool1", &before, &before).unwrap();
+        let input = |src, last, handover| Input {
+            root: "zpool1",
+            target: "zpool1",
+            peer: "pve2",
+            source: src,
+            receiver: &before,
+            last,
+            t: T,
+            handover,
+        };
+        // A timer run refuses it.
+        assert!(!verdict(&input(&live, Some(&e), false)).refuse.is_empty());
+        // A handover sends it, with the reason logged.
+        let v = verdict(&input(&live, Some(&e), true));
+        assert_eq!(v.refuse, Vec::<String>::new());
+        assert!(
+            v.waived.iter().any(|w| w.contains("zpool1/data is empty")),
+            "{v:?}"
+        );
+        // A replaced disk shares no snapshot: refused, handover or not.
+        let replaced = listing(&[
+            ("zpool1", 9, 400 * 1024, 100 * 1024),
+            ("zpool1/data", 8, 100 * 1024, 96 * 1024),
+        ]);
+        let v = verdict(&input(&replaced, None, true));
+        assert!(
+            v.refuse.iter().any(|w| w.contains("zpool1/data is empty")),
+            "{v:?}"
+        );
+        assert!(v.waived.is_empty(), "{v:?}");
+        let v = verdict(&input(&replaced, Some(&e), true));
+        assert!(
+            v.refuse.iter().any(|w| w.contains("was recreated")),
+            "{v:?}"
+        );
     }
 
     #[test]

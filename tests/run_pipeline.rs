@@ -170,6 +170,7 @@ fn args() -> RunArgs {
         pools: vec![],
         overwrite_empty_target: false,
         accept_size_change: vec![],
+        handover: false,
     }
 }
 

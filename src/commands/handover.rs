@@ -174,6 +174,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> Exit {
         pools: Vec::new(),
         overwrite_empty_target: false,
         accept_size_change: Vec::new(),
+        handover: true,
     };
     let settings = Settings {
         local_node: local.clone(),

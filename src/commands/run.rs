@@ -582,6 +582,7 @@ pub(crate) async fn replicate_all<R: Runner>(
                         .accept_size_change
                         .iter()
                         .any(|p| p == pool.name.as_str()),
+                    handover: args.handover,
                 }),
                 ..job_of(pool)
             })

@@ -66,6 +66,8 @@ pub struct GuardJob {
     pub thresholds: guard::Thresholds,
     /// `--accept-size-change`: the guards are evaluated and logged, not obeyed.
     pub accept: bool,
+    /// A planned migration's handover ([`guard::Input::handover`]).
+    pub handover: bool,
 }
 
 /// An error that ends a pool's run.
@@ -369,7 +371,7 @@ impl<'a, R: Runner> Engine<'a, R> {
         dst: &Listing,
         report: &mut PoolReport,
     ) -> bool {
-        let why = guard::check(&guard::Input {
+        let v = guard::verdict(&guard::Input {
             root: &job.source,
             target: &job.target,
             peer: &peer.name,
@@ -377,7 +379,12 @@ impl<'a, R: Runner> Engine<'a, R> {
             receiver: dst,
             last: g.last.as_ref(),
             t: g.thresholds,
+            handover: g.handover,
         });
+        for w in &v.waived {
+            warn!(pool = %job.source, peer = %peer.name, "handover: sent although the size guard would refuse it in a timer run (same dataset, the replica keeps its older snapshots): {w}");
+        }
+        let why = v.refuse;
         if why.is_empty() {
             return false;
         }

@@ -154,7 +154,16 @@ fn replica_key(run_dir: &Path) -> (String, String) {
     let key = run_dir.join("replica_ed25519");
     if !key.exists() {
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "zfs-nfs-replica", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "zfs-nfs-replica",
+                "-f",
+            ])
             .arg(&key)
             .status()
             .expect("ssh-keygen");
