@@ -14,7 +14,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::zfs::Op;
 use crate::zfs::names::{self, is_at_or_below};
 
@@ -198,34 +197,6 @@ pub struct Allowed {
 }
 
 impl Allowed {
-    pub fn of(cfg: &Config) -> Allowed {
-        let mut roots = Vec::new();
-        let mut zpools = Vec::new();
-        for p in &cfg.pools {
-            for r in [p.name.as_str(), p.target()] {
-                if !roots.iter().any(|x| x == r) {
-                    roots.push(r.to_string());
-                }
-                let z = crate::config::pool_of(r).to_string();
-                if !zpools.contains(&z) {
-                    zpools.push(z);
-                }
-            }
-        }
-        let nodes: Vec<String> = cfg.cluster.nodes.keys().map(|n| n.to_string()).collect();
-        let mut tags: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("{}:{n}", cfg.replication.hold_tag.as_str()))
-            .collect();
-        tags.push(crate::quarantine::HOLD_TAG.to_string());
-        Allowed {
-            roots,
-            zpools,
-            nodes,
-            tags,
-        }
-    }
-
     fn dataset(&self, name: &str) -> Result<(), Refused> {
         names::valid_dataset_name(name).map_err(|e| refused(e.to_string()))?;
         if self.roots.iter().any(|r| is_at_or_below(name, r)) {
@@ -384,14 +355,20 @@ mod tests {
     use super::*;
     use crate::zfs::RecvSpec;
 
+    /// As `commands::serve::allowed` reads it from a config with pools
+    /// `zpool1` and `tank/share` (target `backup/share`).
     fn allowed() -> Allowed {
-        let cfg = crate::config::parse_str(
-            "[cluster]\nguest = 103\nnode = \"pve1\"\nnodes = { pve1 = \"10.0.0.1\", pve2 = \"10.0.0.2\" }\n\
-             [[pool]]\nname = \"zpool1\"\n[[pool]]\nname = \"tank/share\"\ntarget = \"backup/share\"\n",
-            "test",
-        )
-        .unwrap();
-        Allowed::of(&cfg)
+        let v = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        Allowed {
+            roots: v(&["zpool1", "tank/share", "backup/share"]),
+            zpools: v(&["zpool1", "tank", "backup"]),
+            nodes: v(&["pve1", "pve2"]),
+            tags: v(&[
+                "zfs-nfs-replica:pve1",
+                "zfs-nfs-replica:pve2",
+                crate::quarantine::HOLD_TAG,
+            ]),
+        }
     }
 
     fn ask(op: &Op) -> Result<Access, Refused> {

@@ -982,6 +982,24 @@ fn lab_check_reaches_the_peer_and_lists_both_sides() {
         "{}",
         out.stdout
     );
+    // The lab's replication key is restricted to `serve`, and check says so;
+    // the harness's own key has a full shell, and check warns about it.
+    assert!(
+        out.stdout
+            .contains("key restricted to `zfs-nfs-replica serve`: ok"),
+        "{}",
+        out.stdout
+    );
+    lab.ok(
+        A,
+        "sed 's#/root/.ssh/replica_ed25519#/root/.ssh/id_ed25519#' /etc/zfs-nfs-replica/config.toml > /root/full-shell.toml",
+    );
+    let full = lab.replica(A, "check -c /root/full-shell.toml");
+    assert!(
+        full.stdout.contains("key WARNING: a full shell"),
+        "{}",
+        full.all()
+    );
     for (node, pool) in [(A, "zpool1"), (A, "zpool2"), (B, "zpool1"), (B, "zpool2")] {
         assert!(
             out.stdout

@@ -28,7 +28,7 @@ pub async fn serve(cfg: &Config, args: &ServeArgs) -> Exit {
             "no request (this key may only run zfs-nfs-replica requests)".into(),
         )),
     };
-    let op = match op.and_then(|op| serve::check(&op, &Allowed::of(cfg)).map(|a| (op, a))) {
+    let op = match op.and_then(|op| serve::check(&op, &allowed(cfg)).map(|a| (op, a))) {
         Ok(x) => x,
         Err(e) => return refuse(&e.to_string()),
     };
@@ -82,4 +82,33 @@ pub async fn serve(cfg: &Config, args: &ServeArgs) -> Exit {
 fn refuse(why: &str) -> Exit {
     error!("serve: refused: {why}");
     Exit::ServeRefused
+}
+
+/// What this node's config lets a peer touch.
+pub fn allowed(cfg: &Config) -> Allowed {
+    let mut roots = Vec::new();
+    let mut zpools = Vec::new();
+    for p in &cfg.pools {
+        for r in [p.name.as_str(), p.target()] {
+            if !roots.iter().any(|x| x == r) {
+                roots.push(r.to_string());
+            }
+            let z = crate::config::pool_of(r).to_string();
+            if !zpools.contains(&z) {
+                zpools.push(z);
+            }
+        }
+    }
+    let nodes: Vec<String> = cfg.cluster.nodes.keys().map(|n| n.to_string()).collect();
+    let mut tags: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}:{n}", cfg.replication.hold_tag.as_str()))
+        .collect();
+    tags.push(crate::quarantine::HOLD_TAG.to_string());
+    Allowed {
+        roots,
+        zpools,
+        nodes,
+        tags,
+    }
 }
