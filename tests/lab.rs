@@ -16,6 +16,9 @@ use common::lab::{Lab, NODES, wait_until};
 
 const A: &str = "pve1";
 const B: &str = "pve2";
+/// What a non-root replication user needs on the standby's pools
+/// (README: Least privilege, non-root), as `zfs allow -u USER <this> POOL`.
+const NON_ROOT_PERMISSIONS: &str = "create,mount,receive,hold,release,readonly";
 
 /// `--dry-run` changes nothing on either node: every property of every
 /// dataset and snapshot, and every hold, is the same before and after.
@@ -1694,4 +1697,76 @@ fn lab_life_of_a_cluster() {
         "[life] seed {seed}: {events} events, no fault; {:?}; {} resolve(s), {} size change(s) accepted, {} quiet round(s), {} old snapshot(s) read back",
         life.counts, life.resolves, life.accepted, life.quiet_rounds, life.versions_read
     );
+}
+
+/// Least privilege without root over ssh: the standby's replication user is
+/// an ordinary user, restricted to `serve`, with `zfs allow` delegation of
+/// exactly what receiving needs (README: Least privilege). Incremental
+/// replication, holds, a resumed receive's abort and the role question
+/// all work as that user; what it was not delegated fails cleanly.
+#[test]
+fn lab_replication_as_a_non_root_user_with_zfs_allow() {
+    let lab = Lab::get();
+    synced(&lab);
+    lab.ok(
+        B,
+        &format!(
+            "set -e
+             # (the lab image has no useradd)
+             if ! id zfsrepl >/dev/null 2>&1; then
+                 echo 'zfsrepl:x:1001:1001::/home/zfsrepl:/bin/sh' >> /etc/passwd
+                 echo 'zfsrepl:x:1001:' >> /etc/group
+                 echo 'zfsrepl:*:19000:0:99999:7:::' >> /etc/shadow
+             fi
+             install -d -m 700 -o zfsrepl -g zfsrepl /home/zfsrepl/.ssh
+             echo 'command=\"/usr/bin/zfs-nfs-replica serve\",restrict {key}' > /home/zfsrepl/.ssh/authorized_keys
+             chown zfsrepl:zfsrepl /home/zfsrepl/.ssh/authorized_keys; chmod 600 /home/zfsrepl/.ssh/authorized_keys
+             # OpenZFS's udev rule (90-zfs.rules) makes /dev/zfs 0666 on a
+             # real node; the lab guest has no udev
+             chmod 0666 /dev/zfs
+             for p in zpool1 zpool2; do zfs allow -u zfsrepl {perms} $p; done
+             chown zfsrepl /etc/zfs-nfs-replica/pve-token
+             install -d -m 700 -o zfsrepl /run/zfs-nfs-replica",
+            key = lab.replica_public_key(),
+            perms = NON_ROOT_PERMISSIONS,
+        ),
+    );
+    lab.ok(
+        A,
+        "sed -i 's/^\\[ssh\\]$/[ssh]\\nuser = \"zfsrepl\"/' /etc/zfs-nfs-replica/config.toml",
+    );
+    let out = lab.replica(A, "check");
+    assert!(
+        out.stdout
+            .contains("key restricted to `zfs-nfs-replica serve`: ok"),
+        "{}",
+        out.all()
+    );
+    lab.ok(
+        A,
+        "set -e
+         dd if=/dev/urandom of=/zpool1/a/nonroot bs=1M count=1 status=none
+         zfs snapshot -r zpool1@s3",
+    );
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_eq!(
+        all_snapshot_guids(&lab, A, "zpool1"),
+        all_snapshot_guids(&lab, B, "zpool1"),
+        "every snapshot arrived through the non-root user"
+    );
+    assert_eq!(
+        standby_sha(&lab, "zpool1/a", "zpool1/a/nonroot"),
+        sha(&lab, A, "zpool1/a/nonroot")
+    );
+    // The holds on the standby were placed by that user, with our tag.
+    let h = holds(&lab, B);
+    assert!(h.lines().any(|l| l.contains("@s3\t")), "{h}");
+    // A second run has nothing to do.
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    // Nothing it was not delegated: destroying is refused by ZFS itself
+    // even if a request got that far (it cannot: serve has no destroy).
+    let out = lab.sh(B, "setpriv --reuid=zfsrepl --regid=zfsrepl --clear-groups zfs destroy zpool1/a@s1");
+    assert_ne!(out.code, Some(0), "{}", out.all());
 }

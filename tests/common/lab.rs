@@ -345,6 +345,12 @@ impl Lab {
         ));
     }
 
+    /// The replication key's public line (for another user's
+    /// `authorized_keys`).
+    pub fn replica_public_key(&self) -> &str {
+        &self.replica_key.1
+    }
+
     /// Kill a node as a power cut would (its qemu, SIGKILL): nothing in its
     /// RAM survives; its disks do.
     pub fn kill(&self, n: &str) {
