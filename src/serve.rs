@@ -509,7 +509,8 @@ mod tests {
     }
 
     /// At least 40 hostile `SSH_ORIGINAL_COMMAND` strings: each refused
-    /// with one line, none run.
+    /// with one line, none run (invalid UTF-8 is refused before: the
+    /// command reads the variable as bytes).
     #[test]
     fn hostile_requests_are_refused() {
         let json = |op: &str| format!("{PREFIX}'{{\"v\":1,\"op\":{op}}}'");
@@ -538,6 +539,11 @@ mod tests {
             format!("{PREFIX}'unterminated"),
             format!("{PREFIX}'{{\"v\":1,\0\"op\":1}}'"),
             format!("{PREFIX}{}", "a".repeat(MAX_LEN)),
+            format!("{} | sh", json("{\"List\":{\"roots\":[\"zpool1\"]}}")),
+            format!("{}\nid", json("{\"List\":{\"roots\":[\"zpool1\"]}}")),
+            "zfs receive -o origin=zpool1/a@s1 zpool1/x".into(),
+            json("{\"Recv\":{\"dataset\":\"-o origin=zpool1/a@s1\",\"force\":false}}"),
+            json("{\"Recv\":{\"dataset\":\"-x mountpoint\",\"force\":false}}"),
             // Malformed or unknown requests.
             format!("{PREFIX}'not json'"),
             json("{\"Destroy\":{\"dataset\":\"zpool1\"}}"),

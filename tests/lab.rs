@@ -10,7 +10,8 @@
 
 mod common;
 
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::lab::{Lab, NODES, wait_until};
 
@@ -1767,6 +1768,140 @@ fn lab_replication_as_a_non_root_user_with_zfs_allow() {
     assert_eq!(out.code, Some(1), "{}", out.all());
     // Nothing it was not delegated: destroying is refused by ZFS itself
     // even if a request got that far (it cannot: serve has no destroy).
-    let out = lab.sh(B, "setpriv --reuid=zfsrepl --regid=zfsrepl --clear-groups zfs destroy zpool1/a@s1");
+    let out = lab.sh(
+        B,
+        "setpriv --reuid=zfsrepl --regid=zfsrepl --clear-groups zfs destroy zpool1/a@s1",
+    );
     assert_ne!(out.code, Some(0), "{}", out.all());
+}
+
+/// The restricted key on real pools: hostile command lines through sshd
+/// are refused (exit 6, one line) and change nothing in ZFS; a receiver
+/// that believes it is master receives nothing, whatever the sender
+/// believes; and what the forced command costs against a full shell.
+#[test]
+fn lab_the_restricted_key_refuses_hostile_requests_and_a_master_receives_nothing() {
+    let lab = Lab::get();
+    synced(&lab);
+    let req = |op: &str| format!("zfs-nfs-replica serve '{{\"v\":1,\"op\":{op}}}'");
+    let hostile = [
+        "zfs destroy -r zpool1".to_string(),
+        "zfs rollback -r zpool1/a@s1".into(),
+        "zfs set readonly=off zpool1/a".into(),
+        "zfs receive -o origin=zpool1/a@s1 zpool1/x".into(),
+        "sh -c 'zfs destroy zpool1/a@s1'".into(),
+        format!(
+            "{}; zfs destroy zpool1/a@s1",
+            req("{\"List\":{\"roots\":[\"zpool1\"]}}")
+        ),
+        format!(
+            "{} && zfs destroy zpool1/a@s1",
+            req("{\"List\":{\"roots\":[\"zpool1\"]}}")
+        ),
+        "zfs-nfs-replica serve $(zfs destroy zpool1/a@s1)".into(),
+        "zfs-nfs-replica serve `zfs destroy zpool1/a@s1`".into(),
+        req("{\"Rollback\":{\"snapshot\":\"zpool1/a@s1\",\"destroy_newer\":true,\"x\":1}}"),
+        req("{\"Recv\":{\"dataset\":\"rpool/data\",\"force\":true}}"),
+        req("{\"Hold\":{\"tag\":\"someone-else\",\"snapshots\":[\"zpool1/a@s1\"]}}"),
+        req("{\"Release\":{\"tag\":\"zfs-nfs-replica:pve1\",\"snapshots\":[\"zpool1/../x@s1\"]}}"),
+        req(
+            "{\"Send\":{\"snapshot\":\"zpool1/a@s2\",\"from\":\"Full\",\"raw\":false,\"properties\":false}}",
+        ),
+        req("{\"RevertReadonly\":{\"datasets\":[\"zpool1/a\"]}}"),
+    ];
+    let before = lab.zfs_state(B);
+    let ssh = "ssh -i /root/.ssh/replica_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
+               -o StrictHostKeyChecking=accept-new -o LogLevel=ERROR pve2";
+    for h in &hostile {
+        let b64 = base64_of(h);
+        let out = lab.sh(
+            A,
+            &format!("c=$(echo {b64} | base64 -d); {ssh} \"$c\" </dev/null"),
+        );
+        assert_eq!(out.code, Some(6), "{h}: {}", out.all());
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{h}: {}", out.stderr);
+        assert!(out.stderr.contains("refused"), "{h}: {}", out.stderr);
+    }
+    assert_eq!(before, lab.zfs_state(B), "a hostile request changed ZFS");
+
+    // B believes it is master (the cluster says the guest runs there); A
+    // still believes it is. A stream pushed straight at B is refused by
+    // B itself, and nothing arrives.
+    lab.place_guest(B);
+    // Its pre-start would drop the answer it gave A before (the guest did
+    // not really start there in this test).
+    lab.ok(B, "rm -f /run/zfs-nfs-replica/role-answer.json");
+    let out = lab.sh(
+        A,
+        &format!(
+            "zfs send zpool1/a@s2 | {ssh} \"zfs-nfs-replica serve '{{\\\"v\\\":1,\\\"op\\\":{{\\\"Recv\\\":{{\\\"dataset\\\":\\\"zpool1/pushed\\\",\\\"force\\\":false}}}}}}'\""
+        ),
+    );
+    assert_eq!(out.code, Some(6), "{}", out.all());
+    assert!(
+        out.stderr.contains("is master by its own checks"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(before, lab.zfs_state(B), "the master received something");
+    lab.place_guest(A);
+
+    // What the forced command costs: the same idle and incremental runs
+    // with the restricted key and with a full shell, interleaved.
+    lab.ok(
+        A,
+        "sed 's#/root/.ssh/replica_ed25519#/root/.ssh/id_ed25519#' /etc/zfs-nfs-replica/config.toml > /root/full-shell.toml",
+    );
+    let mut times: Vec<(&str, &str, f64)> = Vec::new();
+    for rep in 0..2 {
+        for (mode, cfg) in [
+            ("forced", "/etc/zfs-nfs-replica/config.toml"),
+            ("full shell", "/root/full-shell.toml"),
+        ] {
+            let t = Instant::now();
+            let out = lab.replica(A, &format!("-c {cfg} run"));
+            assert_eq!(out.code, Some(1), "{mode}: {}", out.all());
+            times.push((mode, "idle", t.elapsed().as_secs_f64()));
+            lab.ok(
+                A,
+                &format!(
+                    "dd if=/dev/urandom of=/zpool1/a/cost-{rep}-{} bs=1M count=4 status=none; zfs snapshot -r zpool1@cost-{rep}-{}",
+                    mode.len(),
+                    mode.len()
+                ),
+            );
+            let t = Instant::now();
+            let out = lab.replica(A, &format!("-c {cfg} run"));
+            assert_eq!(out.code, Some(0), "{mode}: {}", out.all());
+            times.push((mode, "incremental", t.elapsed().as_secs_f64()));
+        }
+    }
+    for kind in ["idle", "incremental"] {
+        let mean = |mode: &str| {
+            let v: Vec<f64> = times
+                .iter()
+                .filter(|(m, k, _)| *m == mode && *k == kind)
+                .map(|t| t.2)
+                .collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let (f, s) = (mean("forced"), mean("full shell"));
+        eprintln!(
+            "[lab] {kind} run: forced command {f:.1}s, full shell {s:.1}s (ratio {:.2})",
+            f / s
+        );
+    }
+}
+
+fn base64_of(s: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("base64");
+    child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -212,3 +212,29 @@ fn a_receive_needs_this_node_to_be_a_standby() {
     let out = attempt(&node);
     assert_eq!(out.status.code(), Some(REFUSED), "{}", out.stderr);
 }
+
+/// A request that is not UTF-8 (sshd passes the bytes as they came) is
+/// refused like any other, before anything runs.
+#[test]
+fn a_request_that_is_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStringExt;
+    let node = Node::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfs-nfs-replica"))
+        .arg("--config")
+        .arg(node.dir.path().join("config.toml"))
+        .arg("serve")
+        .env(
+            "SSH_ORIGINAL_COMMAND",
+            std::ffi::OsString::from_vec(b"zfs-nfs-replica serve '\xff\xfe'".to_vec()),
+        )
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", node.dir.path().join("bin").display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(REFUSED));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not valid UTF-8"), "{err}");
+    assert_eq!(node.zfs_log(), "");
+}

@@ -145,6 +145,9 @@ async fn promote(cfg: &Config) -> Promotion {
             ch.errors.push(r.line());
         }
     }
+    // From here on this node is about to be master: an answer "standby"
+    // it gave a peer a moment ago no longer lets anything be written here.
+    super::role::forget_answer(cfg);
     if !from.is_empty() {
         // Whatever happened, no receive may run into pools about to be
         // written here.

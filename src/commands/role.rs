@@ -73,6 +73,11 @@ pub async fn fresh_answer(cfg: &Config, max_age: std::time::Duration) -> Answer 
     }
 }
 
+/// Drop the recorded answer (this node's role is changing: `pre-start`).
+pub fn forget_answer(cfg: &Config) {
+    let _ = std::fs::remove_file(recorded_path(cfg));
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Recorded {
     /// Seconds since the epoch.

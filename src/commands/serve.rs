@@ -20,9 +20,12 @@ use crate::zfs::Op;
 pub const ANSWER_MAX_AGE: Duration = Duration::from_secs(60);
 
 pub async fn serve(cfg: &Config, args: &ServeArgs) -> Exit {
-    let forced = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    let forced = std::env::var_os("SSH_ORIGINAL_COMMAND");
     let op = match (&forced, &args.request) {
-        (Some(line), _) => serve::parse_line(line),
+        (Some(line), _) => match line.to_str() {
+            Some(line) => serve::parse_line(line),
+            None => Err(serve::Refused("the request is not valid UTF-8".into())),
+        },
         (None, Some(json)) => serve::parse_json(json),
         (None, None) => Err(serve::Refused(
             "no request (this key may only run zfs-nfs-replica requests)".into(),
