@@ -424,7 +424,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
     let mut reasons = Vec::new();
     let mut raise = |l: Level, why: String| {
         level = level.max(l);
-        reasons.push(why);
+        reasons.push((l, why));
     };
     let age = |l: i64| human_age(l);
     let lag_level = |lag: i64| {
@@ -565,7 +565,10 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
         );
     }
     s.status = Some(level);
-    s.reasons = reasons;
+    // The most severe first (in the order found among equals): a headline
+    // is never a warning while something is critical.
+    reasons.sort_by(|a, b| b.0.cmp(&a.0));
+    s.reasons = reasons.into_iter().map(|(_, why)| why).collect();
     s.evaluated = Some(crate::units::stamp(now));
 }
 
@@ -869,6 +872,32 @@ mod tests {
             let back: Status = serde_json::from_str(&want).unwrap();
             assert_eq!(back, s, "{name} reads back the same");
         }
+    }
+
+    /// A warning found first never headlines a critical verdict, no `|`
+    /// from a reason reaches the plugin's text (Nagios cuts performance
+    /// data there), and every reason gets its own line of long output.
+    #[test]
+    fn the_check_headline_is_the_most_severe_reason() {
+        let mut obs = observed(true);
+        obs.reports[0].datasets[1].result =
+            DatasetResult::Conflict("diverged | zfs: cannot receive | sic".into());
+        let mut s = assemble(obs, at(T0 + 700), at(T0 + 720), Exit::Refused, None);
+        let mut warn = crate::health::PoolHealth::unknown("zpool1", "low free space".into());
+        warn.level = Level::Warn;
+        s.health.push(warn);
+        evaluate(&mut s, at(T0 + 800), &t());
+        let (out, code) = render::check_line(&s, &t());
+        assert_eq!(code, 2);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[0].starts_with("ZFS-NFS-REPLICA CRITICAL - zpool1/a -> pve2: diverged / zfs"),
+            "{out}"
+        );
+        assert_eq!(lines[0].matches('|').count(), 1, "only the perfdata's: {out}");
+        assert_eq!(lines.len(), 1 + s.reasons.len(), "{out}");
+        assert!(lines[1..].iter().all(|l| !l.contains('|')), "{out}");
+        assert!(lines.iter().any(|l| l.contains("low free space")), "{out}");
     }
 
     #[test]

@@ -209,8 +209,16 @@ pub fn table(s: &Status, now: DateTime<Utc>, color: bool) -> String {
     o
 }
 
-/// `status --check`: Nagios plugin output (one line with performance
-/// data) and its exit code: 0 OK, 1 WARNING, 2 CRITICAL.
+/// Text for the plugin's output: Nagios cuts performance data at the
+/// first `|`, so none may reach it from a reason (stderr excerpts).
+fn plugin_text(s: &str) -> String {
+    s.replace('|', "/").replace(['\n', '\r'], " ")
+}
+
+/// `status --check`: Nagios plugin output and its exit code: 0 OK, 1
+/// WARNING, 2 CRITICAL. The first line is the verdict with the most severe
+/// reason and the performance data; every reason follows on its own line
+/// (Nagios' long output).
 pub fn check_line(s: &Status, t: &Thresholds) -> (String, u8) {
     let level = s.status.unwrap_or(Level::Ok);
     let (word, code) = match level {
@@ -237,7 +245,7 @@ pub fn check_line(s: &Status, t: &Thresholds) -> (String, u8) {
         } else {
             String::new()
         };
-        format!("{}{more}", s.reasons[0])
+        format!("{}{more}", plugin_text(&s.reasons[0]))
     };
     let lag = max_lag(s)
         .map(|l| {
@@ -248,11 +256,15 @@ pub fn check_line(s: &Status, t: &Thresholds) -> (String, u8) {
             )
         })
         .unwrap_or_default();
-    (
-        format!(
-            "ZFS-NFS-REPLICA {word} - {summary} | failures={}{lag}",
-            s.last_run.consecutive_failures
-        ),
-        code,
-    )
+    let mut out = format!(
+        "ZFS-NFS-REPLICA {word} - {summary} | failures={}{lag}",
+        s.last_run.consecutive_failures
+    );
+    if s.reasons.len() > 1 {
+        for r in &s.reasons {
+            out.push('\n');
+            out.push_str(&plugin_text(r));
+        }
+    }
+    (out, code)
 }
