@@ -567,7 +567,7 @@ pub fn evaluate(s: &mut Status, now: DateTime<Utc>, t: &Thresholds) {
     s.status = Some(level);
     // The most severe first (in the order found among equals): a headline
     // is never a warning while something is critical.
-    reasons.sort_by(|a, b| b.0.cmp(&a.0));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
     s.reasons = reasons.into_iter().map(|(_, why)| why).collect();
     s.evaluated = Some(crate::units::stamp(now));
 }
