@@ -376,7 +376,7 @@ impl<'a, R: Runner> Sender<'a, R> {
                 } else {
                     Ping::Success
                 };
-                self.ping(t, ping, &format!("{}\n{}", m.title, m.body))
+                self.ping(t, ping, &format!("{}\n{}", m.title, m.body), &m.node)
                     .await
             }
             TargetKind::Command => {
@@ -403,8 +403,17 @@ impl<'a, R: Runner> Sender<'a, R> {
 
     /// A healthchecks.io ping: `URL/start`, `URL` (success) or `URL/fail`,
     /// with the text as the body (healthchecks keeps the first 100 kB).
-    pub async fn ping(&self, t: &NotifyTarget, p: Ping, text: &str) -> Result<(), String> {
-        let url = url_of(t)?.unwrap_or_default();
+    /// `{node}` in the URL is this node's name: one check per node (with
+    /// one URL for all, a standby's success would clear the master's
+    /// failure).
+    pub async fn ping(
+        &self,
+        t: &NotifyTarget,
+        p: Ping,
+        text: &str,
+        node: &str,
+    ) -> Result<(), String> {
+        let url = url_of(t)?.unwrap_or_default().replace("{node}", node);
         let base = url.trim_end_matches('/');
         let u = match p {
             Ping::Start => format!("{base}/start"),
@@ -438,7 +447,7 @@ pub async fn deliver<R: Runner>(
 }
 
 /// Healthchecks-style targets at the start of a run.
-pub async fn run_started<R: Runner>(cfg: &Notify, runner: &R) {
+pub async fn run_started<R: Runner>(cfg: &Notify, runner: &R, node: &str) {
     let hc: Vec<&NotifyTarget> = cfg
         .targets
         .iter()
@@ -451,7 +460,7 @@ pub async fn run_started<R: Runner>(cfg: &Notify, runner: &R) {
         return;
     };
     for t in hc {
-        if let Err(e) = sender.ping(t, Ping::Start, "").await {
+        if let Err(e) = sender.ping(t, Ping::Start, "", node).await {
             let name = label(t, url_of(t).ok().flatten().as_deref());
             warn!("start ping to {name} not delivered: {e}");
         }

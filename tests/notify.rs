@@ -127,20 +127,25 @@ fn each_kind_reaches_a_real_http_server() {
         d.path(),
         &format!(
             "[[notify.target]]\nkind = \"healthchecks\"\nurl = \"{}\"\n",
-            srv.url("/ping/uuid-1")
+            srv.url("/ping/uuid-1/{node}")
         ),
     );
     let sender = Sender::new(&hc, &runner).unwrap();
     let t = &hc.targets[0];
     rt.block_on(async {
-        sender.ping(t, Ping::Start, "").await.unwrap();
+        sender.ping(t, Ping::Start, "", "pve1").await.unwrap();
         sender.send(t, &msg(Level::Ok)).await.unwrap();
         sender.send(t, &msg(Level::Fail)).await.unwrap();
     });
     let paths: Vec<String> = srv.taken().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
-        ["/ping/uuid-1/start", "/ping/uuid-1", "/ping/uuid-1/fail"]
+        // `{node}`: one check per node (msg() is pve1's).
+        [
+            "/ping/uuid-1/pve1/start",
+            "/ping/uuid-1/pve1",
+            "/ping/uuid-1/pve1/fail"
+        ]
     );
 }
 
@@ -240,7 +245,7 @@ fn a_run_notifies_on_change_only_and_pings_every_run() {
     let dead_port = dead.local_addr().unwrap().port();
     drop(dead);
     let cfg = format!(
-        "[cluster]\nguest = 103\nnodes = {{ pve1 = \"127.0.0.1\", pve2 = \"127.0.0.1\" }}\n\
+        "[cluster]\nguest = 103\nnode = \"pve1\"\nnodes = {{ pve1 = \"127.0.0.1\", pve2 = \"127.0.0.1\" }}\n\
          [ssh]\nport = {dead_port}\nconnect_timeout = \"1s\"\n\
          [proxmox]\nurl = \"{}\"\ntoken_file = \"{tok}\"\nca_file = \"{}\"\nvmlist = \"{}\"\n\
          [checks]\ncount = 1\n[sanoid]\ndatasets = []\n\
@@ -255,7 +260,7 @@ fn a_run_notifies_on_change_only_and_pings_every_run() {
         vmlist.display(),
         dir = d.path().display(),
         ntfy = srv.url("/topic-SECRET1"),
-        hc = srv.url("/hc/uuid-SECRET2"),
+        hc = srv.url("/hc/uuid-SECRET2/zfs-{node}"),
     );
     let cfg_path = d.path().join("config.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
@@ -281,8 +286,8 @@ fn a_run_notifies_on_change_only_and_pings_every_run() {
     assert_eq!(
         paths,
         [
-            "/hc/uuid-SECRET2/start",
-            "/hc/uuid-SECRET2/fail",
+            "/hc/uuid-SECRET2/zfs-pve1/start",
+            "/hc/uuid-SECRET2/zfs-pve1/fail",
             "/topic-SECRET1"
         ]
     );
@@ -301,7 +306,10 @@ fn a_run_notifies_on_change_only_and_pings_every_run() {
     let paths: Vec<String> = srv.taken().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
-        ["/hc/uuid-SECRET2/start", "/hc/uuid-SECRET2/fail"],
+        [
+            "/hc/uuid-SECRET2/zfs-pve1/start",
+            "/hc/uuid-SECRET2/zfs-pve1/fail"
+        ],
         "the same failure again is not notified again within repeat_after"
     );
     // The status and the metrics recorded it.

@@ -54,7 +54,13 @@ pub async fn run_with<R: Runner>(
 ) -> Exit {
     let started = chrono::Utc::now();
     if !args.dry_run {
-        notify::run_started(&cfg.notify, runner).await;
+        // Before the API answers: the configured name, else the hostname
+        // (a Proxmox node's name).
+        let node = super::local_node(cfg)
+            .ok()
+            .or_else(crate::pve::short_hostname)
+            .unwrap_or_else(|| "unknown".into());
+        notify::run_started(&cfg.notify, runner, &node).await;
     }
     let mut obs = status::Observed::default();
     let code = run_inner(cfg, args, runner, decide, &mut obs).await;

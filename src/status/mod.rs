@@ -894,7 +894,11 @@ mod tests {
             lines[0].starts_with("ZFS-NFS-REPLICA CRITICAL - zpool1/a -> pve2: diverged / zfs"),
             "{out}"
         );
-        assert_eq!(lines[0].matches('|').count(), 1, "only the perfdata's: {out}");
+        assert_eq!(
+            lines[0].matches('|').count(),
+            1,
+            "only the perfdata's: {out}"
+        );
         assert_eq!(lines.len(), 1 + s.reasons.len(), "{out}");
         assert!(lines[1..].iter().all(|l| !l.contains('|')), "{out}");
         assert!(lines.iter().any(|l| l.contains("low free space")), "{out}");
