@@ -306,9 +306,10 @@ fn status_as_dashboards_read_it(lab: &Lab) {
         "zfs_nfs_replica_role{node=\"pve1\",role=\"master\"} 1".to_string(),
         "zfs_nfs_replica_last_run_exit_code{node=\"pve1\"} 0".into(),
         format!(
-            "zfs_nfs_replica_pool_bytes_sent{{pool=\"zpool1\",peer=\"pve2\"}} {}",
-            pool["bytes_sent"]
+            "zfs_nfs_replica_pool_sent_bytes_total{{pool=\"zpool1\",peer=\"pve2\"}} {}",
+            pool["bytes_sent_total"]
         ),
+        "zfs_nfs_replica_status{node=\"pve1\"} 0".into(),
         format!(
             "zfs_nfs_replica_dataset_replicated_timestamp_seconds{{dataset=\"zpool1/a/later\",peer=\"pve2\"}} {}",
             created.trim()

@@ -72,6 +72,9 @@ command -v dpkg-shlibdeps >/dev/null || need_pkgs+=(dpkg-dev)
 command -v lintian >/dev/null || need_pkgs+=(lintian)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v gzip >/dev/null || need_pkgs+=(gzip)
+# The Prometheus text format, checked with the official client's parser
+# (tests/prometheus.rs).
+/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need_pkgs+=(python3-prometheus-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages: ${need_pkgs[*]} (run as root, or install them)" >&2

@@ -100,6 +100,10 @@ pub struct PoolRun {
     pub outcome: Outcome,
     pub error: Option<String>,
     pub bytes_sent: u64,
+    /// Every byte this node has sent for this pool to this peer (a counter:
+    /// only ever grows, kept across runs and roles).
+    #[serde(default)]
+    pub bytes_sent_total: u64,
     pub duration_seconds: f64,
     /// The last run that replicated this pool to this peer (or found it in sync).
     pub last_success: Option<String>,
@@ -342,6 +346,7 @@ pub fn assemble(
             outcome: r.outcome,
             error: r.error.clone(),
             bytes_sent: r.bytes,
+            bytes_sent_total: prev.map_or(0, |p| p.bytes_sent_total) + r.bytes,
             duration_seconds: r.duration.as_secs_f64(),
             last_success: if good {
                 Some(now_s.clone())
@@ -972,23 +977,36 @@ mod tests {
         assert_eq!(v["pools"][0]["datasets"][1]["replicated"]["name"], "s1");
 
         // The run writes the metrics from the status as it ends.
-        let prom = prometheus::render(&assemble(
+        let mut ended = assemble(
             observed(true),
             at(T0 + 700),
             at(T0 + 720),
             Exit::Refused,
             None,
+        );
+        ended.health.push(crate::health::PoolHealth::unknown(
+            "zpool1",
+            "zpool: not found".into(),
         ));
+        evaluate(&mut ended, at(T0 + 720), &t());
+        let prom = prometheus::render(&ended);
         for want in [
             "zfs_nfs_replica_role{node=\"pve1\",role=\"master\"} 1\n",
             "zfs_nfs_replica_last_run_exit_code{node=\"pve1\"} 4\n",
             "zfs_nfs_replica_pool_conflicts{pool=\"zpool1\",peer=\"pve2\"} 1\n",
-            "zfs_nfs_replica_pool_bytes_sent{pool=\"zpool1\",peer=\"pve2\"} 4096\n",
+            "zfs_nfs_replica_pool_sent_bytes_total{pool=\"zpool1\",peer=\"pve2\"} 4096\n",
+            "# TYPE zfs_nfs_replica_pool_sent_bytes_total counter\n",
+            "zfs_nfs_replica_build_info{version=\"",
+            // The health of zpool1 could not be read: unknown, no counts.
+            "zfs_nfs_replica_pool_health{pool=\"zpool1\",state=\"unknown\"} 2\n",
+            "zfs_nfs_replica_status{node=\"pve1\"} 2\n",
             "zfs_nfs_replica_dataset_lag_seconds{dataset=\"zpool1/a\",peer=\"pve2\"} 720\n",
             "# TYPE zfs_nfs_replica_pool_health gauge\n",
         ] {
             assert!(prom.contains(want), "{want}:\n{prom}");
         }
+        assert!(!prom.contains("pool_errors{"), "{prom}");
+        assert!(!prom.contains("state=\"\""), "{prom}");
         // No sample carries a timestamp: every line is `name{labels} value`.
         for l in prom.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(l.rsplit(' ').count(), l.split(' ').count());

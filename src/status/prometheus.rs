@@ -20,8 +20,12 @@ struct Out(String);
 
 impl Out {
     fn head(&mut self, name: &str, help: &str) {
+        self.typed(name, help, "gauge");
+    }
+
+    fn typed(&mut self, name: &str, help: &str, kind: &str) {
         let _ = writeln!(self.0, "# HELP zfs_nfs_replica_{name} {help}");
-        let _ = writeln!(self.0, "# TYPE zfs_nfs_replica_{name} gauge");
+        let _ = writeln!(self.0, "# TYPE zfs_nfs_replica_{name} {kind}");
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
@@ -54,6 +58,18 @@ fn level(l: Level) -> f64 {
 pub fn render(s: &Status) -> String {
     let mut o = Out(String::new());
     let node = s.node.as_str();
+    o.head(
+        "build_info",
+        "Always 1; the version of zfs-nfs-replica that wrote this file.",
+    );
+    o.sample("build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    o.head(
+        "status",
+        "The overall verdict of the last run: 0 ok, 1 warning, 2 critical (as status --check).",
+    );
+    if let Some(l) = s.status {
+        o.sample("status", &[("node", node)], level(l));
+    }
     o.head(
         "role",
         "1 for this node's role in the last run (master, standby or unsure).",
@@ -116,15 +132,16 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
-    o.head(
-        "pool_bytes_sent",
-        "Bytes sent for the pool in the last run.",
+    o.typed(
+        "pool_sent_bytes_total",
+        "Bytes this node has sent for the pool to the peer, over all runs.",
+        "counter",
     );
     for p in &s.pools {
         o.sample(
-            "pool_bytes_sent",
+            "pool_sent_bytes_total",
             &[("pool", &p.pool), ("peer", &p.peer)],
-            p.bytes_sent as f64,
+            p.bytes_sent_total as f64,
         );
     }
     o.head(
@@ -190,9 +207,15 @@ pub fn render(s: &Status) -> String {
     }
     o.head("pool_health", "0 ok, 1 warn, 2 fail (README: Pool health).");
     for h in &s.health {
+        // A pool whose state could not be read is `unknown`, never "".
+        let state = if h.state.is_empty() {
+            "unknown"
+        } else {
+            &h.state
+        };
         o.sample(
             "pool_health",
-            &[("pool", &h.pool), ("state", &h.state)],
+            &[("pool", &h.pool), ("state", state)],
             level(h.level),
         );
     }
@@ -200,7 +223,8 @@ pub fn render(s: &Status) -> String {
         "pool_errors",
         "Error counters from zpool status, summed over the vdevs.",
     );
-    for h in &s.health {
+    // Only what was read: an unknown pool has no error counts (not 0).
+    for h in s.health.iter().filter(|h| !h.state.is_empty()) {
         for (kind, v) in [
             ("read", h.read_errors),
             ("write", h.write_errors),
