@@ -25,6 +25,8 @@ fn status(code: i32) -> std::process::ExitStatus {
 struct Node {
     list: String,
     role_props: String,
+    /// `zpool` cannot run at all (`/dev/zfs` missing).
+    zpool_broken: bool,
 }
 
 struct Fake {
@@ -81,6 +83,13 @@ impl Runner for Fake {
             &self.remote
         };
         let inner = inner.trim_matches('\'');
+        if node.zpool_broken && inner.starts_with("zpool ") {
+            return Ok(Output {
+                status: status(1),
+                stdout: String::new(),
+                stderr: "The ZFS modules are not loaded.\nTry running '/sbin/modprobe zfs' as root to load them.\n".into(),
+            });
+        }
         if inner.starts_with("zfs list ") {
             ok(node.list.clone())
         } else if inner.starts_with("zfs get ") {
@@ -194,6 +203,7 @@ async fn a_master_run_turns_its_pools_on_and_sends_what_is_new() {
         local: Node {
             list: listing(&[("a", 1), ("b", 2)]),
             role_props: role_props("on", "local"),
+            zpool_broken: false,
         },
         remote: Node {
             list: listing(&[("a", 1)]),
@@ -253,6 +263,7 @@ async fn a_standby_run_locks_its_copy_and_writes_nothing_anywhere_else() {
         local: Node {
             list: listing(&[("a", 1)]),
             role_props: role_props("off", "default"),
+            zpool_broken: false,
         },
         remote: Node::default(),
         peer_role: String::new(),
@@ -280,6 +291,40 @@ async fn a_standby_run_locks_its_copy_and_writes_nothing_anywhere_else() {
     assert_eq!(s["role"]["master"], "pve2");
     assert_eq!(s["last_run"]["exit_code"], 1);
     assert_eq!(s["received"][0]["snapshot"]["name"], "a");
+}
+
+/// A standby whose `zpool` cannot run at all is no "nothing to do": exit
+/// 3, and its status and metrics say why.
+#[tokio::test]
+async fn a_standby_that_cannot_read_its_pools_says_so_in_its_exit_code() {
+    let (dir, cfg) = setup();
+    std::fs::write(dir.path().join("sanoid.conf"), SANOID).unwrap();
+    let fake = Fake {
+        local: Node {
+            list: listing(&[("a", 1)]),
+            role_props: role_props("on", "local"),
+            zpool_broken: true,
+        },
+        remote: Node::default(),
+        peer_role: String::new(),
+        log: Mutex::new(Vec::new()),
+    };
+    let standby = Role::Standby {
+        master: "pve2".into(),
+    };
+    let ending = run_with(&cfg, &args(), &fake, async { decision(standby) }).await;
+    assert_eq!(ending, Exit::Transient, "{:#?}", fake.log());
+    let s = status_json(&dir);
+    assert_eq!(s["last_run"]["exit_code"], 3);
+    // What `status` and the metrics judge from: the pool's health, failed.
+    assert_eq!(s["health"][0]["level"], "fail", "{s}");
+    assert!(
+        s["health"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("modules are not loaded"),
+        "{s}"
+    );
 }
 
 #[tokio::test]

@@ -353,9 +353,17 @@ async fn as_standby<R: Runner>(
     let hs = health::read::of_side(runner, cfg, Side::Local, true).await;
     health::read::log(local, &hs);
     shown.extend(hs.iter().map(|h| format!("# health: {}", h.summary())));
+    // A standby whose `zpool` cannot run (or whose pool is missing) is not
+    // "nothing to do": the exit code says so, beside the status and the
+    // metrics.
+    let unreadable = hs.iter().any(|h| h.state.is_empty());
     obs.health = hs;
     if args.dry_run {
         crate::outln!("{}", shown.join("\n"));
+    }
+    if unreadable {
+        error!(node = %local, "standby: the state of its pools could not be read");
+        return Exit::Transient;
     }
     Exit::NothingToDo
 }
