@@ -88,6 +88,7 @@ Architecture: $arch
 Maintainer: zfs-nfs-replica developers <zfs-nfs-replica@example.org>
 Installed-Size: $size
 Depends: $shlib, zfsutils-linux, sanoid, openssh-client
+Suggests: prometheus-node-exporter
 Section: admin
 Priority: optional
 Description: Active-passive ZFS pool replication for a Proxmox VE HA NFS container

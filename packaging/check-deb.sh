@@ -7,7 +7,9 @@
 #     timer not enabled, the binary runs, the shipped config refuses to run
 #     unedited;
 #  4. systemd-analyze verify finds nothing to say about the installed units;
-#  5. purge removes the package and its state files.
+#  5. an upgrade keeps the operator's enable link; remove masks the units
+#     (apt remove leaves nothing that can start); purge removes the enable
+#     link, the mask and the state files, never the quarantine.
 # usage: packaging/check-deb.sh PATH.deb
 set -euo pipefail
 deb=$(realpath "$1")
@@ -88,10 +90,23 @@ else
     fail "systemd-analyze not found (apt-get install systemd)"
 fi
 
+# The operator enables the timer (what `systemctl enable` links).
+wants="$root/etc/systemd/system/timers.target.wants/zfs-nfs-replica.timer"
+mkdir -p "${wants%/*}"
+ln -s /usr/lib/systemd/system/zfs-nfs-replica.timer "$wants"
+# An upgrade (the same package again) keeps it enabled.
+dpkg --force-depends -i "$deb" >/dev/null 2>&1 || fail "dpkg -i over itself failed"
+[ -L "$wants" ] || fail "an upgrade dropped the operator's enable link"
 echo '{}' > "$root/var/lib/zfs-nfs-replica/status.json"
 mkdir -p "$root/var/lib/zfs-nfs-replica/quarantine/zpool1"
+# Remove: nothing can start the units any more (masked).
+dpkg --remove zfs-nfs-replica >/dev/null 2>&1 || fail "dpkg --remove failed"
+[ "$(readlink "$root/etc/systemd/system/zfs-nfs-replica.timer")" = /dev/null ] ||
+    fail "remove did not mask the timer"
 dpkg --purge zfs-nfs-replica >/dev/null 2>&1 || fail "dpkg --purge failed"
 [ ! -e "$root/usr/bin/zfs-nfs-replica" ] || fail "purge left the binary"
 [ ! -e "$root/var/lib/zfs-nfs-replica/status.json" ] || fail "purge left the state"
 [ -d "$root/var/lib/zfs-nfs-replica/quarantine" ] || fail "purge touched the quarantine"
-echo "check-deb: purge ok (state removed, quarantine kept)"
+[ ! -L "$wants" ] || fail "purge left the timer's enable link"
+[ ! -L "$root/etc/systemd/system/zfs-nfs-replica.timer" ] || fail "purge left the mask"
+echo "check-deb: remove masks the units; purge removes the enable link, the mask and the state (quarantine kept)"
