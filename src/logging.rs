@@ -34,7 +34,9 @@ pub fn init(verbose: u8, quiet: bool) {
     if under_journald() {
         let _ = builder.with_ansi(false).event_format(Journald).try_init();
     } else {
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // Colours on a terminal, unless NO_COLOR is set (no-color.org).
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let _ = builder
             .with_ansi(ansi)
             .with_target(false)

@@ -70,7 +70,8 @@ pub fn status(cfg: &Config, args: &StatusArgs) -> Exit {
         }
         return Exit::Ok;
     }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     crate::out!("{}", render::table(&s, chrono::Utc::now(), color));
     Exit::Ok
 }
