@@ -76,6 +76,15 @@ pub enum Command {
     /// checked against this node's config; writes only while this node is a
     /// standby by its own checks. Exit 6: refused.
     Serve(ServeArgs),
+    /// Print the `authorized_keys` line for the peers: the replication key
+    /// (`[ssh] identity` + `.pub`, or PUBKEY) behind the forced command.
+    AuthorizedKey(AuthorizedKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizedKeyArgs {
+    /// The public key file (default: `[ssh] identity` with `.pub`).
+    pub pubkey: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

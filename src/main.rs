@@ -94,6 +94,7 @@ fn run() -> Exit {
                 Command::Handover(args) => commands::handover::handover(&cfg, args).await,
                 Command::Standby => commands::standby::standby(&cfg).await,
                 Command::Serve(args) => commands::serve::serve(&cfg, args).await,
+                Command::AuthorizedKey(args) => commands::authorized_key::print(&cfg, args),
                 Command::Hook(args) => {
                     commands::hook::hook(&cfg, args).await;
                     Exit::Ok

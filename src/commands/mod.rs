@@ -2,6 +2,7 @@
 
 pub mod adopt;
 pub mod assets;
+pub mod authorized_key;
 pub mod check;
 pub mod diverged;
 pub mod handover;
