@@ -534,7 +534,10 @@ fn standby_turns_autosnap_off_and_sends_nothing() {
     // Dry-run shows the rewrite and changes nothing.
     let (code, out, err, _) = s.bin("pve2", &["run", "--dry-run"]);
     assert_eq!(code, unreadable, "{out}{err}");
-    assert!(err.contains("the state of its pools could not be read"), "{err}");
+    assert!(
+        err.contains("the state of its pools could not be read"),
+        "{err}"
+    );
     assert!(out.contains("is a standby; pve1 is master"), "{out}");
     assert!(out.contains("would set autosnap = no in [zpool1]"), "{out}");
     assert_eq!(s.sanoid(), SANOID);

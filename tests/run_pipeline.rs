@@ -251,19 +251,14 @@ async fn a_master_run_turns_its_pools_on_and_sends_what_is_new() {
     assert_eq!(s["pools"][0]["peer"], "pve2");
 }
 
-#[tokio::test]
-async fn a_standby_run_locks_its_copy_and_writes_nothing_anywhere_else() {
-    let (dir, cfg) = setup();
-    std::fs::write(
-        dir.path().join("sanoid.conf"),
-        SANOID.replace("autosnap = no", "autosnap = yes"),
-    )
-    .unwrap();
+/// A run on a node whose checks say pve2 is master; its one dataset holds
+/// snapshot `a`.
+async fn standby_run(cfg: &Config, role_props: String, zpool_broken: bool) -> (Fake, Exit) {
     let fake = Fake {
         local: Node {
             list: listing(&[("a", 1)]),
-            role_props: role_props("off", "default"),
-            zpool_broken: false,
+            role_props,
+            zpool_broken,
         },
         remote: Node::default(),
         peer_role: String::new(),
@@ -272,7 +267,19 @@ async fn a_standby_run_locks_its_copy_and_writes_nothing_anywhere_else() {
     let standby = Role::Standby {
         master: "pve2".into(),
     };
-    let ending = run_with(&cfg, &args(), &fake, async { decision(standby) }).await;
+    let ending = run_with(cfg, &args(), &fake, async { decision(standby) }).await;
+    (fake, ending)
+}
+
+#[tokio::test]
+async fn a_standby_run_locks_its_copy_and_writes_nothing_anywhere_else() {
+    let (dir, cfg) = setup();
+    std::fs::write(
+        dir.path().join("sanoid.conf"),
+        SANOID.replace("autosnap = no", "autosnap = yes"),
+    )
+    .unwrap();
+    let (fake, ending) = standby_run(&cfg, role_props("off", "default"), false).await;
     let log = fake.log();
     assert_eq!(ending, Exit::NothingToDo, "{log:#?}");
     assert!(
@@ -299,20 +306,7 @@ async fn a_standby_run_locks_its_copy_and_writes_nothing_anywhere_else() {
 async fn a_standby_that_cannot_read_its_pools_says_so_in_its_exit_code() {
     let (dir, cfg) = setup();
     std::fs::write(dir.path().join("sanoid.conf"), SANOID).unwrap();
-    let fake = Fake {
-        local: Node {
-            list: listing(&[("a", 1)]),
-            role_props: role_props("on", "local"),
-            zpool_broken: true,
-        },
-        remote: Node::default(),
-        peer_role: String::new(),
-        log: Mutex::new(Vec::new()),
-    };
-    let standby = Role::Standby {
-        master: "pve2".into(),
-    };
-    let ending = run_with(&cfg, &args(), &fake, async { decision(standby) }).await;
+    let (fake, ending) = standby_run(&cfg, role_props("on", "local"), true).await;
     assert_eq!(ending, Exit::Transient, "{:#?}", fake.log());
     let s = status_json(&dir);
     assert_eq!(s["last_run"]["exit_code"], 3);
