@@ -726,33 +726,45 @@ impl<'a> Life<'a> {
     /// refusal is a fault.
     fn accept_real_shrink(&mut self, n: usize, run: &Out) -> bool {
         let text = run.all();
-        let Some(pool) = text
+        // Every pool the guards refused (one remedy line each).
+        let mut pools: Vec<String> = text
             .split("run --accept-size-change ")
-            .nth(1)
-            .and_then(|r| r.split(|c: char| c == ')' || c.is_whitespace()).next())
+            .skip(1)
+            .filter_map(|r| r.split(|c: char| c == ')' || c.is_whitespace()).next())
             .map(str::to_string)
-        else {
-            return false;
-        };
-        let shrunk: Vec<&str> = TRACKED
-            .iter()
-            .copied()
-            .filter(|ds| ds.starts_with(&format!("{pool}/")))
-            .filter(|ds| {
-                let now = model_size(&self.model[*ds]);
-                let peak = self.peak.get(*ds).copied().unwrap_or(0);
-                (now as f64) < 0.8 * peak as f64 && text.contains(&format!("{ds} "))
-            })
             .collect();
-        if shrunk.is_empty() {
+        pools.sort();
+        pools.dedup();
+        if pools.is_empty() {
             return false;
         }
+        let mut all = Vec::new();
+        for pool in &pools {
+            let shrunk: Vec<&str> = TRACKED
+                .iter()
+                .copied()
+                .filter(|ds| ds.starts_with(&format!("{pool}/")))
+                .filter(|ds| {
+                    let now = model_size(&self.model[*ds]);
+                    let peak = self.peak.get(*ds).copied().unwrap_or(0);
+                    (now as f64) < 0.8 * peak as f64 && text.contains(&format!("{ds} "))
+                })
+                .collect();
+            if shrunk.is_empty() {
+                return false;
+            }
+            all.extend(shrunk);
+        }
         self.note(format!(
-            "  the size guards refused {pool} after real deletes in {shrunk:?}: the operator accepts"
+            "  the size guards refused {pools:?} after real deletes in {all:?}: the operator accepts"
         ));
-        let o = run_bounded(self.lab, n, &format!("--accept-size-change {pool}"));
+        let flags: Vec<String> = pools
+            .iter()
+            .map(|p| format!("--accept-size-change {p}"))
+            .collect();
+        let o = run_bounded(self.lab, n, &flags.join(" "));
         if !matches!(o.code, Some(0) | Some(1)) {
-            self.fault(&format!("run --accept-size-change {pool}: {}", o.all()));
+            self.fault(&format!("run {}: {}", flags.join(" "), o.all()));
         }
         self.accepted += 1;
         true
