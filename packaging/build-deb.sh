@@ -48,6 +48,9 @@ for m in target/assets/*.1; do
     gzip -9n -c "$m" >"$root/usr/share/man/man1/$(basename "$m").gz"
 done
 chmod 644 "$root"/usr/share/man/man1/*.gz
+mkdir -p "$root/usr/share/man/man5"
+gzip -9n -c target/assets/zfs-nfs-replica.toml.5 >"$root/usr/share/man/man5/zfs-nfs-replica.toml.5.gz"
+chmod 644 "$root/usr/share/man/man5/zfs-nfs-replica.toml.5.gz"
 # Machine-readable copyright (DEP-5) with the MIT licence text.
 {
     cat <<'EOF'

@@ -29,6 +29,7 @@ want=(
     ./usr/share/man/man1/zfs-nfs-replica-run.1.gz
     ./usr/share/man/man1/zfs-nfs-replica-status.1.gz
     ./usr/share/man/man1/zfs-nfs-replica-resolve.1.gz
+    ./usr/share/man/man5/zfs-nfs-replica.toml.5.gz
     ./usr/share/bash-completion/completions/zfs-nfs-replica
     ./usr/share/zsh/vendor-completions/_zfs-nfs-replica
     ./usr/share/fish/vendor_completions.d/zfs-nfs-replica.fish

@@ -46,7 +46,69 @@ pub fn generate(dir: &Path) -> Result<(), String> {
         clap_complete::generate_to(shell, &mut c, "zfs-nfs-replica", dir).map_err(err)?;
     }
     std::fs::write(dir.join("config.toml"), commented_config()).map_err(err)?;
+    // The main page gets the sections clap does not write; the config
+    // file gets a page of its own.
+    let main = dir.join("zfs-nfs-replica.1");
+    let mut page = std::fs::read_to_string(&main).map_err(err)?;
+    page.push_str(&extra_sections());
+    std::fs::write(&main, page).map_err(err)?;
+    std::fs::write(dir.join("zfs-nfs-replica.toml.5"), config_page()).map_err(err)?;
     Ok(())
+}
+
+/// A line of text for roff: no request or escape it could be taken for.
+fn roff(line: &str) -> String {
+    let t = line.replace('\\', "\\e");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+/// EXIT STATUS, FILES and SEE ALSO for zfs-nfs-replica(1).
+fn extra_sections() -> String {
+    let mut o = String::from(".SH \"EXIT STATUS\"\n.nf\n");
+    for l in crate::exit::TABLE.lines().skip(1) {
+        o.push_str(&roff(l.trim_start()));
+        o.push('\n');
+    }
+    o.push_str(
+        ".fi\n\
+         \\fBstatus \\-\\-check\\fR follows the monitoring-plugin convention instead: \
+         0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n\
+         .SH FILES\n\
+         .TP\n/etc/zfs\\-nfs\\-replica/config.toml\nThe configuration (\\fBzfs\\-nfs\\-replica.toml\\fR(5)).\n\
+         .TP\n/etc/zfs\\-nfs\\-replica/pve\\-token\nThe Proxmox API token, mode 0600.\n\
+         .TP\n/var/lib/zfs\\-nfs\\-replica/\nState: status.json, the size history, the role, promotion and failover records.\n\
+         .TP\n/run/zfs\\-nfs\\-replica/\nLocks, ssh control sockets, the recorded role answer, a handover marker.\n\
+         .TP\n/etc/sanoid/sanoid.conf\nRewritten so that only the master takes snapshots (a backup is kept).\n\
+         .SH \"SEE ALSO\"\n\
+         \\fBzfs\\-nfs\\-replica.toml\\fR(5), \\fBzfs\\fR(8), \\fBzfs\\-send\\fR(8), \\fBzfs\\-receive\\fR(8), \
+         \\fBzfs\\-allow\\fR(8), \\fBsanoid\\fR(8), \\fBsshd\\fR(8) (authorized_keys), \\fBha\\-manager\\fR(1), \
+         /usr/share/doc/zfs\\-nfs\\-replica/README.md\n",
+    );
+    o
+}
+
+/// zfs-nfs-replica.toml(5): the configuration, every key documented as in
+/// the example it ships.
+fn config_page() -> String {
+    let mut o = format!(
+        ".TH ZFS\\-NFS\\-REPLICA.TOML 5 \"\" \"zfs\\-nfs\\-replica {}\"\n\
+         .SH NAME\nzfs\\-nfs\\-replica.toml \\- configuration of zfs\\-nfs\\-replica\n\
+         .SH SYNOPSIS\n/etc/zfs\\-nfs\\-replica/config.toml\n\
+         .SH DESCRIPTION\nTOML, read strictly: an unknown key, a wrong type or an out\\-of\\-range \
+         value is an error naming the file, line and key, and nothing runs (exit 2). \
+         Every key, with its default, as the packaged example documents it:\n.PP\n.nf\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for l in EXAMPLE.lines() {
+        o.push_str(&roff(l));
+        o.push('\n');
+    }
+    o.push_str(".fi\n.SH \"SEE ALSO\"\n\\fBzfs\\-nfs\\-replica\\fR(1)\n");
+    o
 }
 
 #[cfg(test)]
@@ -91,5 +153,21 @@ mod tests {
         assert!(bash.contains("--keep-divergent") && bash.contains("--accept-size-change"));
         assert!(d.path().join("_zfs-nfs-replica").exists());
         assert!(d.path().join("zfs-nfs-replica.fish").exists());
+        for want in [
+            ".SH \"EXIT STATUS\"",
+            "6  serve",
+            ".SH FILES",
+            ".SH \"SEE ALSO\"",
+        ] {
+            assert!(man.contains(want), "{want}:\n{man}");
+        }
+        let five = std::fs::read_to_string(d.path().join("zfs-nfs-replica.toml.5")).unwrap();
+        assert!(five.starts_with(".TH ZFS\\-NFS\\-REPLICA.TOML 5"), "{five}");
+        assert!(
+            five.contains("[cluster]") && five.contains("[[pool]]"),
+            "{five}"
+        );
+        // No example line is read as a roff request.
+        assert!(five.lines().all(|l| !l.starts_with("'")), "{five}");
     }
 }
