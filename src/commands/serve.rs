@@ -31,11 +31,10 @@ pub async fn serve(cfg: &Config, args: &ServeArgs) -> Exit {
             "no request (this key may only run zfs-nfs-replica requests)".into(),
         )),
     };
-    let op = match op.and_then(|op| serve::check(&op, &allowed(cfg)).map(|a| (op, a))) {
+    let (op, access) = match op.and_then(|op| serve::check(&op, &allowed(cfg)).map(|a| (op, a))) {
         Ok(x) => x,
         Err(e) => return refuse(&e.to_string()),
     };
-    let (op, access) = op;
     if access == Access::Write {
         let answer = super::role::fresh_answer(cfg, ANSWER_MAX_AGE).await;
         if let Err(why) = answer.accepts_writes() {
