@@ -116,7 +116,14 @@ fn record(
     if !prom.as_os_str().is_empty() {
         match prom.parent() {
             Some(d) if d.is_dir() => {
-                if let Err(e) = status::prometheus::write(prom, &s) {
+                // The metrics carry the verdict (`status`): judged now.
+                let mut judged = s.clone();
+                status::evaluate(
+                    &mut judged,
+                    chrono::Utc::now(),
+                    &status::Thresholds::from_config(&cfg.status),
+                );
+                if let Err(e) = status::prometheus::write(prom, &judged) {
                     error!("{e}");
                 }
             }
