@@ -42,13 +42,12 @@ fn refused(why: impl Into<String>) -> Refused {
     let why: String = why.into();
     Refused(
         why.chars()
-            .flat_map(|c| {
-                let e: Vec<char> = if c.is_control() {
-                    c.escape_default().collect()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
                 } else {
-                    vec![c]
-                };
-                e
+                    c.to_string()
+                }
             })
             .collect(),
     )

@@ -71,12 +71,15 @@ pub async fn run_with<R: Runner>(
             chrono::Utc::now(),
             &status::Thresholds::from_config(&cfg.status),
         );
+        // The metrics carry the verdict (`status`); the status file stays
+        // unjudged (`status` judges it when read).
+        write_metrics(cfg, &s);
         notify::after_run(&cfg.notify, &cfg.paths.state_dir, &s, runner).await;
     }
     code
 }
 
-/// After a run (not a dry run): the status file and the metrics.
+/// After a run (not a dry run): the status file.
 /// Logs and shows what the sanoid.conf rewrite did; false (logged) when it
 /// refused the file, which refuses the run.
 fn sanoid_applied(r: Result<Option<String>, String>, shown: &mut Vec<String>) -> bool {
@@ -112,28 +115,26 @@ fn record(
     if let Err(e) = status::save(dir, &s) {
         error!("cannot record the status: {e}");
     }
-    let prom = &cfg.status.prometheus_textfile;
-    if !prom.as_os_str().is_empty() {
-        match prom.parent() {
-            Some(d) if d.is_dir() => {
-                // The metrics carry the verdict (`status`): judged now.
-                let mut judged = s.clone();
-                status::evaluate(
-                    &mut judged,
-                    chrono::Utc::now(),
-                    &status::Thresholds::from_config(&cfg.status),
-                );
-                if let Err(e) = status::prometheus::write(prom, &judged) {
-                    error!("{e}");
-                }
-            }
-            _ => debug!(
-                "{}: its directory does not exist (no node_exporter textfile collector): not written",
-                prom.display()
-            ),
-        }
-    }
     s
+}
+
+/// The node_exporter textfile, when its directory exists.
+fn write_metrics(cfg: &Config, s: &status::Status) {
+    let prom = &cfg.status.prometheus_textfile;
+    if prom.as_os_str().is_empty() {
+        return;
+    }
+    match prom.parent() {
+        Some(d) if d.is_dir() => {
+            if let Err(e) = status::prometheus::write(prom, s) {
+                error!("{e}");
+            }
+        }
+        _ => debug!(
+            "{}: its directory does not exist (no node_exporter textfile collector): not written",
+            prom.display()
+        ),
+    }
 }
 
 async fn run_inner<R: Runner>(
