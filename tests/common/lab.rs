@@ -507,6 +507,22 @@ impl Lab {
     /// [`Lab::fresh_pools`].
     pub fn restore(&self, name: &str) -> bool {
         let pools = POOLS.join(" ");
+        // A node booted again since (a crash of the life scenario) lost its
+        // copy (`/pools` is in its RAM): then neither node restores, and the
+        // caller sets up again (which makes a new copy on both).
+        let kept = self.on_both(|n| {
+            self.sh(n, &format!("[ -f /pools/saved-{name}/files.tar ]"))
+                .code
+                == Some(0)
+        });
+        if !kept.iter().all(|k| *k) {
+            if kept.iter().any(|k| *k) {
+                eprintln!(
+                    "[lab] {name} kept on one node only (the other was booted again): set up anew"
+                );
+            }
+            return false;
+        }
         let ok = self.on_both(|n| {
             let o = self.sh(
                 n,
