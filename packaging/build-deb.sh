@@ -39,6 +39,9 @@ put 644 target/assets/config.toml etc/zfs-nfs-replica/config.toml
 put 755 packaging/zfs-nfs-replica-hook usr/share/zfs-nfs-replica/zfs-nfs-replica-hook
 put 644 README.md usr/share/doc/zfs-nfs-replica/README.md
 put 644 examples/config.toml usr/share/doc/zfs-nfs-replica/examples/config.toml
+for f in zfs-nfs-replica.rules.yml zfs-nfs-replica.rules.test.yml zfs-nfs-replica.grafana.json; do
+    put 644 "examples/monitoring/$f" "usr/share/doc/zfs-nfs-replica/examples/monitoring/$f"
+done
 put 644 target/assets/zfs-nfs-replica.bash usr/share/bash-completion/completions/zfs-nfs-replica
 put 644 target/assets/_zfs-nfs-replica usr/share/zsh/vendor-completions/_zfs-nfs-replica
 put 644 target/assets/zfs-nfs-replica.fish usr/share/fish/vendor_completions.d/zfs-nfs-replica.fish

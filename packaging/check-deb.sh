@@ -25,6 +25,8 @@ want=(
     ./usr/share/doc/zfs-nfs-replica/README.md
     ./usr/share/doc/zfs-nfs-replica/copyright
     ./usr/share/doc/zfs-nfs-replica/examples/config.toml
+    ./usr/share/doc/zfs-nfs-replica/examples/monitoring/zfs-nfs-replica.rules.yml
+    ./usr/share/doc/zfs-nfs-replica/examples/monitoring/zfs-nfs-replica.grafana.json
     ./usr/share/man/man1/zfs-nfs-replica.1.gz
     ./usr/share/man/man1/zfs-nfs-replica-run.1.gz
     ./usr/share/man/man1/zfs-nfs-replica-status.1.gz

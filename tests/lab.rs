@@ -1594,6 +1594,16 @@ fn lab_a_planned_migration_hands_the_last_writes_over_and_back() {
     let (t64, log) = migrate(B, A);
     eprintln!("[lab] handover B -> A with 64 MiB written: the start waited {t64:.1}s");
     assert_eq!(sha(&lab, A, "zpool1/a/late zpool1/a/b/last"), want, "{log}");
+    // 2b. Over to B and back to A again before any timer run. Each handover
+    // starts a stretch as master that has no size history yet: A must not
+    // compare B's copy with what A recorded in its first stretch (B's copy
+    // has grown by 64 MiB since; the life test saw such a handover refused
+    // because the handover recorded A as a standby before it sent).
+    lab.ok(A, "echo again > /zpool1/a/b/again && sync");
+    let want = sha(&lab, A, "zpool1/a/b/again");
+    let (_, log) = migrate(A, B);
+    assert_eq!(sha(&lab, B, "zpool1/a/b/again"), want, "{log}");
+    migrate(B, A);
     // 3. The timer runs on both: in sync, no conflict, no flag.
     for n in [A, B, A] {
         let out = lab.replica(n, "run");

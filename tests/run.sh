@@ -75,17 +75,31 @@ command -v gzip >/dev/null || need_pkgs+=(gzip)
 # The Prometheus text format, checked with the official client's parser
 # (tests/prometheus.rs).
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need_pkgs+=(python3-prometheus-client)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
+# promtool (Prometheus's rule checker and unit tester, tests/monitoring.rs):
+# extracted from Debian's prometheus package into target/tools/, not
+# installed (the package would start a Prometheus server).
+if [ -z "${PROMTOOL:-}" ] && ! command -v promtool >/dev/null && [ ! -x target/tools/promtool ]; then
+    need_promtool=1
+fi
+if [ ${#need_pkgs[@]} -gt 0 ] || [ -n "${need_promtool:-}" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages: ${need_pkgs[*]} (run as root, or install them)" >&2
         exit 1
     fi
-    echo "installing: ${need_pkgs[*]}"
+    echo "installing: ${need_pkgs[*]}${need_promtool:+ promtool (from the prometheus package)}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     # The package's own sshd service is not started here (no systemd in CI);
     # the tests start their own sshd on loopback.
-    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+    if [ ${#need_pkgs[@]} -gt 0 ]; then
+        apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+    fi
+    if [ -n "${need_promtool:-}" ]; then
+        d=$(mktemp -d)
+        (cd "$d" && apt-get download -q prometheus 2>/dev/null && dpkg-deb -x prometheus_*.deb x)
+        install -D -m 755 "$d/x/usr/bin/promtool" target/tools/promtool
+        rm -rf "$d"
+    fi
 fi
 
 # The lab image, in the background: mostly downloads, dpkg and one dkms

@@ -85,8 +85,10 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> Exit {
     }
     // ...and this node was its master: a standby has nothing of its own.
     let dir = &cfg.paths.state_dir;
-    match state::load_role(dir) {
-        Ok(Some(r)) if r.role == crate::report::RoleName::Master => {}
+    // Since when: the size history of this stretch as master counts (this
+    // node is recorded as a standby below, before anything is sent).
+    let master_since = match state::load_role(dir) {
+        Ok(Some(r)) if r.role == crate::report::RoleName::Master => r.since,
         _ => {
             info!(
                 "handover to {}: this node was not master: nothing to hand over",
@@ -95,7 +97,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> Exit {
             report.result = NOT_MASTER.into();
             return Exit::NothingToDo;
         }
-    }
+    };
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
@@ -188,7 +190,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> Exit {
     };
     let mut silent = Silent;
     let mut engine = Engine::new(&runner, &settings, &mut silent);
-    let mut all = send_to(cfg, &run_args, &mut engine, &args.to).await;
+    let mut all = send_to(cfg, &run_args, &mut engine, &args.to, &master_since).await;
     // A pool whose copy on the new master diverged (that node crashed as
     // master once, and what it wrote then never came here; nobody resolved
     // since): the guest must start with what it served here a moment ago,
@@ -211,7 +213,7 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> Exit {
             pools: report.quarantined.clone(),
             ..run_args
         };
-        let more = send_to(cfg, &again, &mut engine, &args.to).await;
+        let more = send_to(cfg, &again, &mut engine, &args.to, &master_since).await;
         all.reports
             .retain(|r| !report.quarantined.contains(&r.pool));
         all.reports.extend(more.reports);
@@ -367,15 +369,14 @@ async fn send_to<R: Runner>(
     args: &RunArgs,
     engine: &mut Engine<'_, R>,
     to: &str,
+    master_since: &Option<String>,
 ) -> super::run::All {
-    super::run::replicate_all(
-        cfg,
-        args,
-        engine,
-        &Default::default(),
-        false,
-        Default::default(),
-        Some(to),
-    )
-    .await
+    let scope = super::run::Scope {
+        refused: &Default::default(),
+        want_peer_health: false,
+        peers: Default::default(),
+        only_peer: Some(to),
+        master_since: master_since.clone(),
+    };
+    super::run::replicate_all(cfg, args, engine, scope).await
 }

@@ -254,16 +254,14 @@ async fn run_inner<R: Runner>(
         };
     let mut engine = Engine::new(runner, &settings, progress);
     engine.shown = shown;
-    let mut all = replicate_all(
-        cfg,
-        args,
-        &mut engine,
-        &refused,
-        !failover_reasons.is_empty(),
-        early,
-        None,
-    )
-    .await;
+    let scope = Scope {
+        refused: &refused,
+        want_peer_health: !failover_reasons.is_empty(),
+        peers: early,
+        only_peer: None,
+        master_since: master_since(&cfg.paths.state_dir),
+    };
+    let mut all = replicate_all(cfg, args, &mut engine, scope).await;
     let mut code_floor = Exit::NothingToDo;
     if !failover_reasons.is_empty() {
         let line = failover(
@@ -465,15 +463,44 @@ pub(crate) struct All {
     pub peer_health: BTreeMap<String, Vec<health::PoolHealth>>,
 }
 
+/// What [`replicate_all`] covers beyond the pools `args` names.
+pub(crate) struct Scope<'a> {
+    /// Pools refused before any listing (the health policy), with why.
+    pub refused: &'a BTreeMap<String, String>,
+    /// Also read every standby's pool health (the failover policy asks).
+    pub want_peer_health: bool,
+    /// Connections already open (or failed), by peer name.
+    pub peers: BTreeMap<String, Result<Peer, String>>,
+    /// Send to this peer alone (the handover).
+    pub only_peer: Option<&'a str>,
+    /// When this node last became master (RFC 3339): the size history
+    /// counts from then (a failover and a failback in between make older
+    /// entries meaningless). None: not known, every entry counts.
+    pub master_since: Option<String>,
+}
+
+/// When this node last became master, as its role record says.
+pub(crate) fn master_since(state_dir: &std::path::Path) -> Option<String> {
+    state::load_role(state_dir)
+        .ok()
+        .flatten()
+        .filter(|r| r.role == RoleName::Master)
+        .and_then(|r| r.since)
+}
+
 pub(crate) async fn replicate_all<R: Runner>(
     cfg: &Config,
     args: &RunArgs,
     engine: &mut Engine<'_, R>,
-    refused: &BTreeMap<String, String>,
-    want_peer_health: bool,
-    mut peers: BTreeMap<String, Result<Peer, String>>,
-    only_peer: Option<&str>,
+    scope: Scope<'_>,
 ) -> All {
+    let Scope {
+        refused,
+        want_peer_health,
+        mut peers,
+        only_peer,
+        master_since,
+    } = scope;
     let runner = engine.runner;
     let cmd_timeout = engine.settings.command_timeout;
     let mut reports = Vec::new();
@@ -556,13 +583,6 @@ pub(crate) async fn replicate_all<R: Runner>(
             }
         }
     }
-    // The size history counts from when this node last became master: a
-    // failover and a failback in between make older entries meaningless.
-    let master_since = state::load_role(&cfg.paths.state_dir)
-        .ok()
-        .flatten()
-        .filter(|r| r.role == RoleName::Master)
-        .and_then(|r| r.since);
     for t in &targets {
         if ready.is_empty() {
             break;
