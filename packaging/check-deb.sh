@@ -6,7 +6,8 @@
 #     chrootless, honouring DPKG_ROOT): files, conffile, state dir, the
 #     timer not enabled, the binary runs, the shipped config refuses to run
 #     unedited;
-#  4. systemd-analyze verify finds nothing to say about the installed units;
+#  4. systemd-analyze verify finds nothing to say about the installed units,
+#     and systemd-analyze security rates both services at most 5.0;
 #  5. an upgrade keeps the operator's enable link; remove masks the units
 #     (apt remove leaves nothing that can start); purge removes the enable
 #     link, the mask and the state files, never the quarantine.
@@ -89,6 +90,15 @@ if command -v systemd-analyze >/dev/null; then
     # verify exits 0 on lines it ignores: anything it says is a finding.
     [ -z "$out" ] || fail "systemd-analyze verify: $out"
     echo "check-deb: systemd-analyze verify ok"
+    # The hardening (README: "The systemd units"): the exposure systemd
+    # computes, which was 9.6 (UNSAFE) before it.
+    for u in zfs-nfs-replica.service zfs-nfs-replica-boot.service; do
+        level=$(systemd-analyze security --offline=yes --root="$root" \
+            "/usr/lib/systemd/system/$u" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+        [ -n "$level" ] || fail "systemd-analyze security $u gave no level"
+        awk -v l="$level" 'BEGIN { exit !(l <= 5.0) }' || fail "$u: exposure $level, above 5.0"
+        echo "check-deb: $u exposure $level (systemd-analyze security)"
+    done
 else
     fail "systemd-analyze not found (apt-get install systemd)"
 fi

@@ -1,13 +1,14 @@
 //! The connection to a peer: one OpenSSH master connection per peer and run
-//! (the `openssh` crate's multiplexed session), and every remote operation a
-//! short-lived mux client on it.
+//! (`ControlMaster`), and every remote operation a short-lived mux client on
+//! it.
 //!
 //! We launch the master ourselves through the [`Runner`] (so connecting has a
-//! deadline and a process group like every other child) and hand its control
-//! socket to `openssh::Session::resume`, which checks and closes it. Remote
-//! commands are plain [`Cmd`]s (`ssh -S <socket> ... -- '<quoted command>'`)
-//! run by the same runner: a `zfs send` child writes straight into the mux
-//! client's stdin, so stream bytes never pass through this process.
+//! deadline and a process group like every other child), ask it whether it
+//! is up with `ssh -O check` and close it with `ssh -O exit`, both bounded
+//! (a master that does not exit is killed). Remote commands are plain
+//! [`Cmd`]s (`ssh -S <socket> ... -- '<quoted command>'`) run by the same
+//! runner: a `zfs send` child writes straight into the mux client's stdin,
+//! so stream bytes never pass through this process.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,7 +46,9 @@ pub struct Peer {
     pub addr: String,
     ctl: PathBuf,
     dir: PathBuf,
-    session: Option<openssh::Session>,
+    /// This process opened the master and closes it (false: a handle on a
+    /// master opened elsewhere, or one already closed).
+    owned: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -164,14 +167,12 @@ impl Peer {
                 return Err(err(e.to_string()));
             }
         }
-        let session =
-            openssh::Session::resume(ctl.clone().into_boxed_path(), Some(log.into_boxed_path()));
         Ok(Peer {
             name: target.name.clone(),
             addr: target.addr.clone(),
             ctl,
             dir,
-            session: Some(session),
+            owned: true,
         })
     }
 
@@ -183,7 +184,7 @@ impl Peer {
             addr: String::new(),
             dir: ctl.parent().map(Path::to_path_buf).unwrap_or_default(),
             ctl,
-            session: None,
+            owned: false,
         }
     }
 
@@ -220,16 +221,12 @@ impl Peer {
 
     /// Is the master still up?
     pub async fn check(&self, timeout: Duration) -> Result<(), SshError> {
-        let Some(s) = &self.session else {
+        if !self.owned {
             return Err(self.session_err("closed".into()));
-        };
-        match tokio::time::timeout(timeout, s.check()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.session_err(e.to_string())),
-            Err(_) => Err(self.session_err(format!(
-                "master did not answer within {}s",
-                timeout.as_secs()
-            ))),
+        }
+        match control(&self.ctl, "check", timeout).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.session_err(e)),
         }
     }
 
@@ -243,9 +240,10 @@ impl Peer {
     /// Close the master, bounded; a master that does not exit is killed.
     pub async fn close(mut self, timeout: Duration) {
         // A detached handle owns neither the master nor its directory.
-        let Some(s) = self.session.take() else { return };
-        let closed = tokio::time::timeout(timeout, s.close()).await;
-        if !matches!(closed, Ok(Ok(()))) {
+        if !std::mem::take(&mut self.owned) {
+            return;
+        }
+        if control(&self.ctl, "exit", timeout).await.is_err() {
             kill_master(&self.ctl);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -258,12 +256,40 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        if self.session.take().is_some() {
+        if std::mem::take(&mut self.owned) {
             // Not closed explicitly (an error path): ask the master to exit
             // without waiting on it for long.
             kill_master(&self.ctl);
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// `ssh -S CTL -O OP` (`check`, `exit`) within `timeout`, in its own
+/// process group and killed at the deadline; what it said, or why not.
+async fn control(ctl: &Path, op: &str, timeout: Duration) -> Result<String, String> {
+    let child = tokio::process::Command::new("ssh")
+        .arg("-S")
+        .arg(ctl)
+        .args(["-O", op, "none"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("ssh -O {op}: {e}"))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(o)) if o.status.success() => Ok(String::from_utf8_lossy(&o.stderr).into_owned()),
+        Ok(Ok(o)) => Err(format!(
+            "ssh -O {op}: {}",
+            stderr_head(&String::from_utf8_lossy(&o.stderr))
+        )),
+        Ok(Err(e)) => Err(format!("ssh -O {op}: {e}")),
+        Err(_) => Err(format!(
+            "master did not answer `ssh -O {op}` within {}s",
+            timeout.as_secs()
+        )),
     }
 }
 

@@ -967,6 +967,25 @@ fn lab_each_node_reaches_its_proxmox_api_stand_in() {
 fn lab_check_reaches_the_peer_and_lists_both_sides() {
     let lab = Lab::get();
     setup(&lab);
+    // Every scenario runs the tool within the unit's limits (`unit_limits`):
+    // they hold, and they bite. Bounding set: CHOWN 0, DAC_OVERRIDE 1,
+    // DAC_READ_SEARCH 2, FOWNER 3, KILL 5, SYS_ADMIN 21.
+    let limited = lab.ok(
+        A,
+        &format!(
+            "{} sh -c 'grep -E \"^(CapBnd|CapEff|NoNewPrivs)\" /proc/self/status; umask'",
+            common::lab::unit_limits()
+        ),
+    );
+    assert_eq!(
+        limited,
+        "CapEff:\t000000000020002f\nCapBnd:\t000000000020002f\nNoNewPrivs:\t1\n0077\n"
+    );
+    let without_admin = lab.sh(
+        A,
+        "setpriv --bounding-set -sys_admin -- zfs set readonly=on zpool1",
+    );
+    assert_ne!(without_admin.code, Some(0), "{}", without_admin.all());
     let out = lab.replica(A, "check");
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert!(

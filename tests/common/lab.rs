@@ -606,11 +606,15 @@ impl Lab {
     }
 
     /// `zfs-nfs-replica ARGS` on a node, as the systemd unit runs it
-    /// (journald-style output, default config path).
+    /// (journald-style output, default config path), within the unit's
+    /// limits that hold without systemd ([`unit_limits`]).
     pub fn replica(&self, node: &str, args: &str) -> Out {
         self.sh(
             node,
-            &format!("JOURNAL_STREAM=8:1 /usr/bin/zfs-nfs-replica {args}"),
+            &format!(
+                "{} env JOURNAL_STREAM=8:1 /usr/bin/zfs-nfs-replica {args}",
+                unit_limits()
+            ),
         )
     }
 
@@ -656,4 +660,34 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// The limits `systemd/zfs-nfs-replica.service` puts on the tool that the
+/// lab can apply without systemd, as a command prefix: its capability
+/// bounding set and `NoNewPrivileges` (setpriv), and its `UMask`, read from
+/// the unit file itself. Every scenario runs the tool this way, so none of
+/// them would pass if the unit took away something a run, a promotion or a
+/// resolve needs. (The unit's seccomp options need systemd itself.)
+pub fn unit_limits() -> String {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/zfs-nfs-replica.service"),
+    )
+    .expect("the unit file");
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("{key}= not in the unit"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(value("NoNewPrivileges"), "yes");
+    let caps: Vec<String> = value("CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    format!(
+        "umask {}; setpriv --no-new-privs --inh-caps -all --bounding-set -all,{} --",
+        value("UMask"),
+        caps.join(",")
+    )
 }
