@@ -115,11 +115,15 @@ fn run() -> Exit {
     if is_hook { Exit::Ok } else { ending }
 }
 
-/// This process's peak resident set size (its children are not counted).
+/// This process's peak resident set size in KiB (its children are not
+/// counted): `VmHWM` of /proc/self/status; 0 when it cannot be read.
 fn peak_rss_kib() -> i64 {
-    // SAFETY: an all-zero rusage is a valid value to be overwritten.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: ru is valid and writable for the call.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    ru.ru_maxrss
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

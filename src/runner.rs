@@ -7,6 +7,7 @@
 //! [`Runner`] is a trait so the engine can be driven by a fake in tests; the
 //! real implementation is [`SystemRunner`].
 
+use rustix::process::{Pid, Signal};
 use std::future::Future;
 use std::io::pipe;
 use std::process::{ExitStatus, Stdio};
@@ -200,7 +201,7 @@ static LIVE: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 pub fn kill_live_groups() {
     let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
     for pgid in live.iter() {
-        signal_group(*pgid, libc::SIGKILL);
+        signal_group(*pgid, Signal::KILL);
     }
 }
 
@@ -235,7 +236,7 @@ impl Drop for Group {
     fn drop(&mut self) {
         let Some(g) = self.pgid else { return };
         if !self.reaped {
-            signal_group(g, libc::SIGKILL);
+            signal_group(g, Signal::KILL);
         }
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -243,10 +244,10 @@ impl Drop for Group {
     }
 }
 
-fn signal_group(pgid: u32, sig: i32) {
-    // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
-    unsafe {
-        libc::killpg(pgid as libc::pid_t, sig);
+/// Signal a whole process group; a group already gone (ESRCH) is fine.
+fn signal_group(pgid: u32, sig: Signal) {
+    if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, sig);
     }
 }
 
@@ -254,17 +255,17 @@ impl SystemRunner {
     /// TERM (+CONT), grace, KILL, grace. Returns the PID if it still did not exit.
     async fn terminate(&self, child: &mut Child, pgid: Option<u32>) -> Option<u32> {
         let pgid = pgid?;
-        signal_group(pgid, libc::SIGTERM);
-        signal_group(pgid, libc::SIGCONT);
+        signal_group(pgid, Signal::TERM);
+        signal_group(pgid, Signal::CONT);
         if tokio::time::timeout(self.kill_grace, child.wait())
             .await
             .is_ok()
         {
             // The leader is gone; make sure nothing it started lingers.
-            signal_group(pgid, libc::SIGKILL);
+            signal_group(pgid, Signal::KILL);
             return None;
         }
-        signal_group(pgid, libc::SIGKILL);
+        signal_group(pgid, Signal::KILL);
         match tokio::time::timeout(self.kill_grace, child.wait()).await {
             Ok(_) => None,
             Err(_) => Some(pgid),

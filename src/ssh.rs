@@ -308,11 +308,9 @@ fn kill_master(ctl: &Path) {
         .nth(1)
         .and_then(|r| r.split(')').next())
         .and_then(|p| p.trim().parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
     {
-        // SAFETY: plain kill(2) on a pid ssh reported as its master.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }
 

@@ -205,14 +205,7 @@ pub fn short_hostname() -> Option<String> {
 }
 
 fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it on success (we also bound the search).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    let s = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    let u = rustix::system::uname();
+    let s = u.nodename().to_string_lossy().trim().to_string();
     (!s.is_empty()).then_some(s)
 }
