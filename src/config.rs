@@ -599,38 +599,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    let bad = || {
-        format!("invalid duration `{s}`: write e.g. \"500ms\", \"30s\", \"10m\", \"2h\", \"1h30m\"")
-    };
-    if t.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
-            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
-            "d" => Duration::from_secs(n.checked_mul(86400).ok_or_else(bad)?),
-            _ => return Err(bad()),
-        };
-        total = total.checked_add(d).ok_or_else(bad)?;
-    }
+    // humantime: the units systemd accepts ("500ms", "30s", "10min",
+    // "2h", "1h 30m", "7days"); a bare number or a sign is refused.
+    let total = humantime::parse_duration(t).map_err(|e| {
+        format!("invalid duration `{s}` ({e}): write e.g. \"500ms\", \"30s\", \"10m\", \"2h\", \"1h30m\"")
+    })?;
     if total > MAX_DURATION {
         return Err(format!(
             "duration `{s}` is longer than a year (365d): every wait of the tool must end"
@@ -1267,16 +1240,11 @@ name = "zpool1"
             assert!(parse_duration(absurd).is_err(), "{absurd}");
         }
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        for bad in [
-            "",
-            "5",
-            "s",
-            "5 sec",
-            "-5s",
-            "5x",
-            "1h-2m",
-            "99999999999999999999s",
-        ] {
+        assert_eq!(
+            parse_duration("1h 30min").unwrap(),
+            Duration::from_secs(5400)
+        );
+        for bad in ["", "5", "s", "-5s", "5x", "1h-2m", "99999999999999999999s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -1304,7 +1272,10 @@ name = "zpool1"
     #[test]
     fn bad_values_are_errors() {
         let cases = [
-            ("[ssh]\nconnect_timeout = \"5 sec\"\n", "invalid duration"),
+            (
+                "[ssh]\nconnect_timeout = \"5 parsecs\"\n",
+                "invalid duration",
+            ),
             (
                 "[ssh]\nstrict_host_key_checking = \"no\"\n",
                 "unknown variant `no`",
