@@ -983,7 +983,7 @@ fn lab_check_reaches_the_peer_and_lists_both_sides() {
     );
     let without_admin = lab.sh(
         A,
-        "setpriv --bounding-set -sys_admin -- zfs set readonly=on zpool1",
+        "/usr/bin/setpriv --bounding-set -sys_admin -- zfs set readonly=on zpool1",
     );
     assert_ne!(without_admin.code, Some(0), "{}", without_admin.all());
     let out = lab.replica(A, "check");

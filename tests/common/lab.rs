@@ -686,7 +686,7 @@ pub fn unit_limits() -> String {
         .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
         .collect();
     format!(
-        "umask {}; setpriv --no-new-privs --inh-caps -all --bounding-set -all,{} --",
+        "umask {}; /usr/bin/setpriv --no-new-privs --inh-caps -all --bounding-set -all,{} --",
         value("UMask"),
         caps.join(",")
     )

@@ -52,7 +52,9 @@ copy_bin() { # copy_bin PATH...: executables plus their libraries
 }
 
 # ---- programs
-for b in busybox bash sshd ssh ssh-keygen scp zfs zpool zdb zstream perl pv mbuffer lzop; do
+# setpriv (util-linux, not busybox's): the lab runs the tool within the
+# systemd unit's capability bounding set (tests/common/lab.rs unit_limits).
+for b in busybox bash sshd ssh ssh-keygen scp zfs zpool zdb zstream perl pv mbuffer lzop setpriv; do
     p=$(command -v "$b") || { echo "mkinitramfs: $b not installed" >&2; exit 1; }
     copy_bin "$p"
 done
