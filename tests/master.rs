@@ -732,3 +732,109 @@ fn failover_requests_reach_ha_and_refusals_are_reported() {
     assert!(e.contains("no answer within 2s"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// The `pveum` lines and the token file's token id of the README's block
+/// that contains `marker`.
+fn readme_recipe(marker: &str) -> (Vec<String>, String) {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .find(|b| b.contains(marker) && b.contains("pveum"))
+        .unwrap_or_else(|| panic!("no README block with {marker}"));
+    let lines: Vec<String> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("pveum "))
+        .map(str::to_string)
+        .collect();
+    let id = block
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("echo '")?
+                .split_once("=<secret>'")
+                .map(|(id, _)| id.to_string())
+        })
+        .expect("the block writes the token file");
+    (lines, id)
+}
+
+impl Setup {
+    /// The stand-in enforces `access`; the token file holds token `id`.
+    fn with_access(&self, access: common::pve::Access, id: &str) {
+        self.pve.set(|s| s.access = Some(access.clone()));
+        std::fs::write(self.path("pve-token"), format!("{id}={}\n", self.secret())).unwrap();
+    }
+}
+
+fn apply(lines: &[String]) -> common::pve::Access {
+    let mut a = common::pve::Access::new();
+    for l in lines {
+        a.pveum(l)
+            .unwrap_or_else(|e| panic!("the README's recipe: {e}"));
+    }
+    a
+}
+
+#[test]
+fn the_readmes_token_recipe_gives_the_checks_what_they_need() {
+    let (lines, id) = readme_recipe("PVEAuditor");
+    let access = apply(&lines);
+    assert!(
+        access.tokens.contains_key(&id),
+        "{id} is created: {lines:?}"
+    );
+    let s = Setup::new();
+    s.with_access(access, &id);
+    assert_eq!(s.decide("pve1"), Role::Master);
+    assert_eq!(
+        s.decide("pve2"),
+        Role::Standby {
+            master: "pve1".into()
+        }
+    );
+    // A read-only token: the failover's HA requests are refused.
+    let a = apply(&lines);
+    assert!(a.allows(&id, "/", "Sys.Audit") && a.allows(&id, "/vms/103", "VM.Audit"));
+    assert!(!a.allows(&id, "/", "Sys.Console"));
+}
+
+#[test]
+fn the_readmes_token_recipe_fails_without_the_users_role() {
+    // The recipe as the README had it before: the role on the token only.
+    let (lines, id) = readme_recipe("PVEAuditor");
+    let without_user: Vec<String> = lines
+        .iter()
+        .filter(|l| !(l.starts_with("pveum acl modify") && l.contains("--users")))
+        .cloned()
+        .collect();
+    assert_eq!(without_user.len() + 1, lines.len(), "{lines:?}");
+    let s = Setup::new();
+    s.with_access(apply(&without_user), &id);
+    let why = s.unsure("pve1");
+    eprintln!("without the user's role: {why}");
+    assert!(why.contains("403") && why.contains("Sys.Audit"), "{why}");
+    // Nor would a made-up option pass for a pveum one.
+    let mut a = common::pve::Access::new();
+    assert!(
+        a.pveum("pveum acl modify / --token 'u@pve!t' --role PVEAuditor")
+            .is_err()
+    );
+}
+
+#[test]
+fn the_readmes_failover_recipe_may_stop_the_guest_and_the_audit_token_still_may_not() {
+    let (ro, audit) = readme_recipe("PVEAuditor");
+    let (fo, failover) = readme_recipe("ZfsNfsReplicaFailover");
+    let all: Vec<String> = ro.iter().chain(&fo).cloned().collect();
+    let a = apply(&all);
+    assert!(a.allows(&failover, "/", "Sys.Console"));
+    assert!(a.allows(&failover, "/", "Sys.Audit") && a.allows(&failover, "/vms/103", "VM.Audit"));
+    assert!(!a.allows(&audit, "/", "Sys.Console"));
+    let s = Setup::new();
+    s.with_access(a, &failover);
+    assert_eq!(s.decide("pve1"), Role::Master);
+}

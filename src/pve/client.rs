@@ -224,7 +224,7 @@ fn status_hint(status: u16, body: &[u8]) -> String {
         .filter(|m| !m.is_empty());
     let what = match status {
         401 => " (authentication failed: check [proxmox] token_file)".to_string(),
-        403 => " (permission denied: the token needs the PVEAuditor role on /, and Sys.Console on / for the failover policy)".to_string(),
+        403 => " (permission denied: the token needs the PVEAuditor role on /, and Sys.Console on / for the failover policy; a privilege-separated token also needs them on its user)".to_string(),
         _ => String::new(),
     };
     match msg {

@@ -71,6 +71,184 @@ pub struct State {
     /// node (every node believes it hosts the guest), whatever
     /// `guest_node` says.
     pub each_its_own: Vec<String>,
+    /// Proxmox's permission model (None: every token right, as before).
+    pub access: Option<Access>,
+}
+
+/// Proxmox's permission model, as far as the tool's endpoints need it
+/// (pve-access-control, pveum(1)): a role is a set of privileges; an ACL
+/// entry gives a role to a user or a token on a path and below it; a
+/// privilege-separated token (`--privsep 1`, the default) holds only what
+/// both it and its user hold.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub roles: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// (path, user or token id, role).
+    pub acl: Vec<(String, String, String)>,
+    /// Token id (`USER!NAME`) -> privilege-separated.
+    pub tokens: BTreeMap<String, bool>,
+}
+
+impl Access {
+    /// The built-in roles the recipes use.
+    pub fn new() -> Access {
+        let set = |p: &[&str]| p.iter().map(|x| x.to_string()).collect();
+        let mut roles = BTreeMap::new();
+        roles.insert(
+            "PVEAuditor".to_string(),
+            set(&[
+                "Datastore.Audit",
+                "Mapping.Audit",
+                "Pool.Audit",
+                "SDN.Audit",
+                "Sys.Audit",
+                "VM.Audit",
+            ]),
+        );
+        roles.insert("NoAccess".to_string(), set(&[]));
+        Access {
+            roles,
+            ..Access::default()
+        }
+    }
+
+    fn holds(&self, who: &str, path: &str, privilege: &str) -> bool {
+        self.acl.iter().any(|(p, w, role)| {
+            w == who
+                && (p == "/" || path == p || path.starts_with(&format!("{p}/")))
+                && self.roles.get(role).is_some_and(|r| r.contains(privilege))
+        })
+    }
+
+    /// May the token `id` use `privilege` on `path`?
+    pub fn allows(&self, id: &str, path: &str, privilege: &str) -> bool {
+        let Some(&privsep) = self.tokens.get(id) else {
+            return false;
+        };
+        let user = id.split('!').next().unwrap_or(id);
+        let by_user = self.holds(user, path, privilege);
+        if privsep {
+            by_user && self.holds(id, path, privilege)
+        } else {
+            by_user
+        }
+    }
+
+    /// One `pveum` command line, as Proxmox applies it: the subset the
+    /// README's recipes use (`user add`, `user token add`, `role add`,
+    /// `acl modify`). Anything else, or an option pveum does not have, is
+    /// an error, as it would be on a real node.
+    pub fn pveum(&mut self, line: &str) -> Result<(), String> {
+        let words = shell_words(line.split(" #").next().unwrap_or(line))?;
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        let opts = |from: usize| -> Result<BTreeMap<&str, &str>, String> {
+            let mut m = BTreeMap::new();
+            let mut i = from;
+            while i < w.len() {
+                let k = w[i]
+                    .strip_prefix("--")
+                    .ok_or_else(|| format!("{line}: unexpected `{}`", w[i]))?;
+                let v = w
+                    .get(i + 1)
+                    .ok_or_else(|| format!("{line}: --{k} needs a value"))?;
+                m.insert(k, *v);
+                i += 2;
+            }
+            Ok(m)
+        };
+        let list = |v: &str| -> Vec<String> {
+            v.split([',', ';', ' '])
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        match w.as_slice() {
+            ["pveum", "user", "add", _user, ..] => {
+                let o = opts(4)?;
+                if let Some(k) = o
+                    .keys()
+                    .find(|k| !["comment", "email", "password"].contains(k))
+                {
+                    return Err(format!("{line}: pveum user add has no --{k}"));
+                }
+            }
+            ["pveum", "user", "token", "add", user, name, ..] => {
+                let o = opts(6)?;
+                if let Some(k) = o
+                    .keys()
+                    .find(|k| !["privsep", "comment", "expire"].contains(k))
+                {
+                    return Err(format!("{line}: pveum user token add has no --{k}"));
+                }
+                let privsep = o.get("privsep").is_none_or(|v| *v != "0");
+                self.tokens.insert(format!("{user}!{name}"), privsep);
+            }
+            ["pveum", "role", "add", name, ..] => {
+                let o = opts(4)?;
+                let privs = o
+                    .get("privs")
+                    .ok_or_else(|| format!("{line}: --privs missing"))?;
+                self.roles
+                    .insert(name.to_string(), list(privs).into_iter().collect());
+            }
+            ["pveum", "acl", "modify", path, ..] => {
+                let o = opts(4)?;
+                if let Some(k) = o
+                    .keys()
+                    .find(|k| !["roles", "users", "tokens", "groups", "propagate"].contains(k))
+                {
+                    return Err(format!("{line}: pveum acl modify has no --{k}"));
+                }
+                let roles = o
+                    .get("roles")
+                    .ok_or_else(|| format!("{line}: --roles missing"))?;
+                for role in list(roles) {
+                    if !self.roles.contains_key(&role) {
+                        return Err(format!("{line}: role `{role}` does not exist"));
+                    }
+                    for who in ["users", "tokens"]
+                        .iter()
+                        .filter_map(|k| o.get(k))
+                        .flat_map(|v| list(v))
+                    {
+                        self.acl.push((path.to_string(), who, role.clone()));
+                    }
+                }
+            }
+            _ => return Err(format!("{line}: not a pveum command this model knows")),
+        }
+        Ok(())
+    }
+}
+
+/// Split a command line as a POSIX shell would (plain words, '...' and
+/// "..." quotes); enough for the README's recipes.
+fn shell_words(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => {
+                if let Some(w) = cur.take() {
+                    out.push(w);
+                }
+            }
+            '\'' | '"' => {
+                let w = cur.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some(x) if x == c => break,
+                        Some(x) => w.push(x),
+                        None => return Err(format!("unterminated quote in {line}")),
+                    }
+                }
+            }
+            x => cur.get_or_insert_with(String::new).push(x),
+        }
+    }
+    out.extend(cur);
+    Ok(out)
 }
 
 pub struct FakePve {
@@ -128,6 +306,7 @@ impl FakePve {
             after: Vec::new(),
             edit: None,
             each_its_own: Vec::new(),
+            access: None,
         }));
         let token = "repl@pve!ro=5e1c1d2a-0b7e-4f00-9b2f-lab0token0000".to_string();
         let mut listeners = Vec::new();
@@ -365,9 +544,33 @@ async fn route(
     state: &Mutex<State>,
     token: &str,
 ) -> (u16, String) {
-    if auth.as_deref() != Some(&format!("PVEAPIToken={token}")) {
-        return (401, String::new());
-    }
+    // With the permission model, any token it knows, with the stand-in's
+    // secret; without it, the one token.
+    let access = state.lock().unwrap().access.clone();
+    let secret = token.split_once('=').map_or("", |(_, s)| s);
+    let id = match (
+        &access,
+        auth.as_deref().and_then(|a| a.strip_prefix("PVEAPIToken=")),
+    ) {
+        (None, Some(t)) if t == token => token.split_once('=').map_or("", |(i, _)| i).to_string(),
+        (Some(a), Some(t)) => match t.split_once('=') {
+            Some((i, s)) if s == secret && a.tokens.contains_key(i) => i.to_string(),
+            _ => return (401, String::new()),
+        },
+        _ => return (401, String::new()),
+    };
+    let may = |path: &str, privilege: &str| {
+        access
+            .as_ref()
+            .is_none_or(|a| a.allows(&id, path, privilege))
+    };
+    let denied = |path: &str, privilege: &str| {
+        (
+            403,
+            json!({"data": null, "message": format!("Permission check failed ({path}, {privilege})")})
+                .to_string(),
+        )
+    };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let Some(path) = path.strip_prefix("/api2/json") else {
         return (501, json!({"data": null}).to_string());
@@ -383,7 +586,12 @@ async fn route(
             let mut rows = vec![
                 json!({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": st.nodes.keys().next().unwrap(), "status": "running", "name": "other-vm", "template": 0}),
             ];
-            if let Some(gn) = &st.guest_node {
+            // Guests the token may not audit are silently absent.
+            if let Some(gn) = st
+                .guest_node
+                .as_ref()
+                .filter(|_| may(&format!("/vms/{}", st.vmid), "VM.Audit"))
+            {
                 if online(gn) {
                     let mut r = json!({"id": format!("lxc/{}", st.vmid), "type": "lxc", "vmid": st.vmid, "node": gn, "status": st.guest_status, "name": "nfs", "maxmem": 1073741824, "uptime": 1234, "template": 0});
                     if st.ha_managed {
@@ -403,6 +611,17 @@ async fn route(
             } else {
                 json!([])
             }
+        }
+        ("GET", "/cluster/status" | "/cluster/ha/status/current") if !may("/", "Sys.Audit") => {
+            return denied("/", "Sys.Audit");
+        }
+        ("POST" | "PUT", p) if p.starts_with("/cluster/ha/") && !may("/", "Sys.Console") => {
+            return denied("/", "Sys.Console");
+        }
+        ("GET", p)
+            if p.starts_with("/nodes/") && !may(&format!("/vms/{}", st.vmid), "VM.Audit") =>
+        {
+            return denied(&format!("/vms/{}", st.vmid), "VM.Audit");
         }
         ("GET", "/cluster/status") => {
             let mut rows = vec![
