@@ -838,3 +838,53 @@ fn the_readmes_failover_recipe_may_stop_the_guest_and_the_audit_token_still_may_
     s.with_access(a, &failover);
     assert_eq!(s.decide("pve1"), Role::Master);
 }
+
+/// `standby` by hand (or `systemctl enable --now` of the boot unit) on the
+/// node where the guest runs would make the datasets it serves read-only:
+/// refused (exit 4, nothing changed) when `pct status` says it runs here.
+#[test]
+fn standby_refuses_where_the_guest_runs() {
+    let s = Setup::new();
+    let bin = s.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let pct = bin.join("pct");
+    let cfg = s.path("pve1.toml");
+    std::fs::write(&cfg, s.config_text("pve1")).unwrap();
+    let run = |status: &str| {
+        std::fs::write(
+            &pct,
+            format!(
+                "#!/bin/sh\n[ \"$1 $2\" = \"status 103\" ] || exit 2\necho 'status: {status}'\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&pct, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_zfs-nfs-replica"))
+            .arg("-c")
+            .arg(&cfg)
+            .arg("standby")
+            .env_remove("JOURNAL_STREAM")
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let before = s.sanoid();
+    let (code, err) = run("running");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("guest 103 runs on this node"), "{err}");
+    assert_eq!(s.sanoid(), before, "nothing changed");
+    // Stopped here (or no pct at all): a standby, sanoid off at once.
+    let (_, err) = run("stopped");
+    assert!(
+        s.sanoid().contains("autosnap = no"),
+        "{err}\n{}",
+        s.sanoid()
+    );
+}
