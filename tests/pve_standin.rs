@@ -1,5 +1,5 @@
 //! The Proxmox API stand-in answers like the real API (shapes from
-//! shared/REFERENCE.md) over verified TLS, and scenario steps change its answers.
+//! docs/facts.md) over verified TLS, and scenario steps change its answers.
 //! Checked with curl, an independent HTTPS client, against the stand-in's CA.
 
 mod common;

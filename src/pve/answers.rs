@@ -1,5 +1,5 @@
 //! Typed views of the API answers the master check reads, parsed strictly
-//! from JSON values (shapes: shared/REFERENCE.md §1). Booleans arrive as
+//! from JSON values (shapes: docs/facts.md §1). Booleans arrive as
 //! 0/1 integers; fields may be missing, and a missing field is `None`, never
 //! a guessed default. A wrong type is an error naming the field.
 

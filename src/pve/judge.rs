@@ -49,7 +49,7 @@ pub struct Verdict {
 }
 
 /// HA states in which the service is between nodes or being recovered:
-/// nobody is master (REFERENCE §1).
+/// nobody is master (docs/facts.md §1).
 const HA_IN_FLUX: &[&str] = &[
     "fence", "recovery", "migrate", "relocate", "freeze", "error",
 ];

@@ -1,7 +1,7 @@
 //! Parsing `zpool status -p` output: each pool's state, every vdev's
 //! READ/WRITE/CKSUM counters, the scan (scrub/resilver) line and the
 //! `errors:` line. "ONLINE" alone is not health: a pool can be ONLINE with
-//! checksum errors or permanent data errors (REFERENCE §4), so the counters
+//! checksum errors or permanent data errors (docs/facts.md §3), so the counters
 //! and the `errors:` line are read too.
 //!
 //! The text format is for people, so the parser is strict about what it

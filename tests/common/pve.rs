@@ -1,6 +1,6 @@
 //! A stand-in for the Proxmox VE API: a real HTTPS server (its own CA, node
 //! certificates with the SANs Proxmox issues) that answers the endpoints the
-//! tool uses with the shapes recorded in shared/REFERENCE.md. Tests change the
+//! tool uses with the shapes in docs/facts.md. Tests change the
 //! cluster state (move the guest, crash a node, lose quorum, HA states) and
 //! inject faults (slow or hanging answers, 401, 5xx, garbage).
 //!
