@@ -38,6 +38,7 @@ pub fn init(verbose: u8, quiet: bool) {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let _ = builder
+            .with_writer(|| crate::progress_bar::TermWriter)
             .with_ansi(ansi)
             .with_target(false)
             .compact()

@@ -3,9 +3,38 @@
 //! logs one line per dataset with bytes, duration and rate either way).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::units::{clock, human_bytes};
+
+/// A bar is drawn on the last line of stderr right now (a log line must
+/// clear it first, or the two would share a line).
+static BAR_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// The log's writer on a terminal: a log line first clears a bar drawn on
+/// the same line (the bar is drawn again at its next update, below the
+/// log line). Each line is written under stderr's lock, as the bar is, so
+/// the two never mix.
+pub struct TermWriter;
+
+impl Write for TermWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        clear_then_write(&mut std::io::stderr().lock(), buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn clear_then_write(out: &mut impl Write, buf: &[u8]) -> std::io::Result<()> {
+    if BAR_SHOWN.swap(false, Ordering::SeqCst) {
+        out.write_all(b"\r\x1b[2K")?;
+    }
+    out.write_all(buf)
+}
 
 pub trait Progress {
     fn start(&mut self, label: &str);
@@ -67,11 +96,12 @@ impl Progress for Bar {
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{line}");
         let _ = err.flush();
+        BAR_SHOWN.store(true, Ordering::SeqCst);
         self.drawn = true;
     }
 
     fn finish(&mut self) {
-        if self.drawn {
+        if self.drawn && BAR_SHOWN.swap(false, Ordering::SeqCst) {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[2K");
             let _ = err.flush();
@@ -118,6 +148,15 @@ pub fn render(label: &str, bytes: u64, estimate: Option<u64>, elapsed: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_line_clears_the_bar_first_and_only_once() {
+        BAR_SHOWN.store(true, Ordering::SeqCst);
+        let mut out = Vec::new();
+        clear_then_write(&mut out, b"INFO sent\n").unwrap();
+        clear_then_write(&mut out, b"INFO next\n").unwrap();
+        assert_eq!(out, b"\r\x1b[2KINFO sent\nINFO next\n");
+    }
 
     #[test]
     fn renders_bar_rate_and_eta() {
