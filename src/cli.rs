@@ -26,6 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replicate every configured pool from this node (the master) to the other nodes.
+    #[command(after_help = crate::exit::TABLE)]
     Run(RunArgs),
     /// Validate the configuration, ask the Proxmox API once, reach every peer
     /// and list the pools on both sides. Exit 0: all good; 2: the config (or
@@ -40,13 +41,16 @@ pub enum Command {
     /// List every dataset whose standby copy diverged from the master (or
     /// has no snapshot in common with it), with the evidence. Exit 0: none;
     /// 4: some need `resolve`.
+    #[command(after_help = crate::exit::TABLE)]
     Diverged,
     /// On the master: keep a diverged standby dataset's own state in the
     /// quarantine, so the next run re-syncs it from the common snapshot.
+    #[command(after_help = crate::exit::TABLE)]
     Resolve(ResolveArgs),
     /// On the master: take over a standby made by the old script (syncoid)
     /// after checking that it holds nothing the master lacks; it becomes a
     /// read-only standby.
+    #[command(after_help = crate::exit::TABLE)]
     Adopt(AdoptArgs),
     /// What the last run did, from local state only (works when the peer or
     /// the API is down): a table, `--json`, or a Nagios-style `--check`.
@@ -58,23 +62,29 @@ pub enum Command {
     /// Proxmox hookscript entry (`pre-start` takes the old master's last
     /// writes after a planned migration, then promotes this node). Always
     /// exits 0: it never fails the guest's start.
+    #[command(
+        after_help = "Exit codes:\n  0  always: the hook never fails the guest's start (what happened is logged and recorded)"
+    )]
     Hook(HookArgs),
     /// This node's own answer to "who is master?" (one master check), for a
     /// peer about to write into it.
     Role(RoleArgs),
     /// On the old master, asked by the node the guest moved to: send the
     /// last writes there before the guest starts (README: Migrations).
+    #[command(after_help = crate::exit::TABLE)]
     Handover(HandoverArgs),
     /// Make this node a standby now, asking no one: sanoid stops
     /// snapshotting the managed datasets and they become read-only. Run at
     /// boot, before sanoid and the guests (zfs-nfs-replica-boot.service): a
     /// node coming back does not know yet who is master.
+    #[command(after_help = crate::exit::TABLE)]
     Standby,
     /// The replication key's forced command (`command="/usr/bin/zfs-nfs-replica
     /// serve",restrict` in a peer's `authorized_keys`): runs one request of
     /// a peer (from `SSH_ORIGINAL_COMMAND`, or REQUEST with a full shell),
     /// checked against this node's config; writes only while this node is a
     /// standby by its own checks. Exit 6: refused.
+    #[command(after_help = crate::exit::TABLE)]
     Serve(ServeArgs),
     /// Print the `authorized_keys` line for the peers: the replication key
     /// (`[ssh] identity` + `.pub`, or PUBKEY) behind the forced command.

@@ -30,6 +30,16 @@ fn help_documents_the_exit_codes() {
     ] {
         assert!(text.contains(want), "{want} missing from --help");
     }
+    // ...and each subcommand's own --help, where the codes apply.
+    for cmd in [
+        "run", "resolve", "adopt", "diverged", "handover", "standby", "serve",
+    ] {
+        let out = bin().args([cmd, "--help"]).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("4  refused"), "{cmd} --help: {text}");
+    }
+    let out = bin().args(["hook", "--help"]).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("0  always"));
 }
 
 #[test]
