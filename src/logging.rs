@@ -1,6 +1,10 @@
 //! Logs via `tracing`: human lines with colours on a terminal; under systemd
-//! (JOURNAL_STREAM set) plain lines with a `<N>` syslog priority prefix, which
-//! journald turns into the entry's priority, and no timestamp (journald adds it).
+//! (stderr is the journal stream `JOURNAL_STREAM` names, and journald's
+//! socket answers) native journal entries, each event's fields as journal
+//! fields (`DATASET=`, `PEER=`, `NODE=`, `BYTES=`, ...) and
+//! `SYSLOG_IDENTIFIER=zfs-nfs-replica`; otherwise with `JOURNAL_STREAM` set
+//! (journald not reachable, or stderr redirected elsewhere) plain lines with
+//! a `<N>` syslog priority prefix and no timestamp.
 
 use std::fmt;
 
@@ -14,6 +18,22 @@ pub fn under_journald() -> bool {
     std::env::var_os("JOURNAL_STREAM").is_some()
 }
 
+/// Is stderr the very stream `JOURNAL_STREAM` (`DEVICE:INODE`) names? Not
+/// when the variable was inherited by a process whose stderr goes
+/// elsewhere (systemd.exec(5) asks programs to check).
+fn stderr_is_the_journal_stream() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let Ok(st) = rustix::fs::fstat(std::io::stderr()) else {
+        return false;
+    };
+    dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
+}
+
 /// `verbose`: 0 = info, 1 = debug, 2+ = trace. `RUST_LOG` overrides.
 pub fn init(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
@@ -22,16 +42,32 @@ pub fn init(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "zfs_nfs_replica={default},{}",
-            if verbose > 1 { "debug" } else { "warn" }
-        ))
-    });
+    let filter = || {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new(format!(
+                "zfs_nfs_replica={default},{}",
+                if verbose > 1 { "debug" } else { "warn" }
+            ))
+        })
+    };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr);
     if under_journald() {
+        if stderr_is_the_journal_stream()
+            && let Ok(layer) = tracing_journald::layer()
+        {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let layer = layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("zfs-nfs-replica".into());
+            let _ = tracing_subscriber::registry()
+                .with(filter())
+                .with(layer)
+                .try_init();
+            return;
+        }
         let _ = builder.with_ansi(false).event_format(Journald).try_init();
     } else {
         // Colours on a terminal, unless NO_COLOR is set (no-color.org).

@@ -888,3 +888,114 @@ fn standby_refuses_where_the_guest_runs() {
         s.sanoid()
     );
 }
+
+/// One journal entry of the native protocol: `KEY=value` lines, or
+/// `KEY\n<u64 le length><value>\n` for a value with a newline.
+fn journal_entry(mut d: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut m = std::collections::BTreeMap::new();
+    while !d.is_empty() {
+        let nl = d.iter().position(|b| *b == b'\n').unwrap_or(d.len());
+        let line = &d[..nl];
+        if let Some(eq) = line.iter().position(|b| *b == b'=') {
+            m.insert(
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            );
+            d = &d[(nl + 1).min(d.len())..];
+        } else {
+            let key = String::from_utf8_lossy(line).into_owned();
+            let rest = &d[nl + 1..];
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            m.insert(key, String::from_utf8_lossy(&rest[8..8 + len]).into_owned());
+            d = &rest[(8 + len + 1).min(rest.len())..];
+        }
+    }
+    m
+}
+
+/// Under systemd the log goes to the journal in its native protocol, each
+/// event's fields as journal fields; with `JOURNAL_STREAM` inherited by a
+/// process whose stderr goes elsewhere, `<N>` lines on stderr as before.
+/// journald's socket is a datagram socket of this test, mounted over
+/// /run/systemd/journal in a private mount namespace (`unshare`, as root:
+/// the test command runs as root).
+#[test]
+fn under_systemd_the_log_is_journal_entries_with_their_fields() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Setup::new();
+    let jdir = s.path("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let sock = std::os::unix::net::UnixDatagram::bind(jdir.join("socket")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let cfg = s.path("pve1.toml");
+    // The peer (an address nothing answers) fails fast.
+    let text = format!(
+        "{}\n[ssh]\nconnect_timeout = \"1s\"\n",
+        s.config_text("pve1")
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let run = |stream_of: Option<&std::path::Path>| {
+        let err = s.path("stderr");
+        let file = std::fs::File::create(&err).unwrap();
+        let named = stream_of.unwrap_or(&err);
+        let m = std::fs::metadata(named).unwrap();
+        let script = format!(
+            "mkdir -p /run/systemd/journal && mount --bind '{}' /run/systemd/journal && exec '{}' -c '{}' run --dry-run --pool zpool1",
+            jdir.display(),
+            env!("CARGO_BIN_EXE_zfs-nfs-replica"),
+            cfg.display()
+        );
+        let st = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()))
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .status()
+            .expect("unshare (util-linux)");
+        assert!(st.code().is_some(), "{st}");
+        std::fs::read_to_string(&err).unwrap()
+    };
+    let stderr = run(None);
+    let mut entries = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    sock.set_nonblocking(true).unwrap();
+    while let Ok(n) = sock.recv(&mut buf) {
+        // (An empty datagram: the crate's check that the socket answers.)
+        if n > 0 {
+            entries.push(journal_entry(&buf[..n]));
+        }
+    }
+    assert!(!entries.is_empty(), "no journal entry; stderr: {stderr}");
+    assert!(!stderr.contains("<6>"), "{stderr}");
+    let agree = entries
+        .iter()
+        .find(|e| {
+            e.get("MESSAGE")
+                .is_some_and(|m| m.contains("master checks agree"))
+        })
+        .unwrap_or_else(|| panic!("{entries:#?}"));
+    assert_eq!(agree["SYSLOG_IDENTIFIER"], "zfs-nfs-replica", "{agree:?}");
+    assert_eq!(
+        agree["PRIORITY"], "5",
+        "INFO is journald's notice: {agree:?}"
+    );
+    // The event's own fields, as journal fields (`journalctl NODE=pve1`).
+    let master = entries
+        .iter()
+        .find(|e| e.get("MESSAGE").is_some_and(|m| m == "this node is master"))
+        .unwrap_or_else(|| panic!("{entries:#?}"));
+    assert_eq!(master["NODE"], "pve1", "{master:?}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["PRIORITY"] == "4" && e["MESSAGE"].contains("pool zpool1 -> pve2")),
+        "the pool's summary, a warning: {entries:#?}"
+    );
+    // Inherited, but stderr is elsewhere (a task log, a pipe): the lines.
+    let other = s.path("other");
+    std::fs::write(&other, "").unwrap();
+    let stderr = run(Some(&other));
+    assert!(stderr.contains("<6>"), "{stderr}");
+    assert!(sock.recv(&mut buf).is_err(), "nothing sent to the journal");
+}
