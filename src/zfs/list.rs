@@ -106,7 +106,11 @@ fn num_or_zero(field: &str, what: &str) -> Result<u64, String> {
 
 pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
     let mut datasets: BTreeMap<String, Dataset> = BTreeMap::new();
-    let mut snaps: Vec<(usize, String, Snapshot)> = Vec::new();
+    // Snapshots listed before their dataset (not how `zfs list -r` orders
+    // them, but not excluded either): attached at the end. Every other
+    // snapshot goes straight to its dataset, so a big listing is not held
+    // twice (1M snapshots: bench/RESULTS.md).
+    let mut early: Vec<(usize, String, Snapshot)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let lineno = i + 1;
         if raw.is_empty() {
@@ -117,12 +121,19 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
             reason,
             text: raw.chars().take(200).collect(),
         };
-        let f: Vec<&str> = raw.split('\t').collect();
-        if f.len() != LIST_PROPS.len() {
+        // The fields, without allocating for each line.
+        let mut f = [""; LIST_PROPS.len()];
+        let mut found = 0;
+        for (k, field) in raw.split('\t').enumerate() {
+            if let Some(slot) = f.get_mut(k) {
+                *slot = field;
+            }
+            found += 1;
+        }
+        if found != LIST_PROPS.len() {
             return Err(err(format!(
-                "expected {} tab-separated fields, found {}",
+                "expected {} tab-separated fields, found {found}",
                 LIST_PROPS.len(),
-                f.len()
             )));
         }
         let (name, typ) = (f[0], f[1]);
@@ -164,20 +175,20 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
                 let creation = f[4]
                     .parse::<i64>()
                     .map_err(|_| err(format!("creation `{}` is not a number", f[4])))?;
-                snaps.push((
-                    lineno,
-                    ds.to_string(),
-                    Snapshot {
-                        name: short.to_string(),
-                        guid: num(f[2], "guid").map_err(err)?,
-                        createtxg: num(f[3], "createtxg").map_err(err)?,
-                        creation,
-                        used: num(f[5], "used").map_err(err)?,
-                        referenced: num(f[6], "referenced").map_err(err)?,
-                        written: num_or_zero(f[7], "written").map_err(err)?,
-                        userrefs: num_or_zero(f[8], "userrefs").map_err(err)?,
-                    },
-                ));
+                let snap = Snapshot {
+                    name: short.to_string(),
+                    guid: num(f[2], "guid").map_err(err)?,
+                    createtxg: num(f[3], "createtxg").map_err(err)?,
+                    creation,
+                    used: num(f[5], "used").map_err(err)?,
+                    referenced: num(f[6], "referenced").map_err(err)?,
+                    written: num_or_zero(f[7], "written").map_err(err)?,
+                    userrefs: num_or_zero(f[8], "userrefs").map_err(err)?,
+                };
+                match datasets.get_mut(ds) {
+                    Some(d) => d.snapshots.push(snap),
+                    None => early.push((lineno, ds.to_string(), snap)),
+                }
             }
             // Bookmarks cannot be the base of -I streams; we list them only if a
             // caller asks for them, and ignore them for planning.
@@ -185,7 +196,7 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
             other => return Err(err(format!("unknown type `{other}`"))),
         }
     }
-    for (lineno, ds, snap) in snaps {
+    for (lineno, ds, snap) in early {
         let Some(d) = datasets.get_mut(&ds) else {
             return Err(ParseError {
                 line: lineno,
