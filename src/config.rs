@@ -601,8 +601,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     // humantime: the units systemd accepts ("500ms", "30s", "10min",
     // "2h", "1h 30m", "7days"); a bare number or a sign is refused.
-    let total = humantime::parse_duration(t).map_err(|e| {
-        format!("invalid duration `{s}` ({e}): write e.g. \"500ms\", \"30s\", \"10m\", \"2h\", \"1h30m\"")
+    let total = humantime::parse_duration(t).map_err(|e| match e {
+        // Beyond what a u64 of nanoseconds holds (or finer than one).
+        humantime::DurationError::NumberOverflow => format!(
+            "duration `{s}` is out of range: longer than a year (365d), where every wait of the tool must end, or finer than 1ns"
+        ),
+        e => format!(
+            "invalid duration `{s}` ({e}): write e.g. \"500ms\", \"30s\", \"10m\", \"2h\", \"1h30m\""
+        ),
     })?;
     if total > MAX_DURATION {
         return Err(format!(
