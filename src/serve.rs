@@ -150,6 +150,7 @@ fn unquote(word: &str) -> Result<String, Refused> {
 pub fn access(op: &Op) -> Option<Access> {
     Some(match op {
         Op::List { .. }
+        | Op::ListDatasets { .. }
         | Op::Holds { .. }
         | Op::PoolList { .. }
         | Op::ZpoolStatus { .. }
@@ -266,9 +267,10 @@ pub fn check(op: &Op, a: &Allowed) -> Result<Access, Refused> {
         return Err(refused(format!("`{}` is never asked of a peer", op.name())));
     };
     match op {
-        Op::List { roots } | Op::RoleProps { roots } | Op::ListNames { roots } => {
-            a.roots_of(roots)?
-        }
+        Op::List { roots }
+        | Op::ListDatasets { roots }
+        | Op::RoleProps { roots }
+        | Op::ListNames { roots } => a.roots_of(roots)?,
         Op::StopReceives { roots } => a.roots_of(roots)?,
         Op::Holds { snapshots } | Op::SnapshotMany { snapshots } => a.snapshots(snapshots)?,
         Op::Hold { tag, snapshots } | Op::Release { tag, snapshots } => {
@@ -381,6 +383,12 @@ mod tests {
         let ops = [
             (
                 Op::List {
+                    roots: vec!["zpool1".into(), "backup/share".into()],
+                },
+                Access::Read,
+            ),
+            (
+                Op::ListDatasets {
                     roots: vec!["zpool1".into(), "backup/share".into()],
                 },
                 Access::Read,

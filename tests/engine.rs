@@ -22,6 +22,10 @@ struct Fake {
     fail_recv: Option<String>,
     /// A remote `zfs list` naming this root fails as for a missing pool.
     missing_remote: Option<String>,
+    /// Dataset rows the receives of the run create on the receiver.
+    remote_received: String,
+    /// The peer refuses the datasets-only listing (an older version).
+    old_peer: bool,
     log: Mutex<Vec<String>>,
 }
 
@@ -70,7 +74,28 @@ impl Runner for Fake {
                 stderr: format!("cannot open '{m}': dataset does not exist\n"),
             });
         }
-        if inner.starts_with("zfs list ") {
+        if self.old_peer && side == "remote" && inner.contains(" -t filesystem,volume ") {
+            // What a peer's `serve` from before the datasets listing answers.
+            return Ok(Output {
+                status: exit(1),
+                stdout: String::new(),
+                stderr: "zfs-nfs-replica serve: refused: unknown request\n".into(),
+            });
+        }
+        if inner.starts_with("zfs list ") && inner.contains(" -t filesystem,volume ") {
+            // The datasets alone, as they are after this run's receives.
+            let mut all = if side == "local" {
+                self.local_list.clone()
+            } else {
+                self.remote_list.clone() + &self.remote_received
+            };
+            all = all
+                .lines()
+                .filter(|l| l.split('\t').nth(1) != Some("snapshot"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            ok(&all)
+        } else if inner.starts_with("zfs list ") {
             ok(if side == "local" {
                 &self.local_list
             } else {
@@ -199,6 +224,7 @@ fn busy_pool() -> Fake {
     Fake {
         local_list: l,
         remote_list: r,
+        remote_received: fs("zpool1/new", 0),
         local_holds: "zpool1@a\tzfs-nfs-replica:pve2\tx\nzpool1/bad@a\tzfs-nfs-replica:pve2\tx\nzpool1/my data@a\tzfs-nfs-replica:pve2\tx\n".into(),
         remote_holds: "zpool1@a\tzfs-nfs-replica:pve1\tx\nzpool1/bad@a\tzfs-nfs-replica:pve1\tx\nzpool1/my data@a\tsomeone-else\tx\n".into(),
         ..Default::default()
@@ -296,6 +322,68 @@ fn run_sends_in_order_skips_the_conflicting_subtree_and_moves_holds() {
         .count();
     assert_eq!(sent, 3);
     assert_eq!(report.receiver_only, ["zpool1/only-here"]);
+    // After the transfers, the datasets alone are listed (sizes), once per
+    // side: what the receiver now holds comes from the plan, not from
+    // listing every snapshot again.
+    let lists: Vec<&String> = log.iter().filter(|c| c.contains(": zfs list ")).collect();
+    assert_eq!(lists.len(), 4, "{lists:#?}");
+    assert!(
+        lists[..2]
+            .iter()
+            .all(|c| c.contains("-t filesystem,volume,snapshot "))
+    );
+    assert!(
+        lists[2..]
+            .iter()
+            .all(|c| c.contains("-t filesystem,volume -r "))
+    );
+    assert!(
+        pos("remote: zfs release ")
+            < log
+                .iter()
+                .rposition(|c| c.starts_with("remote: zfs list "))
+                .unwrap(),
+        "sizes are listed once everything else is done"
+    );
+    let (_, dst) = report.listings.as_ref().expect("listings after the run");
+    let names = |d: &str| -> Vec<String> {
+        dst.datasets[d]
+            .snapshots
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    assert_eq!(names("zpool1"), ["a", "b"]);
+    assert_eq!(
+        names("zpool1/new"),
+        ["a", "b"],
+        "a new dataset as the stream made it"
+    );
+    assert_eq!(names("zpool1/my data"), ["a", "b"]);
+    assert_eq!(
+        names("zpool1/bad"),
+        ["a", "written-on-standby"],
+        "the refused dataset as it was"
+    );
+}
+
+#[test]
+fn a_peer_that_cannot_list_datasets_alone_is_listed_again_in_full() {
+    let fake = Fake {
+        old_peer: true,
+        ..busy_pool()
+    };
+    let (report, _) = run(&fake, false);
+    let full = fake
+        .log()
+        .iter()
+        .filter(|c| c.contains(": zfs list ") && c.contains("-t filesystem,volume,snapshot "))
+        .count();
+    assert_eq!(full, 4, "{:#?}", fake.log());
+    assert!(
+        report.error.is_none() && report.listings.is_some(),
+        "{report:#?}"
+    );
 }
 
 #[test]
@@ -356,6 +444,14 @@ fn a_failed_transfer_skips_the_subtree_and_is_transient() {
         "other subtrees go on"
     );
     assert_eq!(report.outcome, Outcome::Transient);
+    // A stream that failed may have landed part of its snapshots: both
+    // sides are listed again in full, not guessed from the plan.
+    let full = fake
+        .log()
+        .iter()
+        .filter(|c| c.contains(": zfs list ") && c.contains("-t filesystem,volume,snapshot "))
+        .count();
+    assert_eq!(full, 4, "{:#?}", fake.log());
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod transfer;
 pub use holds::HoldHint;
 use holds::speculative_holds;
 pub use listing::list_pair;
-use listing::{Listed, list_many};
+use listing::{Listed, Sent, after_many, list_many};
 pub use noise::changed_in_nothing;
 use noise::noise_candidates;
 pub use steps::describe;
@@ -234,16 +234,17 @@ impl<'a, R: Runner> Engine<'a, R> {
                 }
             }
         }
-        // Sizes after the transfers, for the size history.
+        // Sizes after the transfers, for the size history and the status.
         if !self.settings.dry_run {
             let sent: Vec<usize> = (0..works.len())
                 .filter(|i| works[*i].holds && works[*i].sent())
                 .collect();
             let again: Vec<PoolJob> = sent.iter().map(|i| jobs[*i].clone()).collect();
-            let mut relisted = list_many(runner, timeout, peer, &again).await;
+            let from: Vec<Sent<'_>> = sent.iter().map(|i| works[*i].completed()).collect();
+            let mut after = after_many(runner, timeout, peer, &again, from).await;
             for (k, i) in sent.iter().enumerate() {
-                match relisted[k].take().expect("one listing per job") {
-                    Ok((s, d, _)) => works[*i].listings = Some((s, d)),
+                match after[k].take().expect("one listing per job") {
+                    Ok(l) => works[*i].listings = Some(l),
                     Err(e) => works[*i].fail(&e),
                 }
             }
@@ -349,6 +350,7 @@ impl<'a, R: Runner> Engine<'a, R> {
                     .await
             };
             w.listings = Some((src, dst));
+            w.plan = Some(plan);
             if !resumed {
                 break;
             }
@@ -421,6 +423,8 @@ struct Work {
     /// (target name, snapshot).
     bases: BTreeMap<String, (String, String)>,
     listings: Option<(Listing, Listing)>,
+    /// The plan `listings` were planned into (its last pass).
+    plan: Option<plan::Plan>,
     /// Holds to move: not after a failure or a size-guard refusal.
     holds: bool,
     elapsed: Duration,
@@ -444,6 +448,7 @@ impl Work {
             results: BTreeMap::new(),
             bases: BTreeMap::new(),
             listings: None,
+            plan: None,
             holds: false,
             elapsed: Duration::ZERO,
         }
@@ -453,6 +458,26 @@ impl Work {
         self.report.outcome = self.report.outcome.max(e.outcome());
         self.report.error = Some(e.to_string());
         self.holds = false;
+    }
+
+    /// What its transfers started from, when the plan tells what they left
+    /// behind: every stream of its last pass completed or was not needed.
+    fn completed(&self) -> Sent<'_> {
+        let (listings, plan) = (self.listings.as_ref()?, self.plan.as_ref()?);
+        let mut items = Vec::new();
+        for item in &plan.items {
+            if !matches!(
+                item.action,
+                plan::Action::Full { .. } | plan::Action::Incremental { .. }
+            ) {
+                continue;
+            }
+            match self.results.get(&item.source).map(|r| &r.result) {
+                Some(DatasetResult::Sent { .. }) => items.push(item),
+                _ => return None,
+            }
+        }
+        Some((listings, items))
     }
 
     fn sent(&self) -> bool {

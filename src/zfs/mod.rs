@@ -58,6 +58,12 @@ pub enum Op {
     List {
         roots: Vec<String>,
     },
+    /// The datasets alone, with the same columns as [`Op::List`] (sizes,
+    /// guid, resume token): what changed in sizes after the transfers,
+    /// without reading every snapshot's properties again.
+    ListDatasets {
+        roots: Vec<String>,
+    },
     Send(SendSpec),
     /// `zfs send -t TOKEN`.
     SendResume {
@@ -212,7 +218,7 @@ pub enum Op {
 impl Op {
     pub fn name(&self) -> &'static str {
         match self {
-            Op::List { .. } => "list",
+            Op::List { .. } | Op::ListDatasets { .. } => "list",
             Op::Send(_) => "send",
             Op::SendResume { .. } => "send-resume",
             Op::Recv(_) => "receive",
@@ -251,6 +257,7 @@ impl Op {
         !matches!(
             self,
             Op::List { .. }
+                | Op::ListDatasets { .. }
                 | Op::Holds { .. }
                 | Op::PoolList { .. }
                 | Op::ZpoolStatus { .. }
@@ -274,6 +281,10 @@ impl Op {
                     "-r",
                     "-o",
                 ])
+                .arg(list::LIST_PROPS.join(","))
+                .args(roots.iter().cloned()),
+            Op::ListDatasets { roots } => zfs
+                .args(["list", "-H", "-p", "-t", "filesystem,volume", "-r", "-o"])
                 .arg(list::LIST_PROPS.join(","))
                 .args(roots.iter().cloned()),
             Op::Send(s) => {
