@@ -24,6 +24,8 @@ struct Fake {
     missing_remote: Option<String>,
     /// Dataset rows the receives of the run create on the receiver.
     remote_received: String,
+    /// `zfs hold` fails on this side ("local" or "remote").
+    fail_hold: Option<String>,
     /// The peer refuses the datasets-only listing (an older version).
     old_peer: bool,
     log: Mutex<Vec<String>>,
@@ -106,6 +108,12 @@ impl Runner for Fake {
                 &self.local_holds
             } else {
                 &self.remote_holds
+            })
+        } else if inner.starts_with("zfs hold ") && self.fail_hold.as_deref() == Some(side) {
+            Ok(Output {
+                status: exit(1),
+                stdout: String::new(),
+                stderr: "cannot hold snapshot: out of space\n".into(),
             })
         } else if inner.starts_with("zfs hold ") || inner.starts_with("zfs release ") {
             ok("")
@@ -365,6 +373,34 @@ fn run_sends_in_order_skips_the_conflicting_subtree_and_moves_holds() {
         ["a", "written-on-standby"],
         "the refused dataset as it was"
     );
+}
+
+#[test]
+fn holds_move_on_both_sides_at_once_and_nothing_is_released_unless_every_hold_took() {
+    for side in ["local", "remote"] {
+        let fake = Fake {
+            fail_hold: Some(side.into()),
+            ..busy_pool()
+        };
+        let (report, _) = run(&fake, false);
+        let log = fake.log();
+        assert_eq!(
+            log.iter().filter(|c| c.contains(": zfs hold ")).count(),
+            2,
+            "both sides' holds are asked for: {log:#?}"
+        );
+        assert!(
+            !log.iter().any(|c| c.contains(": zfs release ")),
+            "the hold failed on {side}: every old base stays held: {log:#?}"
+        );
+        assert!(
+            report
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("out of space")),
+            "{report:#?}"
+        );
+    }
 }
 
 #[test]

@@ -53,63 +53,77 @@ impl<R: Runner> Engine<'_, R> {
                 spec.remote.as_ref()
             )
         );
-        self.move_holds(Side::Local, &src_ours?, &src_tag, src_want)
-            .await?;
-        self.move_holds(remote, &dst_ours?, &dst_tag, dst_want)
-            .await
+        let (src_ours, dst_ours) = (src_ours?, dst_ours?);
+        let src_moves = moves(&src_ours, &src_tag, src_want);
+        let dst_moves = moves(&dst_ours, &dst_tag, dst_want);
+        // Both sides at once, holds first: a release runs only once every new
+        // base is held on both sides, so a failure anywhere leaves each old
+        // base protected where it was (a new hold already taken is ours, and
+        // released by a later run once it is no longer the base).
+        self.both_sides(remote, &src_moves.0, &dst_moves.0).await?;
+        self.both_sides(remote, &src_moves.1, &dst_moves.1).await
     }
 
-    pub(super) async fn move_holds(
+    /// Some steps on this node and some on the peer, at once.
+    async fn both_sides(
         &mut self,
-        side: Side<'_>,
-        ours: &BTreeSet<String>,
-        tag: &str,
-        want: &BTreeMap<String, String>,
+        remote: Side<'_>,
+        local: &[Step],
+        peer: &[Step],
     ) -> Result<(), PoolError> {
-        let to_hold: Vec<String> = want
-            .values()
-            .filter(|s| !ours.contains(*s))
-            .cloned()
-            .collect();
-        let wanted: BTreeSet<&String> = want.values().collect();
-        let to_release: Vec<String> = ours
-            .iter()
-            .filter(|s| !wanted.contains(s))
-            .cloned()
-            .collect();
-        // Hold before release: a failure leaves the old base protected.
-        let holds = to_hold.chunks(500).map(|chunk| {
-            step(
-                Op::Hold {
-                    tag: tag.to_string(),
-                    snapshots: chunk.to_vec(),
-                },
-                "the new common base: pruning must not remove it",
-            )
-        });
-        let releases = to_release.chunks(500).map(|chunk| {
-            step(
-                Op::Release {
-                    tag: tag.to_string(),
-                    snapshots: chunk.to_vec(),
-                },
-                "no longer the common base",
-            )
-        });
-        let steps: Vec<Step> = holds.chain(releases).collect();
-        let mut ex = Executor::new(
-            self.runner,
-            self.settings.dry_run,
-            self.settings.command_timeout,
-        )
-        .showing("  holds: ");
-        let ran = ex.run(side, &steps).await;
-        self.shown.extend(ex.shown);
-        match ran.failure {
-            Some(f) => Err(PoolError::of_step(side, f)),
+        let (dry_run, timeout) = (self.settings.dry_run, self.settings.command_timeout);
+        let mut lex = Executor::new(self.runner, dry_run, timeout).showing("  holds: ");
+        let mut rex = Executor::new(self.runner, dry_run, timeout).showing("  holds: ");
+        let (l, r) = tokio::join!(lex.run(Side::Local, local), rex.run(remote, peer));
+        self.shown.extend(lex.shown);
+        self.shown.extend(rex.shown);
+        if let Some(f) = l.failure {
+            return Err(PoolError::of_step(Side::Local, f));
+        }
+        match r.failure {
+            Some(f) => Err(PoolError::of_step(remote, f)),
             None => Ok(()),
         }
     }
+}
+
+/// On one side: the holds to take (the new bases not yet held with our
+/// tag) and the holds to release (ours on what is no longer a base).
+fn moves(
+    ours: &BTreeSet<String>,
+    tag: &str,
+    want: &BTreeMap<String, String>,
+) -> (Vec<Step>, Vec<Step>) {
+    let to_hold: Vec<String> = want
+        .values()
+        .filter(|s| !ours.contains(*s))
+        .cloned()
+        .collect();
+    let wanted: BTreeSet<&String> = want.values().collect();
+    let to_release: Vec<String> = ours
+        .iter()
+        .filter(|s| !wanted.contains(s))
+        .cloned()
+        .collect();
+    let holds = to_hold.chunks(500).map(|chunk| {
+        step(
+            Op::Hold {
+                tag: tag.to_string(),
+                snapshots: chunk.to_vec(),
+            },
+            "the new common base: pruning must not remove it",
+        )
+    });
+    let releases = to_release.chunks(500).map(|chunk| {
+        step(
+            Op::Release {
+                tag: tag.to_string(),
+                snapshots: chunk.to_vec(),
+            },
+            "no longer the common base",
+        )
+    });
+    (holds.collect(), releases.collect())
 }
 
 /// The snapshots the previous run held, on each side (full names).
