@@ -1352,7 +1352,9 @@ fn lab_bench_harness_runs() {
     );
     for want in [
         "### Idle cycle",
-        "| zfs-nfs-replica run |",
+        "| zfs-nfs-replica run (full-shell key) |",
+        "| zfs-nfs-replica run (key restricted to serve) |",
+        "| zfs-nfs-replica run (whole run, key restricted to serve) |",
         "| syncoid --recursive --no-sync-snap |",
         "### Incremental",
         "| zfs-nfs-replica: its transfers alone |",
@@ -1363,6 +1365,19 @@ fn lab_bench_harness_runs() {
     assert!(
         !report.contains("NaN") && !report.contains("not reported"),
         "every measurement was taken:\n{report}"
+    );
+    // The same requests either way: through the peer's shell, or as the
+    // restricted key's forced command (each counted by the peer's sshd).
+    let commands = |row: &str| -> usize {
+        let line = report.lines().find(|l| l.starts_with(row)).unwrap();
+        line.split('|').nth(4).unwrap().trim().parse().unwrap()
+    };
+    let shell = commands("| zfs-nfs-replica run (full-shell key) |");
+    assert!(shell >= 2, "{report}");
+    assert_eq!(
+        commands("| zfs-nfs-replica run (key restricted to serve) |"),
+        shell,
+        "{report}"
     );
 }
 

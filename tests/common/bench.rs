@@ -30,8 +30,15 @@ use super::lab::{Lab, NODES};
 
 const A: &str = "pve1";
 const B: &str = "pve2";
-/// The standby's sshd logs every command run over ssh from A like this.
-const SESSION: &str = "Starting session: command for root from 192.168.100.10";
+/// The same config with the replication key, which the peer's
+/// `authorized_keys` restricts to `serve` (the forced command, as the README
+/// installs it); `config.toml` uses the harness's key, a full root shell
+/// (which runs the same `zfs-nfs-replica serve` request line).
+const RESTRICTED: &str = "/etc/zfs-nfs-replica/restricted.toml";
+/// The standby's sshd logs every command run over ssh from A like this
+/// (`command` through a shell, `forced-command (key-option) '…'` through
+/// the restricted key).
+const SESSION: &str = "Starting session: (command|forced-command .*) for root from 192.168.100.10";
 
 pub struct Opts {
     /// Repetitions of each measurement.
@@ -122,10 +129,13 @@ fn timed(lab: &Lab, node: &str, cmd: &str, ok: &[i32]) -> f64 {
 }
 
 fn sessions(lab: &Lab) -> usize {
-    lab.ok(B, &format!("grep -c '{SESSION}' /var/log/sshd.log || true"))
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    lab.ok(
+        B,
+        &format!("grep -cE '{SESSION}' /var/log/sshd.log || true"),
+    )
+    .trim()
+    .parse()
+    .unwrap_or(0)
 }
 
 /// `f`'s wall time (from `timed`) and the remote commands it ran on B.
@@ -164,7 +174,8 @@ fn setup(lab: &Lab, o: &Opts, t: &Tree) {
         lab.ok(
             n,
             &format!(
-                "cat > /etc/zfs-nfs-replica/config.toml <<'EOF'\n{}EOF\nmkdir -p /etc/sanoid && printf '[zpool1]\\n\\tautosnap = no\\n[zpool2]\\n\\tautosnap = no\\n' > /etc/sanoid/sanoid.conf",
+                "cat > /etc/zfs-nfs-replica/config.toml <<'EOF'\n{}EOF\nsed 's|/root/.ssh/id_ed25519|/root/.ssh/replica_ed25519|' /etc/zfs-nfs-replica/config.toml > {RESTRICTED}\n\
+                 mkdir -p /etc/sanoid && printf '[zpool1]\\n\\tautosnap = no\\n[zpool2]\\n\\tautosnap = no\\n' > /etc/sanoid/sanoid.conf",
                 cfg(n)
             ),
         );
@@ -249,11 +260,22 @@ pub fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
     );
     // 1. idle cycle
     let (mut ours, mut sync, mut best) = (Stat::default(), Stat::default(), Stat::default());
-    let (mut ours_cmds, mut sync_cmds, mut best_cmds) = (0, 0, 0);
+    let mut forced = Stat::default();
+    let (mut ours_cmds, mut sync_cmds, mut best_cmds, mut forced_cmds) = (0, 0, 0, 0);
     for _ in 0..o.runs {
         let (x, c) = measure(lab, || timed(lab, A, "zfs-nfs-replica run", &[1]));
         ours.push(x);
         ours_cmds = c;
+        let (x, c) = measure(lab, || {
+            timed(
+                lab,
+                A,
+                &format!("zfs-nfs-replica -c {RESTRICTED} run"),
+                &[1],
+            )
+        });
+        forced.push(x);
+        forced_cmds = c;
         let (x, c) = measure(lab, || timed(lab, A, &syncoid_all, &[0]));
         sync.push(x);
         sync_cmds = c;
@@ -321,7 +343,8 @@ pub fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
         })
         .collect::<Vec<_>>()
         .join(" && ");
-    let (mut i_ours, mut i_xfer, mut i_raw, mut i_sync) = (
+    let (mut i_ours, mut i_xfer, mut i_raw, mut i_sync, mut i_forced) = (
+        Stat::default(),
         Stat::default(),
         Stat::default(),
         Stat::default(),
@@ -350,6 +373,17 @@ pub fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
             .filter_map(|l| l.parse::<f64>().ok())
             .sum();
         i_xfer.push(secs);
+        reset(k);
+        k += 1;
+        prepare(k);
+        i_forced.push(timed(
+            lab,
+            A,
+            &format!(
+                "zfs-nfs-replica -c {RESTRICTED} run --pool zpool1 --accept-size-change zpool1"
+            ),
+            &[0],
+        ));
         reset(k);
         k += 1;
         prepare(k);
@@ -394,7 +428,12 @@ pub fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
     );
     r += "| tool | median s | min-max s | remote commands | vs ideal | speed-up vs syncoid |\n|---|---:|---:|---:|---:|---:|\n";
     for (name, s, c) in [
-        ("zfs-nfs-replica run", &ours, ours_cmds),
+        ("zfs-nfs-replica run (full-shell key)", &ours, ours_cmds),
+        (
+            "zfs-nfs-replica run (key restricted to serve)",
+            &forced,
+            forced_cmds,
+        ),
         ("syncoid --recursive --no-sync-snap", &sync, sync_cmds),
         (
             "ideal: one zfs list per node, both at once",
@@ -416,7 +455,11 @@ pub fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
     );
     r += "| what | median s | min-max s | MiB/s | throughput vs raw pipe |\n|---|---:|---:|---:|---:|\n";
     for (name, s) in [
-        ("zfs-nfs-replica run (whole run)", &i_ours),
+        ("zfs-nfs-replica run (whole run, full-shell key)", &i_ours),
+        (
+            "zfs-nfs-replica run (whole run, key restricted to serve)",
+            &i_forced,
+        ),
         ("zfs-nfs-replica: its transfers alone", &i_xfer),
         (
             "raw `zfs send -I \\| ssh \\| zfs receive` (open connection)",
