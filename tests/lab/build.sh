@@ -31,9 +31,14 @@ set -euo pipefail
 
 CACHE=$(realpath -m "${1:-$LAB_CACHE}")
 mkdir -p "$CACHE"
-SUITE=bookworm
 ZFS_SUITE=${LAB_ZFS_SUITE:-bookworm}
-case "$ZFS_SUITE" in bookworm|bookworm-backports) ;; *) lab_die "LAB_ZFS_SUITE must be bookworm or bookworm-backports";; esac
+# bookworm: Debian 12 (OpenZFS 2.1, sanoid 2.1), what Proxmox VE 8 users
+# mostly run; trixie: Debian 13 (OpenZFS 2.3, sanoid 2.2), as on Proxmox VE 9.
+case "$ZFS_SUITE" in
+bookworm|bookworm-backports) SUITE=bookworm ;;
+trixie) SUITE=trixie ;;
+*) lab_die "LAB_ZFS_SUITE must be bookworm, bookworm-backports or trixie";;
+esac
 MIRROR=${LAB_MIRROR:-http://deb.debian.org/debian}
 SEC_MIRROR=${LAB_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 ROOT=$CACHE/chroot-$ZFS_SUITE

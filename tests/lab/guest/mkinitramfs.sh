@@ -59,6 +59,10 @@ for b in busybox bash sshd ssh ssh-keygen scp zfs zpool zdb zstream perl pv mbuf
     copy_bin "$p"
 done
 copy_bin /usr/lib/openssh/sftp-server
+# OpenSSH 9.8+ (Debian 13) splits the server: sshd execs these per connection.
+for b in /usr/lib/openssh/sshd-session /usr/lib/openssh/sshd-auth; do
+    [[ -e $b ]] && copy_bin "$b"
+done
 # Debian userland where behaviour matters (as on a Proxmox node): GNU
 # coreutils/grep/sed/findutils/gzip, procps (ps/pgrep/pkill: sanoid needs
 # `ps -p PID -o args=`), mawk as awk, and dash as /bin/sh. busybox only fills
