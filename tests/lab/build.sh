@@ -4,23 +4,25 @@
 #
 # usage: tests/lab/build.sh [CACHE_DIR]
 #
-# Everything is installed into a Debian 12 debootstrap chroot under the cache
-# dir (kernel, headers, zfs-dkms, zfsutils-linux, openssh, busybox-static,
+# Everything is installed into a Debian debootstrap chroot under the cache
+# dir (Debian 12 by default, Debian 13 with LAB_ZFS_SUITE=trixie) (kernel, headers, zfs-dkms, zfsutils-linux, openssh, busybox-static,
 # sanoid, qemu-system-x86). Nothing but `debootstrap` (and openssh-client, for
 # boot.sh) is installed on the host; no kernel or dkms module ever is.
 #
 # Output: <cache>/<kernel-release>-zfs<zfs-version>/{vmlinuz,initramfs.img,qemu/}
 #         <cache>/current -> that directory (current-backports for
-#         LAB_ZFS_SUITE=bookworm-backports)
+#         LAB_ZFS_SUITE=bookworm-backports, current-trixie for trixie)
 # Idempotent: a stamp of the installed package versions and of the lab scripts
 # decides whether anything has to be redone.
 #
 # env:
 #   LAB_MIRROR           Debian mirror (default http://deb.debian.org/debian)
 #   LAB_SECURITY_MIRROR  (default http://deb.debian.org/debian-security)
-#   LAB_ZFS_SUITE        bookworm (default: zfs 2.1.x from contrib) or
-#                        bookworm-backports (newer zfs from backports/contrib);
-#                        each gets its own chroot
+#   LAB_ZFS_SUITE        bookworm (default: Debian 12, zfs 2.1.x, sanoid 2.1),
+#                        bookworm-backports (newer zfs from backports/contrib)
+#                        or trixie (Debian 13: kernel 6.12, zfs 2.3.x, sanoid
+#                        2.2, as Proxmox VE 9); each gets its own chroot, lock
+#                        and logs, so two suites build at the same time
 #   LAB_UPDATE=1         apt-get update + upgrade the chroot (may give new
 #                        kernel/zfs versions and therefore a new image dir)
 #   LAB_INITRD_COMPRESS  none (default, fastest boot)|gzip|zstd|lz4
@@ -57,8 +59,8 @@ PHASE=
 phase() { PHASE=$1; PHASE_T=$(lab_now); lab_log "phase $PHASE ..."; }
 phase_done() { lab_log "phase $PHASE: $(lab_elapsed "$PHASE_T")s"; }
 
-exec 9>"$CACHE/.build.lock"
-flock -n 9 || { lab_log "another build.sh holds $CACHE/.build.lock, waiting"; flock 9; }
+exec 9>"$CACHE/.build-$ZFS_SUITE.lock"
+flock -n 9 || { lab_log "another build.sh holds $CACHE/.build-$ZFS_SUITE.lock, waiting"; flock 9; }
 
 # ---------------------------------------------------------------- chroot mounts
 # Only /proc is mounted into the chroot (no /dev bind mount: debootstrap creates
@@ -111,8 +113,8 @@ if [[ ! -f "$ROOT/.lab/debootstrap.done" ]]; then
     phase debootstrap
     rm -rf --one-file-system "$ROOT"
     debootstrap --variant=minbase --components=main,contrib \
-        "$SUITE" "$ROOT" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
-        { tail -30 "$CACHE/debootstrap.log"; lab_die "debootstrap failed (log: $CACHE/debootstrap.log)"; }
+        "$SUITE" "$ROOT" "$MIRROR" >"$CACHE/debootstrap-$ZFS_SUITE.log" 2>&1 ||
+        { tail -30 "$CACHE/debootstrap-$ZFS_SUITE.log"; lab_die "debootstrap failed (log: $CACHE/debootstrap-$ZFS_SUITE.log)"; }
     mkdir -p "$ROOT/.lab"
     touch "$ROOT/.lab/debootstrap.done"
     phase_done
@@ -178,25 +180,25 @@ EOF
     t=$(lab_now)
     in_chroot apt-get update -qq
     if [[ "${LAB_UPDATE:-0}" == 1 ]]; then
-        in_chroot apt-get -y -qq full-upgrade >>"$CACHE/apt.log" 2>&1
+        in_chroot apt-get -y -qq full-upgrade >>"$CACHE/apt-$ZFS_SUITE.log" 2>&1
     fi
     zfs_target=()
     [[ "$ZFS_SUITE" == bookworm-backports ]] && zfs_target=(-t bookworm-backports)
     # download everything first (network), then install (CPU/disk, incl. dkms build)
     { in_chroot apt-get install -y -qq --download-only "${PKGS_BASE[@]}" &&
         in_chroot apt-get install -y -qq --download-only "${zfs_target[@]}" "${PKGS_ZFS[@]}"; } \
-        >>"$CACHE/apt.log" 2>&1 || { tail -30 "$CACHE/apt.log"; lab_die "apt download failed"; }
+        >>"$CACHE/apt-$ZFS_SUITE.log" 2>&1 || { tail -30 "$CACHE/apt-$ZFS_SUITE.log"; lab_die "apt download failed"; }
     lab_log "  apt download: $(lab_elapsed "$t")s"
     t=$(lab_now)
-    in_chroot apt-get install -y -qq "${PKGS_BASE[@]}" >>"$CACHE/apt.log" 2>&1 ||
-        { tail -30 "$CACHE/apt.log"; lab_die "apt install failed (log: $CACHE/apt.log)"; }
+    in_chroot apt-get install -y -qq "${PKGS_BASE[@]}" >>"$CACHE/apt-$ZFS_SUITE.log" 2>&1 ||
+        { tail -30 "$CACHE/apt-$ZFS_SUITE.log"; lab_die "apt install failed (log: $CACHE/apt-$ZFS_SUITE.log)"; }
     lab_log "  apt install (kernel, headers, ssh, qemu, ...): $(lab_elapsed "$t")s"
     t=$(lab_now)
     # zfs-dkms postinst builds the module for every kernel with headers in the chroot
-    in_chroot apt-get install -y -qq "${zfs_target[@]}" "${PKGS_ZFS[@]}" >>"$CACHE/apt.log" 2>&1 ||
-        { tail -30 "$CACHE/apt.log"; lab_die "apt install of zfs failed (log: $CACHE/apt.log)"; }
+    in_chroot apt-get install -y -qq "${zfs_target[@]}" "${PKGS_ZFS[@]}" >>"$CACHE/apt-$ZFS_SUITE.log" 2>&1 ||
+        { tail -30 "$CACHE/apt-$ZFS_SUITE.log"; lab_die "apt install of zfs failed (log: $CACHE/apt-$ZFS_SUITE.log)"; }
     lab_log "  apt install zfs-dkms + zfsutils (dkms build): $(lab_elapsed "$t")s"
-    in_chroot apt-get -y -qq autoremove --purge >>"$CACHE/apt.log" 2>&1 || true
+    in_chroot apt-get -y -qq autoremove --purge >>"$CACHE/apt-$ZFS_SUITE.log" 2>&1 || true
     in_chroot apt-get clean
     echo "$PKG_STAMP_WANT" >"$ROOT/.lab/packages.done"
     phase_done
@@ -214,8 +216,8 @@ OUT=$CACHE/$KEY
 if ! ls "$ROOT/lib/modules/$KVER/updates/dkms/zfs.ko"* >/dev/null 2>&1; then
     phase dkms
     mount_chroot
-    in_chroot dkms install "zfs/$ZFS_VER" -k "$KVER" >>"$CACHE/dkms.log" 2>&1 ||
-        { tail -40 "$CACHE/dkms.log"; lab_die "dkms build of zfs $ZFS_VER for $KVER failed"; }
+    in_chroot dkms install "zfs/$ZFS_VER" -k "$KVER" >>"$CACHE/dkms-$ZFS_SUITE.log" 2>&1 ||
+        { tail -40 "$CACHE/dkms-$ZFS_SUITE.log"; lab_die "dkms build of zfs $ZFS_VER for $KVER failed"; }
     phase_done
 fi
 
