@@ -1950,3 +1950,77 @@ fn base64_of(s: &str) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// A copy without large blocks cannot send back to one that has them
+/// (OpenZFS #18908, #18101: `-L` adds them only when the sending copy has
+/// any): the source's large blocks were all deleted before its first
+/// snapshot, so the standby's copy never had any. After a failover the new
+/// master's run fails that dataset with the reason and the README's remedy;
+/// the remedy, done as the README says, brings it back in sync.
+#[test]
+fn lab_large_blocks_a_copy_without_them_cannot_send_back_and_the_remedy_works() {
+    let lab = Lab::get();
+    setup(&lab);
+    lab.ok(
+        A,
+        "set -e
+         zfs create -o recordsize=1M zpool1/media
+         dd if=/dev/urandom of=/zpool1/media/big bs=1M count=2 status=none
+         zpool sync zpool1
+         rm /zpool1/media/big
+         echo small > /zpool1/media/f
+         zfs snapshot -r zpool1@s1",
+    );
+    let out = lab.replica(A, "run --overwrite-empty-target");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    // A fails; the guest starts on B, promoted by its hook.
+    lab.ok(A, "ip link set eth1 down");
+    lab.place_guest(B);
+    lab.pve.set(|s| s.guest_status = "stopped".into());
+    let hook = lab.replica(B, "hook 103 pre-start");
+    lab.ok(A, "ip link set eth1 up");
+    assert_eq!(hook.code, Some(0), "{}", hook.all());
+    lab.pve.set(|s| s.guest_status = "running".into());
+    lab.ok(
+        B,
+        "echo on-b >> /zpool1/media/f && zfs snapshot -r zpool1@on-b",
+    );
+    let out = lab.replica(B, "run --pool zpool1");
+    assert_eq!(out.code, Some(3), "{}", out.all());
+    for want in [
+        "requires -L",
+        "zpool1/media has large blocks",
+        "README: \"Large blocks\"",
+    ] {
+        assert!(out.stderr.contains(want), "{want}: {}", out.stderr);
+    }
+    assert_eq!(
+        lab.guid(A, "zpool1@on-b"),
+        lab.guid(B, "zpool1@on-b"),
+        "the rest of the pool replicates"
+    );
+    // The remedy, on the receiver, exactly as the README gives it.
+    lab.ok(
+        A,
+        "zfs create -o canmount=off zpool1/zfs-nfs-replica-quarantine && \
+         zfs create -o canmount=off zpool1/zfs-nfs-replica-quarantine/large-blocks && \
+         zfs rename -u zpool1/media zpool1/zfs-nfs-replica-quarantine/large-blocks/media",
+    );
+    let out = lab.replica(B, "run --accept-size-change zpool1");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_eq!(
+        lab.guid(A, "zpool1/media@on-b"),
+        lab.guid(B, "zpool1/media@on-b")
+    );
+    // Nothing was destroyed: the old copy waits in the quarantine.
+    assert!(
+        lab.ok(
+            A,
+            "zfs list -H -o name -t snapshot -r zpool1/zfs-nfs-replica-quarantine"
+        )
+        .contains("large-blocks/media@s1"),
+    );
+    // And the next run is quiet.
+    let out = lab.replica(B, "run --pool zpool1");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+}

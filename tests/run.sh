@@ -161,8 +161,8 @@ cat "$timings/lab-build" >>"$timings/phases"
 # On Debian 12 (OpenZFS 2.1, sanoid 2.1, what most Proxmox VE 8 nodes run):
 # the core set, where the two versions could differ: full and incremental
 # streams with a zvol, a resumed receive, raw encryption, the handover and
-# a failover with divergence and resolve, sanoid on both roles, and the
-# delegated (zfs allow) permissions. Every scenario passes on both images
+# a failover with divergence and resolve, sanoid on both roles, the
+# delegated (zfs allow) permissions, and large blocks that cannot go back. Every scenario passes on both images
 # by hand: LAB_ZFS_SUITE=bookworm cargo test --test lab.
 phase "real-ZFS lab scenarios, the core set, on Debian 12 (OpenZFS 2.1, sanoid 2.1)"
 LAB_ZFS_SUITE=bookworm LAB_BINARY=$repo/target/release/zfs-nfs-replica \
@@ -175,7 +175,8 @@ LAB_ZFS_SUITE=bookworm LAB_BINARY=$repo/target/release/zfs-nfs-replica \
     lab_a_planned_migration_hands_the_last_writes_over_and_back \
     lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept \
     lab_sanoid_snapshots_exactly_what_the_role_allows \
-    lab_replication_as_a_non_root_user_with_zfs_allow
+    lab_replication_as_a_non_root_user_with_zfs_allow \
+    lab_large_blocks_a_copy_without_them_cannot_send_back_and_the_remedy_works
 [[ -f "$timings/lab-bookworm" ]] && sed 's/^/debian12: /' "$timings/lab-bookworm" >>"$timings/lab"
 
 phase "Debian package: build from the release binary, contents, lintian, install, verify, purge"

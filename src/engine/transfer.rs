@@ -220,6 +220,13 @@ impl<R: Runner> Engine<'_, R> {
         // here, so the next run resumes from its token instead of meeting a
         // receive still in progress.
         self.stop_receives(remote, &item.target).await;
+        if *kind == ZfsErrorKind::LargeBlockMismatch {
+            let _ = write!(
+                msg,
+                "; {} has large blocks (recordsize above 128K) that this copy never had (it was made without -L, or its large blocks were gone before its first snapshot), so no incremental can go this way, with -L or without (OpenZFS #18908): set the receiver's copy aside and let the next run send it in full (README: \"Large blocks\")",
+                item.target
+            );
+        }
         if *kind == ZfsErrorKind::StaleResumeToken && matches!(item.action, Action::Resume { .. }) {
             // The snapshot the interrupted stream started from is gone: the
             // partial state can never complete. Discarding it loses no data

@@ -531,6 +531,12 @@ pub enum ZfsErrorKind {
     NoSuchDataset,
     /// out of space on the receiver
     OutOfSpace,
+    /// "incremental send stream requires -L (--large-block), to match
+    /// previous receive": the receiver's copy has large blocks (recordsize
+    /// above 128K) and the sending copy never activated them, so its streams
+    /// never carry them, `-L` or not (OpenZFS #18908, #18101; seen on 2.1.11
+    /// and 2.3.9, docs/facts.md)
+    LargeBlockMismatch,
     Other,
 }
 
@@ -542,6 +548,8 @@ pub fn classify(stderr: &str) -> ZfsErrorKind {
         ZfsErrorKind::BaseMismatch
     } else if s.contains("has been modified") {
         ZfsErrorKind::ReceiverModified
+    } else if s.contains("requires -l") || s.contains("--large-block") {
+        ZfsErrorKind::LargeBlockMismatch
     } else if s.contains("iv set guid mismatch")
         || s.contains("raw") && s.contains("non-raw")
         || s.contains("must use --raw")
@@ -637,6 +645,11 @@ mod tests {
                 ZfsErrorKind::PartialReceiveState,
             ),
             ("cannot receive: out of space", ZfsErrorKind::OutOfSpace),
+            (
+                // OpenZFS 2.1.11 and 2.3.9, captured in the lab.
+                "cannot receive incremental stream: incremental send stream requires -L (--large-block), to match previous receive.",
+                ZfsErrorKind::LargeBlockMismatch,
+            ),
             (
                 "cannot open 'zpool9': dataset does not exist",
                 ZfsErrorKind::NoSuchDataset,
