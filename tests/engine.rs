@@ -403,6 +403,14 @@ fn holds_move_on_both_sides_at_once_and_nothing_is_released_unless_every_hold_to
     }
 }
 
+/// Listings of every snapshot (not of the datasets alone), both sides.
+fn full_listings(fake: &Fake) -> usize {
+    fake.log()
+        .iter()
+        .filter(|c| c.contains(": zfs list ") && c.contains("-t filesystem,volume,snapshot "))
+        .count()
+}
+
 #[test]
 fn a_peer_that_cannot_list_datasets_alone_is_listed_again_in_full() {
     let fake = Fake {
@@ -410,12 +418,7 @@ fn a_peer_that_cannot_list_datasets_alone_is_listed_again_in_full() {
         ..busy_pool()
     };
     let (report, _) = run(&fake, false);
-    let full = fake
-        .log()
-        .iter()
-        .filter(|c| c.contains(": zfs list ") && c.contains("-t filesystem,volume,snapshot "))
-        .count();
-    assert_eq!(full, 4, "{:#?}", fake.log());
+    assert_eq!(full_listings(&fake), 4, "{:#?}", fake.log());
     assert!(
         report.error.is_none() && report.listings.is_some(),
         "{report:#?}"
@@ -482,12 +485,7 @@ fn a_failed_transfer_skips_the_subtree_and_is_transient() {
     assert_eq!(report.outcome, Outcome::Transient);
     // A stream that failed may have landed part of its snapshots: both
     // sides are listed again in full, not guessed from the plan.
-    let full = fake
-        .log()
-        .iter()
-        .filter(|c| c.contains(": zfs list ") && c.contains("-t filesystem,volume,snapshot "))
-        .count();
-    assert_eq!(full, 4, "{:#?}", fake.log());
+    assert_eq!(full_listings(&fake), 4, "{:#?}", fake.log());
 }
 
 #[test]
