@@ -296,8 +296,14 @@ pub(super) fn after_transfers(
             }
             None => Vec::new(),
         };
+        let carried = src.snapshots.get(range).ok_or_else(|| {
+            format!(
+                "{}: the snapshots sent are not in order in its listing",
+                item.source
+            )
+        })?;
         let after = snaps.last().map_or(0, |s| s.createtxg);
-        for (txg, s) in (after + 1..).zip(&src.snapshots[range]) {
+        for (txg, s) in (after + 1..).zip(carried) {
             snaps.push(Snapshot {
                 createtxg: txg,
                 used: 0,
@@ -470,6 +476,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("not listed"), "{e}");
+        // A listing whose order contradicts the plan: an error, never a panic.
+        let reversed = (listing(vec![ds("zpool1", "b:2:20 a:1:10", 0)]), dst.clone());
+        let e = after_transfers(
+            &reversed,
+            &sent(&plan),
+            &(sizes_of(&src, 1), sizes_of(&dst, 1)),
+        )
+        .unwrap_err();
+        assert!(e.contains("not in order"), "{e}");
         // The plan names a snapshot its listing does not hold.
         let other = (listing(vec![ds("zpool1", "a:1:10", 0)]), dst.clone());
         let e = after_transfers(
