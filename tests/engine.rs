@@ -169,6 +169,7 @@ fn snap(ds: &str, name: &str, guid: u64, userrefs: u64) -> String {
 fn settings(dry_run: bool) -> Settings {
     Settings {
         local_node: "pve1".into(),
+        cluster_nodes: vec!["pve1".into(), "pve2".into(), "pve3".into()],
         hold_tag: "zfs-nfs-replica".into(),
         send_properties: true,
         command_timeout: Duration::from_secs(5),
@@ -399,6 +400,42 @@ fn holds_move_on_both_sides_at_once_and_nothing_is_released_unless_every_hold_to
                 .as_deref()
                 .is_some_and(|e| e.contains("out of space")),
             "{report:#?}"
+        );
+    }
+}
+
+/// Three nodes: the standby still carries the holds an earlier master
+/// (pve3) put there. Once this master's hold is on a dataset's new base,
+/// the earlier master's hold on that dataset is released (after ours, so
+/// the base is never unprotected); a dataset refused this run, and holds
+/// of any other tag, are left alone.
+#[test]
+fn an_earlier_masters_holds_on_the_standby_go_once_ours_is_on_the_new_base() {
+    let fake = Fake {
+        remote_holds: "zpool1@a\tzfs-nfs-replica:pve1\tx\nzpool1@a\tzfs-nfs-replica:pve3\tx\nzpool1/bad@a\tzfs-nfs-replica:pve3\tx\nzpool1/my data@a\tzfs-nfs-replica-quarantine\tx\n".into(),
+        ..busy_pool()
+    };
+    let (_, shown) = run(&fake, true);
+    let text = shown.join("\n");
+    assert!(
+        text.contains("holds: [pve2] zfs release zfs-nfs-replica:pve3 zpool1@a"),
+        "shown in the dry run: {text}"
+    );
+    let fake = Fake {
+        remote_holds: fake.remote_holds.clone(),
+        ..busy_pool()
+    };
+    run(&fake, false);
+    let log = fake.log();
+    let at = |what: &str| log.iter().position(|c| c.contains(what));
+    let released = at("zfs release zfs-nfs-replica:pve3 zpool1@a")
+        .unwrap_or_else(|| panic!("the earlier master's hold is released: {log:#?}"));
+    let held = at("zfs hold zfs-nfs-replica:pve1 zpool1@b").expect("ours on the new base");
+    assert!(held < released, "ours first: {log:#?}");
+    for c in &log {
+        assert!(
+            !(c.contains("zfs release") && (c.contains("bad@a") || c.contains("quarantine"))),
+            "a refused dataset's holds, and other tags, stay: {c}"
         );
     }
 }

@@ -30,7 +30,7 @@ fn dry_run_changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
 /// `zfs-nfs-replica ARGS` (a dry run of some command) changes nothing on
 /// either node: ZFS state, holds, and our files. Returns its stdout.
 fn changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
-    let before = lab.on_both(|n| lab.zfs_state(n));
+    let before = lab.on_each(|n| lab.zfs_state(n));
     let files = "find /run/zfs-nfs-replica /var/lib/zfs-nfs-replica -xdev -newer /etc/zfs-nfs-replica/config.toml 2>/dev/null; ls -l --time-style=+%s /run/zfs-nfs-replica 2>/dev/null | grep -v ' ssh-'; true";
     let files_before = lab.ok(node, files);
     let out = lab.replica(node, args);
@@ -39,7 +39,7 @@ fn changes_nothing(lab: &Lab, node: &str, args: &str) -> String {
         "dry-run crashed: {}",
         out.all()
     );
-    let after = lab.on_both(|n| lab.zfs_state(n));
+    let after = lab.on_each(|n| lab.zfs_state(n));
     for (i, n) in NODES.iter().enumerate() {
         assert_eq!(
             before[i],
@@ -201,7 +201,7 @@ fn lab_initial_full_sync_of_nested_datasets_and_a_zvol() {
 fn lab_incrementals_with_intermediates_and_a_child_added_later() {
     let lab = Lab::get();
     synced(&lab);
-    lab.on_both(|n| {
+    lab.on_each(|n| {
         lab.ok(n, "mkdir -p /var/lib/prometheus/node-exporter");
     });
     lab.ok(
@@ -840,7 +840,7 @@ fn lab_roles_follow_the_guest_and_any_doubt_changes_nothing() {
     );
 
     lab.ok(A, "echo x > /zpool1/a/doubt; zfs snapshot -r zpool1@doubt");
-    let before = lab.on_both(|n| (lab.zfs_state(n), lab.ok(n, sanoid)));
+    let before = lab.on_each(|n| (lab.zfs_state(n), lab.ok(n, sanoid)));
     type Step = common::pve::Step;
     let doubts: [(&str, Step, &str); 5] = [
         (
@@ -891,7 +891,7 @@ fn lab_roles_follow_the_guest_and_any_doubt_changes_nothing() {
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(4), "{}", out.all());
     assert!(out.stderr.contains("check 2 of 3"), "{}", out.stderr);
-    let after = lab.on_both(|n| (lab.zfs_state(n), lab.ok(n, sanoid)));
+    let after = lab.on_each(|n| (lab.zfs_state(n), lab.ok(n, sanoid)));
     assert_eq!(before, after, "doubt changed something");
 
     // Certainty again: A sends what waited.
@@ -1420,7 +1420,7 @@ fn lab_sanoid_snapshots_exactly_what_the_role_allows() {
     let judge = "mkdir -p /tmp/oracle-cache /tmp/oracle-run; for d in /tmp/oracle/*/*; do echo \"== $d\"; \
         PERL_HASH_SEED=7 PERL_PERTURB_KEYS=DETERMINISTIC sanoid --configdir=$d --cache-dir=/tmp/oracle-cache \
         --run-dir=/tmp/oracle-run --take-snapshots --readonly --verbose 2>&1; done";
-    let outs = lab.on_both(|n| {
+    let outs = lab.on_each(|n| {
         let i = if n == A { 0 } else { 1 };
         lab.ok(
             n,
@@ -1683,10 +1683,10 @@ fn lab_two_nodes_that_both_believe_they_are_master_write_into_neither() {
         A,
         "echo a > /zpool1/a/new-on-a && zfs snapshot -r zpool1@s3",
     );
-    let before = lab.on_both(|n| all_snapshot_guids(&lab, n, "zpool1"));
+    let before = lab.on_each(|n| all_snapshot_guids(&lab, n, "zpool1"));
     lab.pve
         .set(|s| s.each_its_own = vec![A.to_string(), B.to_string()]);
-    lab.on_both(|n| {
+    lab.on_each(|n| {
         lab.ok(
             n,
             &format!(
@@ -1694,7 +1694,7 @@ fn lab_two_nodes_that_both_believe_they_are_master_write_into_neither() {
             ),
         )
     });
-    let outs = lab.on_both(|n| lab.replica(n, "run"));
+    let outs = lab.on_each(|n| lab.replica(n, "run"));
     for (n, out) in NODES.iter().zip(&outs) {
         assert_eq!(out.code, Some(4), "{n}: {}", out.all());
         assert!(
@@ -1708,7 +1708,7 @@ fn lab_two_nodes_that_both_believe_they_are_master_write_into_neither() {
             out.stderr
         );
     }
-    let after = lab.on_both(|n| all_snapshot_guids(&lab, n, "zpool1"));
+    let after = lab.on_each(|n| all_snapshot_guids(&lab, n, "zpool1"));
     assert_eq!(before, after, "nothing was received anywhere");
     assert!(
         !after[1].iter().any(|l| l.contains("@s3")),
@@ -2023,4 +2023,202 @@ fn lab_large_blocks_a_copy_without_them_cannot_send_back_and_the_remedy_works() 
     // And the next run is quiet.
     let out = lab.replica(B, "run --pool zpool1");
     assert_eq!(out.code, Some(1), "{}", out.all());
+}
+
+/// Three nodes (pve1, pve2, pve3 on one link, as a three-node Proxmox
+/// cluster): the master fans out to both standbys, and one standby cut off
+/// holds back neither the other nor the next run; `status` and the metrics
+/// name every peer. Then pve1 fails and HA starts the guest on the third
+/// node, which promotes without it and replicates to pve2; pve1 comes back
+/// and converges as a standby with no operator; a planned migration brings
+/// the guest home, and all three hold the same snapshots by guid.
+#[test]
+fn lab_three_nodes_fan_out_fail_over_to_the_third_and_fail_back() {
+    const C: &str = "pve3";
+    let lab = Lab::get_three();
+    lab.fresh_pools();
+    lab.place_guest(A);
+    for n in [A, B, C] {
+        lab.configure(n, "[timeouts]\nstall = \"10s\"\nkill_grace = \"2s\"\n");
+        // node_exporter's textfile directory (its package makes it).
+        lab.ok(n, "mkdir -p /var/lib/prometheus/node-exporter");
+    }
+    populate(&lab);
+    lab.ok(A, "echo z > /zpool2/z && zfs snapshot -r zpool2@z1");
+    let run = |n: &str, args: &str, want: i32| -> String {
+        let out = lab.replica(n, args);
+        assert_eq!(out.code, Some(want), "{n} {args}: {}", out.all());
+        out.all()
+    };
+    let guids = |n: &str| -> Vec<String> {
+        let mut v = all_snapshot_guids(&lab, n, "zpool1");
+        v.extend(all_snapshot_guids(&lab, n, "zpool2"));
+        v
+    };
+    // 1. The first sync reaches both standbys in one run.
+    run(A, "run --overwrite-empty-target", 0);
+    assert_eq!(guids(B), guids(A), "pve2 has every snapshot");
+    assert_eq!(guids(C), guids(A), "pve3 has every snapshot");
+    for n in [B, C] {
+        run(n, "run", 1);
+    }
+
+    // 2. pve3 cut off: pve2 still gets the new snapshot in the same run,
+    // which ends transient (exit 3) and names the peer it could not reach.
+    lab.ok(C, "ip link set eth1 down");
+    lab.ok(A, "echo three > /zpool1/a/f3 && zfs snapshot -r zpool1@s3");
+    let log = run(A, "run", 3);
+    assert!(log.contains("pve3"), "names the unreachable peer: {log}");
+    assert_eq!(
+        lab.guid(B, "zpool1/a@s3"),
+        lab.guid(A, "zpool1/a@s3"),
+        "pve2 was not held back: {log}"
+    );
+    assert_eq!(lab.sh(C, "zfs list zpool1/a@s3").code, Some(1));
+    let st: serde_json::Value =
+        serde_json::from_str(&lab.ok(A, "zfs-nfs-replica status --json")).unwrap();
+    let outcome = |st: &serde_json::Value, pool: &str, peer: &str| -> String {
+        st["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pool"] == pool && p["peer"] == peer)
+            .unwrap_or_else(|| panic!("{pool} -> {peer} in the status: {st:#}"))["outcome"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(outcome(&st, "zpool1", B), "replicated", "{st:#}");
+    assert_eq!(outcome(&st, "zpool1", C), "transient-failure", "{st:#}");
+    assert_ne!(st["status"], "ok", "a peer behind is not OK: {st:#}");
+    // Back on the link: the next run catches pve3 up, pve2 has nothing new.
+    lab.ok(C, "ip link set eth1 up");
+    run(A, "run", 0);
+    assert_eq!(guids(C), guids(A), "pve3 caught up");
+    assert_eq!(guids(B), guids(A));
+    let st: serde_json::Value =
+        serde_json::from_str(&lab.ok(A, "zfs-nfs-replica status --json")).unwrap();
+    for pool in ["zpool1", "zpool2"] {
+        assert_eq!(outcome(&st, pool, B), "nothing-to-do", "{st:#}");
+    }
+    assert_eq!(outcome(&st, "zpool1", C), "replicated", "{st:#}");
+    assert_eq!(outcome(&st, "zpool2", C), "nothing-to-do", "{st:#}");
+    let table = lab.ok(A, "zfs-nfs-replica status");
+    for want in ["pool zpool1 -> pve2:zpool1", "pool zpool1 -> pve3:zpool1"] {
+        assert!(table.contains(want), "{want}:\n{table}");
+    }
+    let prom = lab.ok(
+        A,
+        "cat /var/lib/prometheus/node-exporter/zfs_nfs_replica.prom",
+    );
+    for peer in [B, C] {
+        let want = format!("zfs_nfs_replica_pool_conflicts{{pool=\"zpool1\",peer=\"{peer}\"}} 0");
+        assert!(prom.lines().any(|l| l == want), "{want}:\n{prom}");
+        let sent =
+            format!("zfs_nfs_replica_pool_sent_bytes_total{{pool=\"zpool1\",peer=\"{peer}\"}} ");
+        assert!(
+            prom.lines()
+                .any(|l| l.strip_prefix(&sent).is_some_and(|v| v != "0")),
+            "{sent}:\n{prom}"
+        );
+    }
+    for n in [B, C] {
+        run(n, "run", 1);
+    }
+
+    // 3. pve1 fails (it no longer answers) and HA starts the guest on pve3:
+    // its pre-start promotes it without pve1.
+    lab.ok(A, "ip link set eth1 down");
+    lab.place_guest(C);
+    lab.pve.crash(A);
+    lab.pve.set(|s| s.guest_status = "stopped".into());
+    run(C, "hook 103 pre-start", 0);
+    lab.pve.set(|s| s.guest_status = "running".into());
+    let rec = lab.ok(C, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
+    assert!(
+        rec.contains("\"promoted\": true") && rec.contains("unreachable"),
+        "{rec}"
+    );
+    assert_eq!(
+        lab.ok(C, "zfs get -H -o value readonly zpool1/a"),
+        "off\n",
+        "pve3 is writable"
+    );
+    lab.ok(
+        C,
+        "echo on-pve3 > /zpool1/a/b/on-c && zfs snapshot -r zpool1@on-c && zfs snapshot -r zpool2@on-c",
+    );
+    // pve2 follows its new master at once; pve1, still away, waits.
+    let log = run(C, "run", 3);
+    assert_eq!(
+        lab.guid(B, "zpool1/a/b@on-c"),
+        lab.guid(C, "zpool1/a/b@on-c"),
+        "{log}"
+    );
+    run(B, "run", 1);
+
+    // 4. pve1 is back: a standby of pve3 from its next timer run, and the
+    // run after that on pve3 brings it up to date; nobody resolves anything.
+    lab.ok(A, "ip link set eth1 up");
+    lab.pve.set(|s| {
+        s.nodes.get_mut(A).unwrap().online = true;
+        s.crm_state = "started".into();
+    });
+    run(A, "run", 1);
+    let st: serde_json::Value =
+        serde_json::from_str(&lab.ok(A, "zfs-nfs-replica status --json")).unwrap();
+    assert_eq!(st["role"]["role"], "standby", "{st:#}");
+    assert_eq!(st["role"]["master"], C, "{st:#}");
+    let log = run(C, "run", 0);
+    for n in [A, B] {
+        assert_eq!(guids(n), guids(C), "{n} in sync with pve3: {log}");
+    }
+
+    // 5. Fail back: a planned migration pve3 -> pve1. The old master hands
+    // its last writes over; then every node runs as its timer would.
+    lab.ok(C, "echo last-on-c > /zpool1/a/last && sync");
+    let want = sha(&lab, C, "zpool1/a/last zpool1/a/b/on-c");
+    lab.place_guest(A);
+    lab.pve.set(|s| s.guest_status = "stopped".into());
+    run(C, "hook 103 post-stop", 0);
+    run(A, "hook 103 pre-start", 0);
+    lab.pve.set(|s| s.guest_status = "running".into());
+    let rec = lab.ok(A, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
+    assert!(
+        rec.contains("handover from pve3") && rec.contains("\"promoted\": true"),
+        "{rec}"
+    );
+    assert_eq!(
+        sha(&lab, A, "zpool1/a/last zpool1/a/b/on-c"),
+        want,
+        "pve1 serves every write made on pve3"
+    );
+    let log = run(A, "run", 0);
+    for n in [B, C] {
+        assert_eq!(guids(n), guids(A), "{n} in sync with pve1: {log}");
+        run(n, "run", 1);
+    }
+    run(A, "run", 1);
+    let st: serde_json::Value =
+        serde_json::from_str(&lab.ok(A, "zfs-nfs-replica status --json")).unwrap();
+    assert_eq!(st["status"], "ok", "{st:#}");
+    for peer in [B, C] {
+        for pool in ["zpool1", "zpool2"] {
+            assert_eq!(outcome(&st, pool, peer), "nothing-to-do", "{st:#}");
+        }
+    }
+    // Holds: pve1 holds the base for each standby, each standby for pve1,
+    // and the holds pve3 took as master are gone (else their snapshots
+    // could never be pruned).
+    for (n, tags) in [
+        (A, &["zfs-nfs-replica:pve2", "zfs-nfs-replica:pve3"][..]),
+        (B, &["zfs-nfs-replica:pve1"][..]),
+        (C, &["zfs-nfs-replica:pve1"][..]),
+    ] {
+        let h = holds(&lab, n);
+        let mut seen: Vec<&str> = h.lines().filter_map(|l| l.split('\t').nth(1)).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, tags, "holds on {n}:\n{h}");
+    }
 }

@@ -179,14 +179,8 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> Exit {
         handover: true,
     };
     let settings = Settings {
-        local_node: local.clone(),
-        hold_tag: cfg.replication.hold_tag.to_string(),
-        send_properties: cfg.replication.send_properties,
         command_timeout: timeout,
-        stall_timeout: cfg.timeouts.stall.get(),
-        transfer_timeout: cfg.timeouts.transfer.get(),
-        dry_run: false,
-        overwrite_empty: false,
+        ..Settings::from_config(cfg, &local, false)
     };
     let mut silent = Silent;
     let mut engine = Engine::new(&runner, &settings, &mut silent);

@@ -37,16 +37,7 @@ pub async fn history(cfg: &Config, args: &HistoryArgs) -> Exit {
     let runner = SystemRunner {
         kill_grace: cfg.timeouts.kill_grace.get(),
     };
-    let settings = Settings {
-        local_node: local.clone(),
-        hold_tag: cfg.replication.hold_tag.to_string(),
-        send_properties: cfg.replication.send_properties,
-        command_timeout: cfg.timeouts.command.get(),
-        stall_timeout: cfg.timeouts.stall.get(),
-        transfer_timeout: cfg.timeouts.transfer.get(),
-        dry_run: true,
-        overwrite_empty: false,
-    };
+    let settings = Settings::from_config(cfg, &local, true);
     let mut silent = Silent;
     let mut engine = Engine::new(&runner, &settings, &mut silent);
     let job = PoolJob {

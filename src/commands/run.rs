@@ -235,14 +235,8 @@ async fn run_inner<R: Runner>(
     obs.health = hs.clone();
     let (refused, failover_reasons) = health_policy(cfg.health.on_unhealthy, &hs);
     let settings = Settings {
-        local_node: local.clone(),
-        hold_tag: cfg.replication.hold_tag.to_string(),
-        send_properties: cfg.replication.send_properties,
-        command_timeout: cfg.timeouts.command.get(),
-        stall_timeout: cfg.timeouts.stall.get(),
-        transfer_timeout: cfg.timeouts.transfer.get(),
-        dry_run: args.dry_run,
         overwrite_empty: args.overwrite_empty_target,
+        ..Settings::from_config(cfg, &local, args.dry_run)
     };
     let mut bar = Bar::new();
     let mut silent = Silent;

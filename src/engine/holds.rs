@@ -1,6 +1,13 @@
 //! Holds on the common base, both sides: pruning can never remove the last
 //! snapshot an incremental needs. Hold before release; which holds are ours
 //! is asked of both sides at once, speculatively during the listings.
+//!
+//! Tags: `<hold_tag>:<other node>`: on this node the peer's name, on the
+//! peer this node's. With three or more nodes, a standby also carries the
+//! holds an earlier master put there (`<hold_tag>:<that node>`): once this
+//! master's own hold is on the new base, those protect nothing this master
+//! sends, and would keep their snapshot from ever being pruned, so they
+//! are released with ours.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -31,6 +38,16 @@ impl<R: Runner> Engine<'_, R> {
     ) -> Result<(), PoolError> {
         let src_tag = format!("{}:{}", self.settings.hold_tag, peer.name);
         let dst_tag = format!("{}:{}", self.settings.hold_tag, self.settings.local_node);
+        // On the peer: ours, and those of every other node (earlier masters).
+        let dst_tags: Vec<String> = std::iter::once(dst_tag.clone())
+            .chain(
+                self.settings
+                    .cluster_nodes
+                    .iter()
+                    .filter(|n| **n != self.settings.local_node && **n != peer.name)
+                    .map(|n| format!("{}:{n}", self.settings.hold_tag)),
+            )
+            .collect();
         let src_held = held(lists.iter().map(|l| &l.0), src_want);
         let dst_held = held(lists.iter().map(|l| &l.1), dst_want);
         let (runner, timeout) = (self.runner, self.settings.command_timeout);
@@ -41,7 +58,7 @@ impl<R: Runner> Engine<'_, R> {
                 timeout,
                 Side::Local,
                 &src_held,
-                &src_tag,
+                std::slice::from_ref(&src_tag),
                 spec.local.as_ref()
             ),
             ours(
@@ -49,13 +66,36 @@ impl<R: Runner> Engine<'_, R> {
                 timeout,
                 remote,
                 &dst_held,
-                &dst_tag,
+                &dst_tags,
                 spec.remote.as_ref()
             )
         );
-        let (src_ours, dst_ours) = (src_ours?, dst_ours?);
-        let src_moves = moves(&src_ours, &src_tag, src_want);
-        let dst_moves = moves(&dst_ours, &dst_tag, dst_want);
+        let (mut src_ours, mut dst_ours) = (src_ours?, dst_ours?);
+        let src_moves = moves(
+            &src_ours.remove(&src_tag).unwrap_or_default(),
+            &src_tag,
+            src_want,
+        );
+        let mut dst_moves = moves(
+            &dst_ours.remove(&dst_tag).unwrap_or_default(),
+            &dst_tag,
+            dst_want,
+        );
+        // Another master's holds, on datasets that now hold ours on their
+        // new base (only those were asked about): released after ours.
+        for (tag, snaps) in &dst_ours {
+            dst_moves
+                .1
+                .extend(snaps.iter().collect::<Vec<_>>().chunks(500).map(|chunk| {
+                    step(
+                        Op::Release {
+                            tag: tag.clone(),
+                            snapshots: chunk.iter().map(|s| s.to_string()).collect(),
+                        },
+                        "an earlier master's hold: this master's own now protects the common base",
+                    )
+                }));
+        }
         // Both sides at once, holds first: a release runs only once every new
         // base is held on both sides, so a failure anywhere leaves each old
         // base protected where it was (a new hold already taken is ours, and
@@ -203,30 +243,31 @@ pub(super) fn held<'l>(
     v
 }
 
-/// Which of `held` carry our `tag`: from the speculative answer when it
-/// asked about exactly these snapshots, else asked now (500 at a time).
+/// Which of `held` carry each of `tags` (tag -> snapshots; a tag found on
+/// none is absent): from the speculative answer when it asked about
+/// exactly these snapshots, else asked now (500 at a time).
 pub(super) async fn ours<R: Runner>(
     runner: &R,
     timeout: Duration,
     side: Side<'_>,
     held: &[String],
-    tag: &str,
+    tags: &[String],
     spec: Option<&Answer>,
-) -> Result<BTreeSet<String>, PoolError> {
-    let mine = |holds: &[(String, String)], asked: &BTreeSet<&String>| -> Vec<String> {
+) -> Result<BTreeMap<String, BTreeSet<String>>, PoolError> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut mine = |holds: &[(String, String)], asked: &BTreeSet<&String>| {
         // Only what we asked about: never act on a hold we did not look for.
-        holds
-            .iter()
-            .filter(|(s, t)| t == tag && asked.contains(s))
-            .map(|(s, _)| s.clone())
-            .collect()
+        for (s, t) in holds {
+            if tags.contains(t) && asked.contains(s) {
+                out.entry(t.clone()).or_default().insert(s.clone());
+            }
+        }
     };
-    let mut out = BTreeSet::new();
     if let Some((asked, holds)) = spec
         && asked.as_slice() == held
     {
         let asked: BTreeSet<&String> = asked.iter().collect();
-        out.extend(mine(holds, &asked));
+        mine(holds, &asked);
         return Ok(out);
     }
     for chunk in held.chunks(500) {
@@ -240,7 +281,7 @@ pub(super) async fn ours<R: Runner>(
             msg: format!("zfs holds: {e}"),
         })?;
         let asked: BTreeSet<&String> = chunk.iter().collect();
-        out.extend(mine(&holds, &asked));
+        mine(&holds, &asked);
     }
     Ok(out)
 }

@@ -39,6 +39,9 @@ use crate::zfs::{self, Listing, Op, ZfsErrorKind};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub local_node: String,
+    /// Every node of the cluster (`[cluster] nodes`): a hold tagged for one
+    /// of them that is not this node is another master's, from before.
+    pub cluster_nodes: Vec<String>,
     pub hold_tag: String,
     pub send_properties: bool,
     pub command_timeout: Duration,
@@ -46,6 +49,23 @@ pub struct Settings {
     pub transfer_timeout: Duration,
     pub dry_run: bool,
     pub overwrite_empty: bool,
+}
+
+impl Settings {
+    /// As the config says, for `local`, sending for real unless `dry_run`.
+    pub fn from_config(cfg: &crate::config::Config, local: &str, dry_run: bool) -> Settings {
+        Settings {
+            local_node: local.to_string(),
+            cluster_nodes: cfg.cluster.nodes.keys().map(|n| n.to_string()).collect(),
+            hold_tag: cfg.replication.hold_tag.to_string(),
+            send_properties: cfg.replication.send_properties,
+            command_timeout: cfg.timeouts.command.get(),
+            stall_timeout: cfg.timeouts.stall.get(),
+            transfer_timeout: cfg.timeouts.transfer.get(),
+            dry_run,
+            overwrite_empty: false,
+        }
+    }
 }
 
 /// A pool to replicate: source root here, target root on the peer.

@@ -170,7 +170,7 @@ fn setup(lab: &Lab, o: &Opts, t: &Tree) {
              [proxmox]\nurl = \"https://10.0.2.100:8006\"\n[checks]\ninterval = \"0\"\n{pools}"
         )
     };
-    lab.on_both(|n| {
+    lab.on_each(|n| {
         lab.ok(
             n,
             &format!(

@@ -1,6 +1,8 @@
-//! The real-ZFS lab, from the test's side: boots the two qemu nodes once per
+//! The real-ZFS lab, from the test's side: boots the qemu nodes once per
 //! test binary (tests/lab/build.sh + boot.sh), serializes scenarios, gives
 //! each scenario fresh pools, and runs commands on the nodes over ssh.
+//! Most scenarios use a two-node lab ([`Lab::get`]); the three-node one
+//! ([`Lab::get_three`]) runs alone.
 //!
 //! Teardown: a watchdog process, started with the lab, stops the nodes (by
 //! pid, tests/lab/stop.sh) as soon as the test process is gone, however it
@@ -12,6 +14,18 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const NODES: [&str; 2] = ["pve1", "pve2"];
+/// The nodes of the three-node lab.
+pub const THREE: [&str; 3] = ["pve1", "pve2", "pve3"];
+
+/// A node's address on the lab's private link (tests/lab/boot.sh).
+pub fn link_ip(node: &str) -> &'static str {
+    match node {
+        "pve1" => "192.168.100.10",
+        "pve2" => "192.168.100.20",
+        "pve3" => "192.168.100.30",
+        other => panic!("no lab node {other}"),
+    }
+}
 pub const POOLS: [&str; 2] = ["zpool1", "zpool2"];
 
 /// Every hold on every snapshot of both pools (`zfs holds` takes snapshot names).
@@ -21,6 +35,8 @@ pub const ALL_HOLDS: &str = "zfs list -H -t snapshot -o name -r zpool1 zpool2 | 
 pub const SANOID_CONF: &str = "# NFS pools\n[zpool1]\n\tuse_template = production\n\trecursive = yes\n\n[zpool2]\n\tuse_template = production\n\trecursive = yes\n\tautosnap = yes\n\n[template_production]\n\tfrequently = 0\n\thourly = 36\n\tdaily = 30\n\tautosnap = yes\n\tautoprune = yes\n";
 
 pub struct Lab {
+    /// Its nodes, the first one the guest's home ([`NODES`] or [`THREE`]).
+    pub nodes: &'static [&'static str],
     pub run_dir: PathBuf,
     pub ssh_config: PathBuf,
     /// boot.sh's settings for this lab (to boot a node again).
@@ -53,6 +69,7 @@ impl Out {
 const PERSISTED: &str = "etc/zfs-nfs-replica etc/sanoid etc/pve var/lib/zfs-nfs-replica";
 
 static LABS: OnceLock<Vec<Mutex<Option<Lab>>>> = OnceLock::new();
+static LAB_THREE: Mutex<Option<Lab>> = Mutex::new(None);
 
 /// How many labs scenarios may use at once: `LAB_PARALLEL`, else 2 on a
 /// machine with 2 or more cores. One lab keeps about one core busy (its two
@@ -74,6 +91,10 @@ pub fn parallel() -> usize {
 /// `$LAB_TIMINGS` (tests/run.sh prints them as a table at the end).
 pub struct Held {
     guard: MutexGuard<'static, Option<Lab>>,
+    /// The three-node lab: every two-node lab's slot, held so that no
+    /// other scenario runs beside it (its three machines use the host's
+    /// cores), and stopped when the scenario is done.
+    others: Vec<MutexGuard<'static, Option<Lab>>>,
     started: Instant,
 }
 
@@ -96,6 +117,11 @@ impl Drop for Held {
             name
         };
         record_timing(&name, self.started.elapsed());
+        if !self.others.is_empty()
+            && let Some(lab) = self.guard.take()
+        {
+            lab.stop();
+        }
     }
 }
 
@@ -253,11 +279,12 @@ impl Lab {
                 };
                 if guard.is_none() {
                     let t = Instant::now();
-                    *guard = Some(Lab::boot(i));
+                    *guard = Some(Lab::boot(&i.to_string(), &NODES));
                     record_timing(&format!("(lab {i} boot)"), t.elapsed());
                 }
                 return Held {
                     guard,
+                    others: Vec::new(),
                     started: Instant::now(),
                 };
             }
@@ -265,27 +292,53 @@ impl Lab {
         }
     }
 
-    fn boot(slot: usize) -> Lab {
+    /// The three-node lab (pve1, pve2, pve3 on one link, each with its
+    /// own API stand-in listener), for the calling scenario alone: it waits
+    /// until no two-node scenario runs, holds every two-node lab meanwhile,
+    /// boots the three nodes, and stops them when the scenario is done.
+    pub fn get_three() -> Held {
+        let slots = LABS.get_or_init(|| (0..parallel()).map(|_| Mutex::new(None)).collect());
+        let others = slots
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        let mut guard = LAB_THREE.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let t = Instant::now();
+            *guard = Some(Lab::boot("three", &THREE));
+            record_timing("(three-node lab boot)", t.elapsed());
+        }
+        Held {
+            guard,
+            others,
+            started: Instant::now(),
+        }
+    }
+
+    fn boot(slot: &str, nodes: &'static [&'static str]) -> Lab {
         build_image();
-        let pve = super::pve::FakePve::start(
-            &[("pve1", "192.168.100.10"), ("pve2", "192.168.100.20")],
-            103,
-        );
+        let addrs: Vec<(&str, &str)> = nodes.iter().map(|n| (*n, link_ip(n))).collect();
+        let pve = super::pve::FakePve::start(&addrs, 103);
         let run_dir = target_dir()
             .join("lab")
             .join(format!("run-test-{}-{slot}", std::process::id()));
-        let envs = vec![
+        let mut envs = vec![
             ("LAB_RUN_DIR", run_dir.display().to_string()),
-            ("LAB_SSH_PORT_A", free_port().to_string()),
-            ("LAB_SSH_PORT_B", free_port().to_string()),
+            ("LAB_NODES", nodes.join(" ")),
             ("LAB_LINK_PORT", free_udp_pair().to_string()),
             // Pools on disks that survive a node being killed and booted
             // again (tests/lab/guest/init).
             ("LAB_DISKS", "1".to_string()),
             ("LAB_SHARE", target_dir().display().to_string()),
-            ("LAB_API_PORT_A", pve.ports["pve1"].to_string()),
-            ("LAB_API_PORT_B", pve.ports["pve2"].to_string()),
         ];
+        for (n, (ssh, api)) in nodes.iter().zip([
+            ("LAB_SSH_PORT_A", "LAB_API_PORT_A"),
+            ("LAB_SSH_PORT_B", "LAB_API_PORT_B"),
+            ("LAB_SSH_PORT_C", "LAB_API_PORT_C"),
+        ]) {
+            envs.push((ssh, free_port().to_string()));
+            envs.push((api, pve.ports[*n].to_string()));
+        }
         // The watchdog first: if boot.sh itself dies half-way, it still cleans up.
         std::fs::create_dir_all(&run_dir).unwrap();
         let stop = repo().join("tests/lab/stop.sh");
@@ -309,6 +362,7 @@ impl Lab {
         let bin = stage_binary(&run_dir);
         let replica_key = replica_key(&run_dir);
         let lab = Lab {
+            nodes,
             ssh_config: run_dir.join("ssh_config"),
             run_dir,
             pve,
@@ -316,11 +370,24 @@ impl Lab {
             bin,
             replica_key,
         };
-        for n in NODES {
+        for n in nodes {
             lab.install(n);
         }
-        lab.place_guest(NODES[0]);
+        lab.place_guest(nodes[0]);
         lab
+    }
+
+    /// Stop the nodes (tests/lab/stop.sh) and remove the run directory.
+    fn stop(self) {
+        let st = Command::new("bash")
+            .arg(repo().join("tests/lab/stop.sh"))
+            .env("LAB_RUN_DIR", &self.run_dir)
+            .stdout(std::io::stderr())
+            .status();
+        if !matches!(st, Ok(s) if s.success()) {
+            eprintln!("[lab] stopping {}: {st:?}", self.run_dir.display());
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 
     /// The binary (kept in RAM, as the package would install it on a
@@ -388,7 +455,7 @@ impl Lab {
         let vmlist = format!(
             r#"{{"version":7,"ids":{{"103":{{"node":"{node}","type":"lxc","version":3}}}}}}"#
         );
-        self.on_both(|n| {
+        self.on_each(|n| {
             self.ok(n, &format!("printf '%s\\n' '{vmlist}' > /etc/pve/.vmlist"));
         });
     }
@@ -438,10 +505,11 @@ impl Lab {
         o.stdout
     }
 
-    /// `f` on both nodes at once (each node is its own machine: no need to wait).
-    pub fn on_both<T: Send>(&self, f: impl Fn(&str) -> T + Sync) -> Vec<T> {
+    /// `f` on every node at once, in [`Lab::nodes`] order (each node is
+    /// its own machine: no need to wait).
+    pub fn on_each<T: Send>(&self, f: impl Fn(&str) -> T + Sync) -> Vec<T> {
         std::thread::scope(|s| {
-            let handles: Vec<_> = NODES.iter().map(|n| s.spawn(|| f(n))).collect();
+            let handles: Vec<_> = self.nodes.iter().map(|n| s.spawn(|| f(n))).collect();
             handles
                 .into_iter()
                 .map(|h| h.join().expect("lab thread"))
@@ -449,10 +517,10 @@ impl Lab {
         })
     }
 
-    /// Destroy and recreate both pools on both nodes, stop any leftover run,
+    /// Destroy and recreate both pools on every node, stop any leftover run,
     /// reset the tool's config and state.
     pub fn fresh_pools(&self) {
-        self.on_both(|n| {
+        self.on_each(|n| {
             let mut s = String::from(
                 "ip link set eth1 up; pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2; ",
             );
@@ -485,7 +553,7 @@ impl Lab {
     /// per lab.
     pub fn save(&self, name: &str) {
         let pools = POOLS.join(" ");
-        self.on_both(|n| {
+        self.on_each(|n| {
             self.ok(
                 n,
                 &format!(
@@ -510,7 +578,7 @@ impl Lab {
         // A node booted again since (a crash of the life scenario) lost its
         // copy (`/pools` is in its RAM): then neither node restores, and the
         // caller sets up again (which makes a new copy on both).
-        let kept = self.on_both(|n| {
+        let kept = self.on_each(|n| {
             self.sh(n, &format!("[ -f /pools/saved-{name}/files.tar ]"))
                 .code
                 == Some(0)
@@ -523,7 +591,7 @@ impl Lab {
             }
             return false;
         }
-        let ok = self.on_both(|n| {
+        let ok = self.on_each(|n| {
             let o = self.sh(
                 n,
                 &format!(
@@ -588,12 +656,18 @@ impl Lab {
     }
 
     /// Write the tool's config on a node (as the package would install it),
-    /// and a sanoid.conf for both pools. The master checks ask the node's
+    /// and a sanoid.conf for both pools; its peers are the lab's other nodes. The master checks ask the node's
     /// API stand-in (its default CA and token paths); checks are spaced
     /// 100ms apart to keep scenarios short.
     pub fn configure(&self, node: &str, extra: &str) {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| format!("{n} = \"{}\"", link_ip(n)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let cfg = format!(
-            "[cluster]\nguest = 103\nnode = \"{node}\"\nnodes = {{ pve1 = \"192.168.100.10\", pve2 = \"192.168.100.20\" }}\n\
+            "[cluster]\nguest = 103\nnode = \"{node}\"\nnodes = {{ {nodes} }}\n\
              [ssh]\nidentity = \"/root/.ssh/replica_ed25519\"\nstrict_host_key_checking = \"accept-new\"\nconnect_timeout = \"3s\"\n\
              server_alive_interval = \"2s\"\nserver_alive_count = 3\n\
              [proxmox]\nurl = \"https://10.0.2.100:8006\"\ntimeout = \"5s\"\n\

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Boot the two lab nodes pve1 (node A) and pve2 (node B) in the background and
-# wait until both answer `ssh ... true`.
+# Boot the lab nodes pve1 (node A) and pve2 (node B), and pve3 (node C) in a
+# three-node lab, in the background and wait until each answers `ssh ... true`.
 #
 # usage: tests/lab/boot.sh            (build first: tests/lab/build.sh)
 #
@@ -11,9 +11,14 @@
 #   LAB_RUN_DIR        run dir: pid files, consoles, keys, ssh_config [<target>/lab/run]
 #   LAB_SSH_PORT_A     host port forwarded to pve1:22 [10022]
 #   LAB_SSH_PORT_B     host port forwarded to pve2:22 [10023]
-#   LAB_LINK_PORT      127.0.0.1 UDP ports carrying the pve1<->pve2 link: this
-#                      one (pve1's end) and the next (pve2's) [10024]; datagrams,
-#                      so either node can be killed and booted again
+#   LAB_SSH_PORT_C     host port forwarded to pve3:22 [10026] (three nodes)
+#   LAB_NODES          the nodes: "pve1 pve2" or "pve1 pve2 pve3" [pve1 pve2]
+#   LAB_LINK_PORT      127.0.0.1 UDP ports carrying the nodes' private link.
+#                      Two nodes: this one (pve1's end) and the next (pve2's)
+#                      [10024]. Three nodes: one segment, UDP multicast group
+#                      230.0.0.1 on this port, over loopback (every node sees
+#                      every frame, as on a switch). Datagrams either way, so
+#                      any node can be killed and booted again
 #   LAB_SHARE          host dir shared read-only at /mnt/host [cargo target dir]
 #   LAB_MEM            guest RAM in MiB [1024]
 #   LAB_POOLS          pools created at boot [zpool1,zpool2] ("none": no pools)
@@ -22,7 +27,7 @@
 #   LAB_BOOT_TIMEOUT   seconds until both nodes must answer ssh [120]; on
 #                      timeout the nodes are stopped unless LAB_KEEP_ON_FAIL=1
 #   LAB_APPEND         extra kernel command line
-#   LAB_API_PORT_A/B   if set: 127.0.0.1 port of pve1's/pve2's Proxmox API stand-in,
+#   LAB_API_PORT_A/B/C if set: 127.0.0.1 port of pve1's/pve2's/pve3's Proxmox API stand-in,
 #                      reachable in that node at https://10.0.2.100:8006 (qemu guestfwd)
 #   LAB_KERNEL         vmlinux (PVH boot, default) or vmlinuz (bzImage)
 #   LAB_DISKS          1: the pools (and a small `labsys` disk for what a node
@@ -43,6 +48,7 @@ RUN=$LAB_RUN
 QEMU=$IMG/qemu/qemu-system-x86_64
 PORT_A=${LAB_SSH_PORT_A:-10022}
 PORT_B=${LAB_SSH_PORT_B:-10023}
+PORT_C=${LAB_SSH_PORT_C:-10026}
 LINK_PORT=${LAB_LINK_PORT:-10024}
 SHARE=$(realpath -m "${LAB_SHARE:-$TARGET_DIR}")
 MEM=${LAB_MEM:-1024}
@@ -50,15 +56,20 @@ POOLS=${LAB_POOLS:-zpool1,zpool2}
 POOL_SIZE=${LAB_POOL_SIZE:-512M}
 ARC_MAX=${LAB_ARC_MAX:-268435456}
 TIMEOUT=${LAB_BOOT_TIMEOUT:-120}
-NODES=(pve1 pve2)
-declare -A PORT=([pve1]=$PORT_A [pve2]=$PORT_B)
-declare -A LINK_IP=([pve1]=192.168.100.10 [pve2]=192.168.100.20)
-declare -A IDX=([pve1]=1 [pve2]=2)
+read -r -a NODES <<<"$(tr ',' ' ' <<<"${LAB_NODES:-pve1 pve2}")"
+case "${NODES[*]}" in
+"pve1 pve2" | "pve1 pve2 pve3") ;;
+*) lab_die "LAB_NODES: \"pve1 pve2\" or \"pve1 pve2 pve3\", not \"${NODES[*]}\"" ;;
+esac
+declare -A PORT=([pve1]=$PORT_A [pve2]=$PORT_B [pve3]=$PORT_C)
+declare -A LINK_IP=([pve1]=192.168.100.10 [pve2]=192.168.100.20 [pve3]=192.168.100.30)
+declare -A IDX=([pve1]=1 [pve2]=2 [pve3]=3)
 declare -A API_FWD=()
 # `cmd:` spawns one relay per guest connection; a `tcp:` chardev would be a
 # single shared stream, and the tool opens several connections at once.
 [[ -n "${LAB_API_PORT_A:-}" ]] && API_FWD[pve1]=",guestfwd=tcp:10.0.2.100:8006-cmd:socat - TCP:127.0.0.1:$LAB_API_PORT_A"
 [[ -n "${LAB_API_PORT_B:-}" ]] && API_FWD[pve2]=",guestfwd=tcp:10.0.2.100:8006-cmd:socat - TCP:127.0.0.1:$LAB_API_PORT_B"
+[[ -n "${LAB_API_PORT_C:-}" ]] && API_FWD[pve3]=",guestfwd=tcp:10.0.2.100:8006-cmd:socat - TCP:127.0.0.1:$LAB_API_PORT_C"
 
 # the uncompressed vmlinux (PVH boot) starts ~3 s faster under TCG than the bzImage
 KERNEL=$IMG/${LAB_KERNEL:-vmlinux}
@@ -86,6 +97,9 @@ Host pve1
 Host pve2
     HostName 127.0.0.1
     Port $PORT_B
+Host pve3
+    HostName 127.0.0.1
+    Port $PORT_C
 Host *
     User root
     IdentityFile $RUN/id_ed25519
@@ -104,6 +118,7 @@ LAB_PVE1_PORT=$PORT_A
 LAB_PVE2_PORT=$PORT_B
 LAB_PVE1_LINK_IP=${LINK_IP[pve1]}
 LAB_PVE2_LINK_IP=${LINK_IP[pve2]}
+LAB_NODES="${NODES[*]}"
 LAB_HOST_SHARE=$SHARE
 LAB_GUEST_SHARE=/mnt/host
 EOF
@@ -146,12 +161,12 @@ if [[ -n "${LAB_ONLY:-}" ]]; then
     running "$LAB_ONLY" && lab_die "$LAB_ONLY is running already"
     START=("$LAB_ONLY")
 elif ((n_running == ${#NODES[@]})); then
-    lab_log "both nodes already running (tests/lab/stop.sh stops them)"
+    lab_log "every node already running (tests/lab/stop.sh stops them)"
 elif ((n_running > 0)); then
     lab_die "only some lab nodes are running: run tests/lab/stop.sh first"
 else
-    for p in "$PORT_A" "$PORT_B"; do
-        lab_port_listening "$p" && lab_die "host port $p is already in use (set LAB_SSH_PORT_A/B, LAB_LINK_PORT)"
+    for n in "${NODES[@]}"; do
+        lab_port_listening "${PORT[$n]}" && lab_die "host port ${PORT[$n]} is already in use (set LAB_SSH_PORT_A/B/C, LAB_LINK_PORT)"
     done
     START=("${NODES[@]}")
 fi
@@ -160,8 +175,11 @@ if ((${#START[@]})); then
     for n in "${START[@]}"; do
         i=${IDX[$n]}
         # The link: UDP datagrams between two local ports (pve1's, then
-        # pve2's), so either end can die and come back.
-        if [[ $n == pve1 ]]; then
+        # pve2's), so either end can die and come back; with three nodes, a
+        # multicast group on loopback that every node joins.
+        if ((${#NODES[@]} > 2)); then
+            link="mcast=230.0.0.1:$LINK_PORT,localaddr=127.0.0.1"
+        elif [[ $n == pve1 ]]; then
             link="udp=127.0.0.1:$((LINK_PORT + 1)),localaddr=127.0.0.1:$LINK_PORT"
         else
             link="udp=127.0.0.1:$LINK_PORT,localaddr=127.0.0.1:$((LINK_PORT + 1))"
@@ -199,7 +217,7 @@ if ((${#START[@]})); then
     done
 fi
 
-# ---- wait for ssh on both nodes
+# ---- wait for ssh on every node
 T_WAIT=$(lab_now)
 deadline=$((SECONDS + TIMEOUT))
 declare -A up=()
@@ -234,12 +252,13 @@ while ((${#up[@]} < ${#WAIT_FOR[@]})); do
     sleep 0.5
 done
 
+echo "ZFS lab is up ($(lab_elapsed "${T0:-$T_WAIT}")s): images $IMG"
+for n in "${NODES[@]}"; do
+    echo "  ssh -F $RUN/ssh_config $n      # host port ${PORT[$n]}, link ${LINK_IP[$n]}"
+done
 cat <<EOF
-ZFS lab is up ($(lab_elapsed "${T0:-$T_WAIT}")s): images $IMG
-  ssh -F $RUN/ssh_config pve1      # node A, host port $PORT_A, link ${LINK_IP[pve1]}
-  ssh -F $RUN/ssh_config pve2      # node B, host port $PORT_B, link ${LINK_IP[pve2]}
-  inside a node: ssh pve2 / ssh pve1 go over the private link (eth1)
-  host dir $SHARE is /mnt/host (read-only) in both nodes
-  consoles: $RUN/pve1.console $RUN/pve2.console; env: $RUN/lab.env
+  inside a node: ssh pve1 / ssh pve2 / ssh pve3 go over the private link (eth1)
+  host dir $SHARE is /mnt/host (read-only) in every node
+  consoles: $RUN/<node>.console; env: $RUN/lab.env
   stop: $LAB_DIR/stop.sh
 EOF

@@ -9,7 +9,7 @@ set -euo pipefail
 RUN=$LAB_RUN
 
 pids=()
-for n in pve1 pve2; do
+for n in pve1 pve2 pve3; do
     pidfile=$RUN/$n.pid
     pid=$(cat "$pidfile" 2>/dev/null || true)
     if lab_is_our_qemu "$pid" "$pidfile"; then
@@ -42,10 +42,10 @@ else
     sleep 0.2
     lab_log "stopped qemu pid(s) ${pids[*]}"
 fi
-rm -f "$RUN/pve1.pid" "$RUN/pve2.pid" "$RUN/pve1.qmp" "$RUN/pve2.qmp"
+for n in pve1 pve2 pve3; do rm -f "$RUN/$n.pid" "$RUN/$n.qmp"; done
 
 left=()
-for n in pve1 pve2; do
+for n in pve1 pve2 pve3; do
     for d in /proc/[0-9]*; do
         lab_is_our_qemu "${d#/proc/}" "$RUN/$n.pid" && left+=("${d#/proc/}")
     done
