@@ -2050,6 +2050,14 @@ fn lab_three_nodes_fan_out_fail_over_to_the_third_and_fail_back() {
         assert_eq!(out.code, Some(want), "{n} {args}: {}", out.all());
         out.all()
     };
+    // HA starts the guest on `n`: its pre-start hook runs while the guest
+    // is stopped there; the promotion record it leaves.
+    let start_on = |n: &str| -> String {
+        lab.pve.set(|s| s.guest_status = "stopped".into());
+        run(n, "hook 103 pre-start", 0);
+        lab.pve.set(|s| s.guest_status = "running".into());
+        lab.ok(n, "cat /var/lib/zfs-nfs-replica/last-promotion.json")
+    };
     let guids = |n: &str| -> Vec<String> {
         let mut v = all_snapshot_guids(&lab, n, "zpool1");
         v.extend(all_snapshot_guids(&lab, n, "zpool2"));
@@ -2131,10 +2139,7 @@ fn lab_three_nodes_fan_out_fail_over_to_the_third_and_fail_back() {
     lab.ok(A, "ip link set eth1 down");
     lab.place_guest(C);
     lab.pve.crash(A);
-    lab.pve.set(|s| s.guest_status = "stopped".into());
-    run(C, "hook 103 pre-start", 0);
-    lab.pve.set(|s| s.guest_status = "running".into());
-    let rec = lab.ok(C, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
+    let rec = start_on(C);
     assert!(
         rec.contains("\"promoted\": true") && rec.contains("unreachable"),
         "{rec}"
@@ -2181,9 +2186,7 @@ fn lab_three_nodes_fan_out_fail_over_to_the_third_and_fail_back() {
     lab.place_guest(A);
     lab.pve.set(|s| s.guest_status = "stopped".into());
     run(C, "hook 103 post-stop", 0);
-    run(A, "hook 103 pre-start", 0);
-    lab.pve.set(|s| s.guest_status = "running".into());
-    let rec = lab.ok(A, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
+    let rec = start_on(A);
     assert!(
         rec.contains("handover from pve3") && rec.contains("\"promoted\": true"),
         "{rec}"
