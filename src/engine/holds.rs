@@ -84,17 +84,11 @@ impl<R: Runner> Engine<'_, R> {
         // Another master's holds, on datasets that now hold ours on their
         // new base (only those were asked about): released after ours.
         for (tag, snaps) in &dst_ours {
-            dst_moves
-                .1
-                .extend(snaps.iter().collect::<Vec<_>>().chunks(500).map(|chunk| {
-                    step(
-                        Op::Release {
-                            tag: tag.clone(),
-                            snapshots: chunk.iter().map(|s| s.to_string()).collect(),
-                        },
-                        "an earlier master's hold: this master's own now protects the common base",
-                    )
-                }));
+            dst_moves.1.extend(releases(
+                tag,
+                snaps.iter().cloned().collect(),
+                "an earlier master's hold: this master's own now protects the common base",
+            ));
         }
         // Both sides at once, holds first: a release runs only once every new
         // base is held on both sides, so a failure anywhere leaves each old
@@ -145,6 +139,7 @@ fn moves(
         .filter(|s| !wanted.contains(s))
         .cloned()
         .collect();
+    let releases = releases(tag, to_release, "no longer the common base");
     let holds = to_hold.chunks(500).map(|chunk| {
         step(
             Op::Hold {
@@ -154,16 +149,23 @@ fn moves(
             "the new common base: pruning must not remove it",
         )
     });
-    let releases = to_release.chunks(500).map(|chunk| {
-        step(
-            Op::Release {
-                tag: tag.to_string(),
-                snapshots: chunk.to_vec(),
-            },
-            "no longer the common base",
-        )
-    });
-    (holds.collect(), releases.collect())
+    (holds.collect(), releases)
+}
+
+/// Release `tag` from `snapshots`, 500 to a command.
+fn releases(tag: &str, snapshots: Vec<String>, why: &'static str) -> Vec<Step> {
+    snapshots
+        .chunks(500)
+        .map(|chunk| {
+            step(
+                Op::Release {
+                    tag: tag.to_string(),
+                    snapshots: chunk.to_vec(),
+                },
+                why,
+            )
+        })
+        .collect()
 }
 
 /// The snapshots the previous run held, on each side (full names).

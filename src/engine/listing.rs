@@ -476,24 +476,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("not listed"), "{e}");
-        // A listing whose order contradicts the plan: an error, never a panic.
-        let reversed = (listing(vec![ds("zpool1", "b:2:20 a:1:10", 0)]), dst.clone());
-        let e = after_transfers(
-            &reversed,
-            &sent(&plan),
-            &(sizes_of(&src, 1), sizes_of(&dst, 1)),
-        )
-        .unwrap_err();
-        assert!(e.contains("not in order"), "{e}");
-        // The plan names a snapshot its listing does not hold.
-        let other = (listing(vec![ds("zpool1", "a:1:10", 0)]), dst.clone());
-        let e = after_transfers(
-            &other,
-            &sent(&plan),
-            &(sizes_of(&src, 1), sizes_of(&dst, 1)),
-        )
-        .unwrap_err();
-        assert!(e.contains("not in its listing"), "{e}");
+        for (source, why) in [
+            // A listing whose order contradicts the plan: an error, never a panic.
+            ("b:2:20 a:1:10", "not in order"),
+            // The plan names a snapshot its listing does not hold.
+            ("a:1:10", "not in its listing"),
+        ] {
+            let before = (listing(vec![ds("zpool1", source, 0)]), dst.clone());
+            let e = after_transfers(
+                &before,
+                &sent(&plan),
+                &(sizes_of(&src, 1), sizes_of(&dst, 1)),
+            )
+            .unwrap_err();
+            assert!(e.contains(why), "{source}: {e}");
+        }
     }
 
     #[test]
