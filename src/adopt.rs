@@ -245,6 +245,7 @@ mod tests {
             mounted: Some(mounted),
             canmount: Some("on".into()),
             mountpoint: Some("/x".into()),
+            partial_receive: false,
         }
     }
 

@@ -179,11 +179,32 @@ pub fn verdict(i: &Input<'_>) -> Verdict {
             );
         }
         if name == i.root && smaller(d.used, r.used, i.t.min_size_ratio) {
+            // An interrupted receive's partial state counts in the
+            // receiver's `used`, and the listing cannot tell how much: say
+            // where it is. (A master discards its own when it becomes
+            // master; one left from an earlier master's stream, on a third
+            // node, is the operator's to judge.)
+            let partial: Vec<&str> = i
+                .receiver
+                .datasets
+                .values()
+                .filter(|x| x.resume_token.is_some())
+                .map(|x| x.name.as_str())
+                .collect();
+            let partial = if partial.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} holds the partial state of an interrupted receive in {}, counted in its `used` (if its stream can no longer complete, `zfs receive -A` there discards it)",
+                    i.peer,
+                    partial.join(", ")
+                )
+            };
             shrink(
                 &mut out,
                 name,
                 format!(
-                    "pool {name} uses {} in all, its replica on {} {} (ratio {:.2} < min_size_ratio {})",
+                    "pool {name} uses {} in all, its replica on {} {} (ratio {:.2} < min_size_ratio {}){partial}",
                     human_bytes(d.used),
                     i.peer,
                     human_bytes(r.used),
@@ -391,6 +412,35 @@ mod tests {
         let e = entry_from("t".into(), "pve2", "zpool1", "zpool1", &rcv, &rcv).unwrap();
         let why = run(&src, &rcv, Some(&e));
         assert!(why.iter().any(|w| w.contains("was recreated")), "{why:?}");
+    }
+
+    /// The receiver's `used` counts an interrupted receive's partial state,
+    /// which no listing sizes: the refusal says where it is.
+    #[test]
+    fn a_refusal_names_the_receivers_partial_receive_state() {
+        let src = listing(&[
+            ("zpool1", 1, 300 * MIB, 100 * 1024),
+            ("zpool1/data", 2, 300 * MIB, 300 * MIB),
+        ]);
+        let mut rcv = listing(&[
+            ("zpool1", 1, 900 * MIB, 100 * 1024),
+            ("zpool1/data", 2, 900 * MIB, 300 * MIB),
+        ]);
+        let plain = run(&src, &rcv, None);
+        assert!(
+            plain.len() == 1 && !plain[0].contains("interrupted"),
+            "{plain:?}"
+        );
+        rcv.datasets.get_mut("zpool1/data").unwrap().resume_token = Some("1-abc".into());
+        let why = run(&src, &rcv, None);
+        assert!(
+            why.len() == 1
+                && why[0].contains("pool zpool1 uses 300.0 MiB in all")
+                && why[0].contains(
+                    "pve2 holds the partial state of an interrupted receive in zpool1/data"
+                ),
+            "{why:?}"
+        );
     }
 
     /// A big file written after the newest snapshot was never replicated:

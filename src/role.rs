@@ -106,24 +106,33 @@ pub async fn make_writable<R: Runner>(
 /// inherited value, then the filesystems this unlocks are mounted (best
 /// effort; parents sort before children, so mounts nest correctly). A
 /// quarantine stays read-only whatever the role.
+///
+/// Last, the partial state of every interrupted receive into a managed
+/// dataset is discarded (`zfs receive -A`): a master is never received
+/// into, so that stream can never complete here (a planned handover has
+/// already resumed what it could), and its space would count in this
+/// pool's `used` against its replicas for as long as this node is master,
+/// and against this node's own source once it is a standby again (the
+/// pool-level size guard then refuses the pool). Only a partial stream is
+/// lost; its data is whole on the node that sent it.
 pub fn writable_steps(
     pool: &crate::config::Pool,
     props: &std::collections::BTreeMap<String, zfs::RoleProps>,
 ) -> Vec<Step> {
-    let datasets: Vec<String> = props
-        .iter()
-        .filter(|(name, p)| p.readonly && p.readonly_source == "local" && pool.manages(name))
+    let managed = || props.iter().filter(|(name, _)| pool.manages(name));
+    let datasets: Vec<String> = managed()
+        .filter(|(_, p)| p.readonly && p.readonly_source == "local")
         .map(|(name, _)| name.clone())
         .collect();
-    if datasets.is_empty() {
-        return Vec::new();
+    let mut steps = Vec::new();
+    if !datasets.is_empty() {
+        steps.push(step(
+            Op::RevertReadonly {
+                datasets: datasets.clone(),
+            },
+            "writable: this node is master",
+        ));
     }
-    let mut steps = vec![step(
-        Op::RevertReadonly {
-            datasets: datasets.clone(),
-        },
-        "writable: this node is master",
-    )];
     for ds in datasets {
         let p = &props[&ds];
         let mountable = p.mounted == Some(false)
@@ -132,6 +141,14 @@ pub fn writable_steps(
         if mountable {
             steps.push(step(Op::Mount { dataset: ds }, "the guest finds its data").best_effort());
         }
+    }
+    for (name, _) in managed().filter(|(_, p)| p.partial_receive) {
+        steps.push(step(
+            Op::RecvAbort {
+                dataset: name.clone(),
+            },
+            "discard an interrupted receive's partial state: this node is master, no stream completes here",
+        ));
     }
     steps
 }
@@ -281,6 +298,7 @@ mod tests {
             mounted,
             canmount: Some("on".into()),
             mountpoint: Some("/zpool1".into()),
+            partial_receive: false,
         }
     }
 
@@ -326,5 +344,57 @@ mod tests {
         );
         p.clear();
         assert_eq!(writable_steps(&cfg.pools[0], &p), vec![]);
+    }
+
+    /// An interrupted receive's partial state goes on every managed dataset
+    /// of a master, whether or not anything had to become writable; the
+    /// excluded subtree and the quarantine keep theirs.
+    #[test]
+    fn a_master_discards_the_partial_state_of_interrupted_receives() {
+        let cfg = crate::config::parse_str(
+            "[cluster]\nguest = 103\nnodes = { pve1 = \"10.0.0.11\", pve2 = \"10.0.0.12\" }\n\n[[pool]]\nname = \"zpool1\"\nexclude = [\"zpool1/scratch\"]\n",
+            "test",
+        )
+        .unwrap();
+        let partial = |readonly: bool| RoleProps {
+            partial_receive: true,
+            ..props(
+                readonly,
+                if readonly { "local" } else { "default" },
+                Some(true),
+            )
+        };
+        let mut p = std::collections::BTreeMap::new();
+        p.insert("zpool1".to_string(), props(false, "default", Some(true)));
+        p.insert("zpool1/a".to_string(), partial(false));
+        p.insert("zpool1/a/new".to_string(), partial(false));
+        p.insert("zpool1/scratch".to_string(), partial(false));
+        p.insert(
+            "zpool1/zfs-nfs-replica-quarantine/x".to_string(),
+            partial(true),
+        );
+        let ops: Vec<String> = writable_steps(&cfg.pools[0], &p)
+            .iter()
+            .map(|s| s.op.to_string())
+            .collect();
+        assert_eq!(
+            ops,
+            ["zfs receive -A zpool1/a", "zfs receive -A zpool1/a/new"]
+        );
+        p.insert("zpool1/b".to_string(), partial(true));
+        let ops: Vec<String> = writable_steps(&cfg.pools[0], &p)
+            .iter()
+            .map(|s| s.op.to_string())
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "zfs inherit readonly zpool1/b",
+                "zfs receive -A zpool1/a",
+                "zfs receive -A zpool1/a/new",
+                "zfs receive -A zpool1/b"
+            ],
+            "the revert first"
+        );
     }
 }

@@ -401,6 +401,108 @@ fn lab_a_transfer_killed_mid_stream_resumes_from_the_token() {
     );
 }
 
+/// The master fails while a stream flows: its standby keeps the partial
+/// state of the interrupted receive (it counts in the pool's `used`). The
+/// standby's promotion discards it (that stream can never complete there);
+/// kept, it would make the pool-level size guard refuse the failback for
+/// good, the old master's copy being smaller by what the partial state
+/// holds (found by the life test, seed 12).
+#[test]
+fn lab_a_failover_mid_stream_discards_the_partial_receive_and_the_failback_converges() {
+    let lab = Lab::get();
+    synced(&lab);
+    let out = lab.replica(B, "run");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    big_snapshot(&lab, 120);
+    start_background_run(&lab, A);
+    wait_for_send(&lab);
+    let partial = || -> u64 {
+        lab.sh(B, "zfs list -H -p -o used zpool1/a/%recv")
+            .stdout
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || partial() >= 24 << 20),
+        "24 MiB of the stream arrived"
+    );
+    lab.ok(A, "pkill -KILL -f '[z]fs send.*zpool1/a@'");
+    let (code, log) = background_result(&lab, A, Duration::from_secs(60));
+    assert_eq!(code, 3, "{log}");
+    let held = partial();
+    let token = |n: &str| {
+        lab.ok(n, "zfs get -H -o value receive_resume_token zpool1/a")
+            .trim()
+            .to_string()
+    };
+    assert!(token(B).starts_with("1-"), "{log}");
+    // A fails; HA starts the guest on B, whose pre-start promotes it.
+    lab.ok(A, "ip link set eth1 down");
+    lab.place_guest(B);
+    lab.pve.set(|s| s.guest_status = "stopped".into());
+    let hook = lab.replica(B, "hook 103 pre-start");
+    lab.ok(A, "ip link set eth1 up");
+    assert_eq!(hook.code, Some(0), "{}", hook.all());
+    lab.pve.set(|s| s.guest_status = "running".into());
+    let rec = lab.ok(B, "cat /var/lib/zfs-nfs-replica/last-promotion.json");
+    assert!(
+        rec.contains("\"promoted\": true") && rec.contains("zfs receive -A zpool1/a"),
+        "{rec}\n{}",
+        hook.all()
+    );
+    assert_eq!(token(B), "-", "{}", hook.all());
+    assert_eq!(lab.sh(B, "zfs list zpool1/a/%recv").code, Some(1));
+    eprintln!(
+        "[lab] the promotion discarded {:.1} MiB of partial receive",
+        held as f64 / (1 << 20) as f64
+    );
+    // A's link is back: its timer run makes it B's standby (read-only).
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    // B writes; A's @big is a divergence, set aside by resolve.
+    lab.ok(
+        B,
+        "echo on-b > /zpool1/a/b/on-b && zfs snapshot -r zpool1@on-b",
+    );
+    let out = lab.replica(B, "run");
+    assert_eq!(out.code, Some(4), "{}", out.all());
+    let out = lab.replica(B, "diverged");
+    assert!(
+        out.stdout.contains("only on pve1 (receiver), newer: @big")
+            && out.stdout.contains("resolve 'zpool1/a' --keep-divergent"),
+        "{}",
+        out.all()
+    );
+    let out = lab.replica(B, "resolve zpool1/a --keep-divergent");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    let out = lab.replica(B, "run");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    // The guest moves back to A by a planned migration: A's runs replicate
+    // to B again, with no refusal and no flag.
+    lab.place_guest(A);
+    lab.pve.set(|s| s.guest_status = "stopped".into());
+    let hook = lab.replica(A, "hook 103 pre-start");
+    assert_eq!(hook.code, Some(0), "{}", hook.all());
+    lab.pve.set(|s| s.guest_status = "running".into());
+    lab.ok(
+        A,
+        "echo back > /zpool1/a/back && zfs snapshot -r zpool1@back",
+    );
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(!out.stderr.contains("size guard"), "{}", out.stderr);
+    let live = |n: &str| -> Vec<String> {
+        all_snapshot_guids(&lab, n, "zpool1")
+            .into_iter()
+            .filter(|l| !l.contains("zfs-nfs-replica-quarantine"))
+            .collect()
+    };
+    assert_eq!(live(A), live(B), "every live snapshot matches by guid");
+}
+
 #[test]
 fn lab_a_stalled_send_is_killed_and_nothing_is_left_running() {
     let lab = Lab::get();

@@ -272,7 +272,13 @@ pub fn parse_pool_list(text: &str) -> Result<Vec<PoolUsage>, ParseError> {
 }
 
 /// What a role change reads of each filesystem and volume.
-pub const ROLE_PROPS: &[&str] = &["readonly", "mounted", "canmount", "mountpoint"];
+pub const ROLE_PROPS: &[&str] = &[
+    "readonly",
+    "mounted",
+    "canmount",
+    "mountpoint",
+    "receive_resume_token",
+];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoleProps {
@@ -283,6 +289,10 @@ pub struct RoleProps {
     pub mounted: Option<bool>,
     pub canmount: Option<String>,
     pub mountpoint: Option<String>,
+    /// A resumable receive was interrupted here: its partial state (a
+    /// hidden `%recv` child, or this dataset itself when it never existed
+    /// before) holds space until it completes or is discarded.
+    pub partial_receive: bool,
 }
 
 fn on_off(v: &str, what: &str) -> Result<bool, String> {
@@ -328,6 +338,7 @@ pub fn parse_role_props(text: &str) -> Result<BTreeMap<String, RoleProps>, Parse
             }
             "canmount" => e.canmount = value,
             "mountpoint" => e.mountpoint = value,
+            "receive_resume_token" => e.partial_receive = value.is_some(),
             p => return Err(err(format!("unexpected property `{p}`"))),
         }
     }
@@ -420,7 +431,9 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
         // The shape of `zfs get -H -p -r -t filesystem,volume -o
         // name,property,value,source readonly,mounted,canmount,mountpoint`.
         let text = "zpool1\treadonly\ton\tlocal\nzpool1\tmounted\tno\t-\nzpool1\tcanmount\ton\tdefault\nzpool1\tmountpoint\t/zpool1\tdefault\n\
-                    zpool1/vol\treadonly\toff\treceived\nzpool1/vol\tmounted\t-\t-\nzpool1/vol\tcanmount\t-\t-\nzpool1/vol\tmountpoint\t-\t-\n";
+                    zpool1\treceive_resume_token\t-\t-\n\
+                    zpool1/vol\treadonly\toff\treceived\nzpool1/vol\tmounted\t-\t-\nzpool1/vol\tcanmount\t-\t-\nzpool1/vol\tmountpoint\t-\t-\n\
+                    zpool1/vol\treceive_resume_token\t1-e7a7b7b5f-e0-789c636064000310a501c49c50360710a71\t-\n";
         let m = parse_role_props(text).unwrap();
         assert_eq!(
             m["zpool1"],
@@ -430,9 +443,11 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
                 mounted: Some(false),
                 canmount: Some("on".into()),
                 mountpoint: Some("/zpool1".into()),
+                partial_receive: false,
             }
         );
         assert_eq!(m["zpool1/vol"].mounted, None);
+        assert!(m["zpool1/vol"].partial_receive);
         assert_eq!(m["zpool1/vol"].readonly_source, "received");
         for bad in [
             "zpool1\treadonly\tmaybe\tlocal\n",
