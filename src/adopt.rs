@@ -246,6 +246,7 @@ mod tests {
             canmount: Some("on".into()),
             mountpoint: Some("/x".into()),
             partial_receive: false,
+            key_unavailable: false,
         }
     }
 

@@ -192,21 +192,10 @@ pub async fn make_readonly<R: Runner>(
             all
         }
     };
-    let mut datasets = Vec::new();
-    for pool in pools {
-        for (name, p) in &props {
-            if pool.manages(name) && !p.readonly {
-                datasets.push(name.clone());
-            }
-        }
-    }
-    if datasets.is_empty() {
+    let steps = readonly_steps(&pools, &props, cfg.replication.standby_mounted);
+    if steps.is_empty() {
         return ch;
     }
-    let steps = [step(
-        Op::SetReadonly { datasets },
-        "read-only: this node is not master",
-    )];
     ch.add(
         Executor::new(runner, dry_run, timeout)
             .run(Side::Local, &steps)
@@ -231,6 +220,58 @@ async fn role_props<R: Runner>(
         Ok(o) => Err(format!("`{get}` failed: {}", stderr_head(&o.stderr))),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The steps that make these pools' copies a standby's: every managed
+/// dataset that is writable becomes `readonly=on`, then (with `mount`) the
+/// managed filesystems that are not mounted are mounted, read-only, best
+/// effort, parents first: OpenZFS lists the snapshots of an unmounted
+/// filesystem several times slower (README: "Performance"), and every run
+/// lists the standby's. A mount writes nothing into a read-only copy. A
+/// dataset a receive is filling for the first time, and an encrypted one
+/// whose key is not loaded (a raw-received copy), are left alone.
+pub fn readonly_steps(
+    pools: &[&crate::config::Pool],
+    props: &std::collections::BTreeMap<String, zfs::RoleProps>,
+    mount: bool,
+) -> Vec<Step> {
+    let managed = || {
+        props
+            .iter()
+            .filter(|(name, _)| pools.iter().any(|pool| pool.manages(name)))
+    };
+    let writable: Vec<String> = managed()
+        .filter(|(_, p)| !p.readonly)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut steps = Vec::new();
+    if !writable.is_empty() {
+        steps.push(step(
+            Op::SetReadonly { datasets: writable },
+            "read-only: this node is not master",
+        ));
+    }
+    if mount {
+        for (name, p) in managed() {
+            let mountable = p.mounted == Some(false)
+                && p.canmount.as_deref() == Some("on")
+                && !p.partial_receive
+                && !p.key_unavailable
+                && !matches!(p.mountpoint.as_deref(), None | Some("none" | "legacy"));
+            if mountable {
+                steps.push(
+                    step(
+                        Op::Mount {
+                            dataset: name.clone(),
+                        },
+                        "mounted read-only: a standby's copy lists faster mounted",
+                    )
+                    .best_effort(),
+                );
+            }
+        }
+    }
+    steps
 }
 
 /// On a standby: the newest snapshot of each pool's received copy (how far
@@ -299,6 +340,7 @@ mod tests {
             canmount: Some("on".into()),
             mountpoint: Some("/zpool1".into()),
             partial_receive: false,
+            key_unavailable: false,
         }
     }
 
@@ -344,6 +386,76 @@ mod tests {
         );
         p.clear();
         assert_eq!(writable_steps(&cfg.pools[0], &p), vec![]);
+    }
+
+    /// A standby's copies: the writable ones read-only first, then the
+    /// filesystems not mounted are mounted (best effort), except a volume,
+    /// a copy a receive is filling, one with no mountpoint, an encrypted
+    /// one without its key, the excluded
+    /// subtree and the quarantine; nothing to mount without `mount`.
+    #[test]
+    fn a_standby_is_made_read_only_then_mounted() {
+        let cfg = crate::config::parse_str(
+            "[cluster]\nguest = 103\nnodes = { pve1 = \"10.0.0.11\", pve2 = \"10.0.0.12\" }\n\n[[pool]]\nname = \"zpool1\"\nexclude = [\"zpool1/scratch\"]\n",
+            "test",
+        )
+        .unwrap();
+        let pools: Vec<&crate::config::Pool> = cfg.pools.iter().collect();
+        let mut p = std::collections::BTreeMap::new();
+        p.insert("zpool1".to_string(), props(false, "default", Some(true)));
+        p.insert("zpool1/a".to_string(), props(true, "local", Some(false)));
+        p.insert("zpool1/a/b".to_string(), props(false, "local", Some(false)));
+        p.insert(
+            "zpool1/a/new".to_string(),
+            RoleProps {
+                partial_receive: true,
+                ..props(true, "local", Some(false))
+            },
+        );
+        p.insert(
+            "zpool1/legacy".to_string(),
+            RoleProps {
+                mountpoint: Some("legacy".into()),
+                ..props(true, "local", Some(false))
+            },
+        );
+        p.insert("zpool1/vol".to_string(), props(true, "local", None));
+        p.insert(
+            "zpool1/secret".to_string(),
+            RoleProps {
+                key_unavailable: true,
+                ..props(true, "local", Some(false))
+            },
+        );
+        p.insert(
+            "zpool1/scratch".to_string(),
+            props(false, "local", Some(false)),
+        );
+        p.insert(
+            "zpool1/zfs-nfs-replica-quarantine".to_string(),
+            props(true, "local", Some(false)),
+        );
+        let ops = |mount: bool| -> Vec<String> {
+            readonly_steps(&pools, &p, mount)
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}{}",
+                        s.op,
+                        if s.best_effort { " (best effort)" } else { "" }
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            ops(true),
+            [
+                "zfs set readonly=on zpool1 zpool1/a/b",
+                "zfs mount zpool1/a (best effort)",
+                "zfs mount zpool1/a/b (best effort)"
+            ]
+        );
+        assert_eq!(ops(false), ["zfs set readonly=on zpool1 zpool1/a/b"]);
     }
 
     /// An interrupted receive's partial state goes on every managed dataset

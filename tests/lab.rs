@@ -940,6 +940,32 @@ fn lab_roles_follow_the_guest_and_any_doubt_changes_nothing() {
         lab.ok(B, "cat /etc/sanoid/sanoid.conf.bak"),
         common::lab::SANOID_CONF
     );
+    // Its copies (received with -u) are mounted now, read-only, and nothing
+    // was written into them; the next incremental goes into them mounted.
+    let mounts = || {
+        lab.ok(
+            B,
+            "zfs list -H -p -o name,mounted,readonly,written -t filesystem -r zpool1",
+        )
+    };
+    let m = mounts();
+    assert!(
+        m.lines().count() >= 3 && m.lines().all(|l| l.ends_with("\tyes\ton\t0")),
+        "{m}\n{}",
+        out.stderr
+    );
+    lab.ok(
+        A,
+        "echo more > /zpool1/a/b/more; zfs snapshot -r zpool1@mounted",
+    );
+    let out = lab.replica(A, "run");
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_eq!(
+        lab.guid(A, "zpool1/a/b@mounted"),
+        lab.guid(B, "zpool1/a/b@mounted")
+    );
+    assert_eq!(lab.ok(B, "cat /zpool1/a/b/more"), "more\n");
+    assert_eq!(mounts(), m, "still mounted, read-only, unwritten");
 
     lab.ok(A, "echo x > /zpool1/a/doubt; zfs snapshot -r zpool1@doubt");
     let before = lab.on_each(|n| (lab.zfs_state(n), lab.ok(n, sanoid)));

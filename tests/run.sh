@@ -160,7 +160,8 @@ cat "$timings/lab-build" >>"$timings/phases"
 
 # On Debian 12 (OpenZFS 2.1, sanoid 2.1, what most Proxmox VE 8 nodes run):
 # the core set, where the two versions could differ: full and incremental
-# streams with a zvol, a resumed receive, raw encryption, the handover and
+# streams with a zvol, a resumed receive, a failover mid-stream (the
+# partial receive discarded), raw encryption, the handover and
 # a failover with divergence and resolve, sanoid on both roles, the
 # delegated (zfs allow) permissions, and large blocks that cannot go back. Every scenario passes on both images
 # by hand: LAB_ZFS_SUITE=bookworm cargo test --test lab.
@@ -171,6 +172,7 @@ LAB_ZFS_SUITE=bookworm LAB_BINARY=$repo/target/release/zfs-nfs-replica \
     lab_check_reaches_the_peer_and_lists_both_sides \
     lab_initial_full_sync_of_nested_datasets_and_a_zvol \
     lab_a_transfer_killed_mid_stream_resumes_from_the_token \
+    lab_a_failover_mid_stream_discards_the_partial_receive_and_the_failback_converges \
     lab_raw_send_of_an_encrypted_dataset \
     lab_a_planned_migration_hands_the_last_writes_over_and_back \
     lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept \

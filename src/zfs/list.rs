@@ -278,6 +278,7 @@ pub const ROLE_PROPS: &[&str] = &[
     "canmount",
     "mountpoint",
     "receive_resume_token",
+    "keystatus",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -293,6 +294,9 @@ pub struct RoleProps {
     /// hidden `%recv` child, or this dataset itself when it never existed
     /// before) holds space until it completes or is discarded.
     pub partial_receive: bool,
+    /// An encrypted dataset whose key is not loaded (a raw-received copy):
+    /// it cannot be mounted.
+    pub key_unavailable: bool,
 }
 
 fn on_off(v: &str, what: &str) -> Result<bool, String> {
@@ -339,6 +343,7 @@ pub fn parse_role_props(text: &str) -> Result<BTreeMap<String, RoleProps>, Parse
             "canmount" => e.canmount = value,
             "mountpoint" => e.mountpoint = value,
             "receive_resume_token" => e.partial_receive = value.is_some(),
+            "keystatus" => e.key_unavailable = f[2] == "unavailable",
             p => return Err(err(format!("unexpected property `{p}`"))),
         }
     }
@@ -433,7 +438,8 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
         let text = "zpool1\treadonly\ton\tlocal\nzpool1\tmounted\tno\t-\nzpool1\tcanmount\ton\tdefault\nzpool1\tmountpoint\t/zpool1\tdefault\n\
                     zpool1\treceive_resume_token\t-\t-\n\
                     zpool1/vol\treadonly\toff\treceived\nzpool1/vol\tmounted\t-\t-\nzpool1/vol\tcanmount\t-\t-\nzpool1/vol\tmountpoint\t-\t-\n\
-                    zpool1/vol\treceive_resume_token\t1-e7a7b7b5f-e0-789c636064000310a501c49c50360710a71\t-\n";
+                    zpool1/vol\treceive_resume_token\t1-e7a7b7b5f-e0-789c636064000310a501c49c50360710a71\t-\n\
+                    zpool1/vol\tkeystatus\tunavailable\t-\nzpool1\tkeystatus\t-\t-\n";
         let m = parse_role_props(text).unwrap();
         assert_eq!(
             m["zpool1"],
@@ -444,10 +450,11 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
                 canmount: Some("on".into()),
                 mountpoint: Some("/zpool1".into()),
                 partial_receive: false,
+                key_unavailable: false,
             }
         );
         assert_eq!(m["zpool1/vol"].mounted, None);
-        assert!(m["zpool1/vol"].partial_receive);
+        assert!(m["zpool1/vol"].partial_receive && m["zpool1/vol"].key_unavailable);
         assert_eq!(m["zpool1/vol"].readonly_source, "received");
         for bad in [
             "zpool1\treadonly\tmaybe\tlocal\n",

@@ -528,7 +528,9 @@ impl Lab {
             for p in POOLS {
                 s += &format!("zpool destroy -f {p} 2>/dev/null; rm -rf /pools/{p}*.img /{p}; ");
             }
-            s += "rm -rf /run/zfs-nfs-replica; mkdir -p /var/lib/zfs-nfs-replica /etc/sanoid; \
+            // sanoid's snapshot cache (15 minutes) would describe the pools
+            // an earlier scenario left: a prune then sees nothing to do.
+            s += "rm -rf /run/zfs-nfs-replica /var/cache/sanoid; mkdir -p /var/lib/zfs-nfs-replica /etc/sanoid; \
                   find /var/lib/zfs-nfs-replica /etc/sanoid -mindepth 1 -delete; \
                   pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log; ";
             for p in POOLS {
@@ -599,7 +601,7 @@ impl Lab {
                      ip link set eth1 up; pkill -KILL -x zfs-nfs-replica; pkill -CONT -x zfs; pkill -KILL -x zfs; sleep 0.2
                      for p in {pools}; do zpool export -f $p 2>/dev/null || zpool destroy -f $p 2>/dev/null; rm -rf /$p; done
                      set -e
-                     rm -rf /run/zfs-nfs-replica
+                     rm -rf /run/zfs-nfs-replica /var/cache/sanoid
                      for f in {PERSISTED}; do mkdir -p /$f; find /$f -mindepth 1 -delete; done
                      tar -C / -xf $d/files.tar
                      pidof sshd >/dev/null || /usr/sbin/sshd -E /var/log/sshd.log"
