@@ -344,15 +344,20 @@ mod tests {
         }
     }
 
+    /// One pool, `zpool1`, with an excluded subtree, `zpool1/scratch`.
+    fn one_pool() -> Config {
+        crate::config::parse_str(
+            "[cluster]\nguest = 103\nnodes = { pve1 = \"10.0.0.11\", pve2 = \"10.0.0.12\" }\n\n[[pool]]\nname = \"zpool1\"\nexclude = [\"zpool1/scratch\"]\n",
+            "test",
+        )
+        .unwrap()
+    }
+
     /// The revert first, then only the mounts it unlocks, best effort; the
     /// excluded subtree and the quarantine are not touched.
     #[test]
     fn a_master_gets_its_datasets_back_writable_and_mounted() {
-        let cfg = crate::config::parse_str(
-            "[cluster]\nguest = 103\nnodes = { pve1 = \"10.0.0.11\", pve2 = \"10.0.0.12\" }\n\n[[pool]]\nname = \"zpool1\"\nexclude = [\"zpool1/scratch\"]\n",
-            "test",
-        )
-        .unwrap();
+        let cfg = one_pool();
         let mut p = std::collections::BTreeMap::new();
         p.insert("zpool1".to_string(), props(true, "local", Some(true)));
         p.insert("zpool1/a".to_string(), props(true, "local", Some(false)));
@@ -395,11 +400,7 @@ mod tests {
     /// subtree and the quarantine; nothing to mount without `mount`.
     #[test]
     fn a_standby_is_made_read_only_then_mounted() {
-        let cfg = crate::config::parse_str(
-            "[cluster]\nguest = 103\nnodes = { pve1 = \"10.0.0.11\", pve2 = \"10.0.0.12\" }\n\n[[pool]]\nname = \"zpool1\"\nexclude = [\"zpool1/scratch\"]\n",
-            "test",
-        )
-        .unwrap();
+        let cfg = one_pool();
         let pools: Vec<&crate::config::Pool> = cfg.pools.iter().collect();
         let mut p = std::collections::BTreeMap::new();
         p.insert("zpool1".to_string(), props(false, "default", Some(true)));
@@ -463,11 +464,7 @@ mod tests {
     /// excluded subtree and the quarantine keep theirs.
     #[test]
     fn a_master_discards_the_partial_state_of_interrupted_receives() {
-        let cfg = crate::config::parse_str(
-            "[cluster]\nguest = 103\nnodes = { pve1 = \"10.0.0.11\", pve2 = \"10.0.0.12\" }\n\n[[pool]]\nname = \"zpool1\"\nexclude = [\"zpool1/scratch\"]\n",
-            "test",
-        )
-        .unwrap();
+        let cfg = one_pool();
         let partial = |readonly: bool| RoleProps {
             partial_receive: true,
             ..props(
