@@ -139,8 +139,8 @@ pub struct Replication {
     pub send_properties: bool,
     /// A standby keeps its received filesystems mounted, read-only: OpenZFS
     /// lists the snapshots of an unmounted filesystem several times slower
-    /// (README: "Performance"), and the copy can be looked at. `false`
-    /// leaves new copies as received (unmounted).
+    /// (bench/RESULTS.md: "Listing forms"), and the copy can be looked at.
+    /// `false` leaves new copies as received (unmounted).
     pub standby_mounted: bool,
 }
 

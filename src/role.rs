@@ -226,10 +226,11 @@ async fn role_props<R: Runner>(
 /// dataset that is writable becomes `readonly=on`, then (with `mount`) the
 /// managed filesystems that are not mounted are mounted, read-only, best
 /// effort, parents first: OpenZFS lists the snapshots of an unmounted
-/// filesystem several times slower (README: "Performance"), and every run
-/// lists the standby's. A mount writes nothing into a read-only copy. A
-/// dataset a receive is filling for the first time, and an encrypted one
-/// whose key is not loaded (a raw-received copy), are left alone.
+/// filesystem several times slower (bench/RESULTS.md: "Listing forms"),
+/// and every run lists the standby's. A mount writes nothing into a
+/// read-only copy. A dataset a receive is filling for the first time, and
+/// an encrypted one whose key is not loaded (a raw-received copy), are
+/// left alone.
 pub fn readonly_steps(
     pools: &[&crate::config::Pool],
     props: &std::collections::BTreeMap<String, zfs::RoleProps>,
