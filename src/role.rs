@@ -228,9 +228,10 @@ async fn role_props<R: Runner>(
 /// effort, parents first: OpenZFS lists the snapshots of an unmounted
 /// filesystem several times slower (bench/RESULTS.md: "Listing forms"),
 /// and every run lists the standby's. A mount writes nothing into a
-/// read-only copy. A dataset a receive is filling for the first time, and
-/// an encrypted one whose key is not loaded (a raw-received copy), are
-/// left alone.
+/// read-only copy. A dataset holding an interrupted receive's partial
+/// state (mounted once the resume completes; a new one may not even be
+/// consistent), and an encrypted one whose key is not loaded (a
+/// raw-received copy), are left alone.
 pub fn readonly_steps(
     pools: &[&crate::config::Pool],
     props: &std::collections::BTreeMap<String, zfs::RoleProps>,
