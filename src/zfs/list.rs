@@ -434,7 +434,7 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
     #[test]
     fn role_props() {
         // The shape of `zfs get -H -p -r -t filesystem,volume -o
-        // name,property,value,source readonly,mounted,canmount,mountpoint`.
+        // name,property,value,source ROLE_PROPS`.
         let text = "zpool1\treadonly\ton\tlocal\nzpool1\tmounted\tno\t-\nzpool1\tcanmount\ton\tdefault\nzpool1\tmountpoint\t/zpool1\tdefault\n\
                     zpool1\treceive_resume_token\t-\t-\n\
                     zpool1/vol\treadonly\toff\treceived\nzpool1/vol\tmounted\t-\t-\nzpool1/vol\tcanmount\t-\t-\nzpool1/vol\tmountpoint\t-\t-\n\
