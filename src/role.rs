@@ -135,10 +135,7 @@ pub fn writable_steps(
     }
     for ds in datasets {
         let p = &props[&ds];
-        let mountable = p.mounted == Some(false)
-            && p.canmount.as_deref() == Some("on")
-            && !matches!(p.mountpoint.as_deref(), None | Some("none" | "legacy"));
-        if mountable {
+        if awaits_mount(p) {
             steps.push(step(Op::Mount { dataset: ds }, "the guest finds its data").best_effort());
         }
     }
@@ -151,6 +148,14 @@ pub fn writable_steps(
         ));
     }
     steps
+}
+
+/// A filesystem that is not mounted and would be by `zfs mount -a`:
+/// `canmount=on` and a real mountpoint (not `none`, not `legacy`).
+fn awaits_mount(p: &zfs::RoleProps) -> bool {
+    p.mounted == Some(false)
+        && p.canmount.as_deref() == Some("on")
+        && !matches!(p.mountpoint.as_deref(), None | Some("none" | "legacy"))
 }
 
 /// The configured pools named in `only` (all of them when it is empty).
@@ -255,12 +260,7 @@ pub fn readonly_steps(
     }
     if mount {
         for (name, p) in managed() {
-            let mountable = p.mounted == Some(false)
-                && p.canmount.as_deref() == Some("on")
-                && !p.partial_receive
-                && !p.key_unavailable
-                && !matches!(p.mountpoint.as_deref(), None | Some("none" | "legacy"));
-            if mountable {
+            if awaits_mount(p) && !p.partial_receive && !p.key_unavailable {
                 steps.push(
                     step(
                         Op::Mount {

@@ -78,6 +78,14 @@ fn all_snapshot_guids(lab: &Lab, node: &str, pool: &str) -> Vec<String> {
     v
 }
 
+/// [`all_snapshot_guids`] without what `resolve` set aside.
+fn live_snapshot_guids(lab: &Lab, node: &str, pool: &str) -> Vec<String> {
+    all_snapshot_guids(lab, node, pool)
+        .into_iter()
+        .filter(|l| !l.contains("zfs-nfs-replica-quarantine"))
+        .collect()
+}
+
 fn holds(lab: &Lab, node: &str) -> String {
     lab.ok(node, common::lab::ALL_HOLDS)
 }
@@ -494,13 +502,11 @@ fn lab_a_failover_mid_stream_discards_the_partial_receive_and_the_failback_conve
     let out = lab.replica(A, "run");
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert!(!out.stderr.contains("size guard"), "{}", out.stderr);
-    let live = |n: &str| -> Vec<String> {
-        all_snapshot_guids(&lab, n, "zpool1")
-            .into_iter()
-            .filter(|l| !l.contains("zfs-nfs-replica-quarantine"))
-            .collect()
-    };
-    assert_eq!(live(A), live(B), "every live snapshot matches by guid");
+    assert_eq!(
+        live_snapshot_guids(&lab, A, "zpool1"),
+        live_snapshot_guids(&lab, B, "zpool1"),
+        "every live snapshot matches by guid"
+    );
 }
 
 #[test]
@@ -861,13 +867,11 @@ fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept(
     // The next run re-syncs everything from the common snapshot.
     let out = lab.replica(B, "run --pool zpool1");
     assert_eq!(out.code, Some(0), "{}", out.all());
-    let live = |n: &str| -> Vec<String> {
-        all_snapshot_guids(&lab, n, "zpool1")
-            .into_iter()
-            .filter(|l| !l.contains("zfs-nfs-replica-quarantine"))
-            .collect()
-    };
-    assert_eq!(live(A), live(B), "every live snapshot matches by guid");
+    assert_eq!(
+        live_snapshot_guids(&lab, A, "zpool1"),
+        live_snapshot_guids(&lab, B, "zpool1"),
+        "every live snapshot matches by guid"
+    );
     // The divergent data is kept on A, readable, read-only and held.
     let q = "/var/lib/zfs-nfs-replica/quarantine/zpool1";
     assert_eq!(

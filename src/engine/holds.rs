@@ -139,32 +139,33 @@ fn moves(
         .filter(|s| !wanted.contains(s))
         .cloned()
         .collect();
-    let releases = releases(tag, to_release, "no longer the common base");
-    let holds = to_hold.chunks(500).map(|chunk| {
-        step(
-            Op::Hold {
-                tag: tag.to_string(),
-                snapshots: chunk.to_vec(),
-            },
-            "the new common base: pruning must not remove it",
-        )
-    });
-    (holds.collect(), releases)
+    let holds = chunked(
+        &to_hold,
+        "the new common base: pruning must not remove it",
+        |snapshots| Op::Hold {
+            tag: tag.to_string(),
+            snapshots,
+        },
+    );
+    (
+        holds,
+        releases(tag, to_release, "no longer the common base"),
+    )
 }
 
 /// Release `tag` from `snapshots`, 500 to a command.
 fn releases(tag: &str, snapshots: Vec<String>, why: &'static str) -> Vec<Step> {
+    chunked(&snapshots, why, |snapshots| Op::Release {
+        tag: tag.to_string(),
+        snapshots,
+    })
+}
+
+/// One step per 500 snapshots (a command line stays short).
+fn chunked(snapshots: &[String], why: &'static str, op: impl Fn(Vec<String>) -> Op) -> Vec<Step> {
     snapshots
         .chunks(500)
-        .map(|chunk| {
-            step(
-                Op::Release {
-                    tag: tag.to_string(),
-                    snapshots: chunk.to_vec(),
-                },
-                why,
-            )
-        })
+        .map(|chunk| step(op(chunk.to_vec()), why))
         .collect()
 }
 
