@@ -1,4 +1,5 @@
-//! Planner scale: pure `zfs list -H -p` parsing of both sides plus the plan,
+//! Planner scale: pure `zfs list -H -p` parsing of both sides (line by
+//! line, as the tool reads them from the pipe) plus the plan,
 //! on synthetic listings of 1k, 10k, 100k and 1M snapshots (100 snapshots
 //! per dataset, a standby that is one snapshot behind everywhere, so every
 //! dataset is an incremental). No ZFS, no I/O in the measured part.
@@ -12,21 +13,25 @@
 //! Markdown table row per size on stdout (bench/run.sh collects them).
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use zfs_nfs_replica::plan::{self, Options};
-use zfs_nfs_replica::zfs::parse_list;
+use zfs_nfs_replica::zfs::ListParser;
 
 const PER_DATASET: usize = 100;
 
-/// A `zfs list -H -p -o <LIST_PROPS>` text: `snapshots` snapshots over
-/// `snapshots / 100` datasets below `pool`; the receiver lacks the newest
-/// snapshot of every dataset and has its own createtxgs.
-fn listing(pool: &str, snapshots: usize, receiver: bool) -> String {
+/// A `zfs list -H -p -o <LIST_PROPS>` text, one dataset's lines at a time
+/// to `each` (as they come from the pipe: the tool never holds a listing
+/// whole): `snapshots` snapshots over `snapshots / 100` datasets below
+/// `pool`; the receiver lacks the newest snapshot of every dataset and has
+/// its own createtxgs. Returns the text's whole length.
+fn listing(pool: &str, snapshots: usize, receiver: bool, each: &mut dyn FnMut(&str)) -> usize {
     let datasets = snapshots.div_ceil(PER_DATASET);
-    let mut s = String::with_capacity(snapshots * 140);
+    let mut s = String::with_capacity(PER_DATASET * 160);
+    let mut total = 0;
     let txg0 = if receiver { 5_000_000 } else { 100 };
     for d in 0..datasets {
+        s.clear();
         let name = if d == 0 {
             pool.to_string()
         } else {
@@ -63,8 +68,10 @@ fn listing(pool: &str, snapshots: usize, receiver: bool) -> String {
                 u8::from(i + 1 == n)
             ));
         }
+        total += s.len();
+        each(&s);
     }
-    s
+    total
 }
 
 fn peak_rss_kib() -> i64 {
@@ -74,22 +81,38 @@ fn peak_rss_kib() -> i64 {
     ru.ru_maxrss
 }
 
-/// One size in this process: generate, then time parse + plan `runs` times.
+/// One size in this process: time parse + plan `runs` times, the listings
+/// generated a dataset at a time and parsed line by line as the tool does
+/// (only the parse and the plan are timed).
 fn child(snapshots: usize, runs: usize) {
-    let src = listing("zpool1", snapshots, false);
-    let dst = listing("zpool1", snapshots, true);
     let opts = Options {
         empty_max_referenced: plan::DEFAULT_EMPTY_MAX_REFERENCED,
         ..Options::default()
     };
+    let parse = |receiver: bool, spent: &mut Duration| {
+        let mut p = ListParser::default();
+        let text = listing("zpool1", snapshots, receiver, &mut |chunk| {
+            let t = Instant::now();
+            chunk.lines().for_each(|l| p.line(l));
+            *spent += t.elapsed();
+        });
+        let t = Instant::now();
+        let l = p.finish().expect("the listing parses");
+        *spent += t.elapsed();
+        (l, text)
+    };
     let mut times = Vec::new();
     let mut items = 0;
+    let mut text = 0;
     for _ in 0..runs {
+        let mut spent = Duration::ZERO;
+        let (s, slen) = parse(false, &mut spent);
+        let (d, dlen) = parse(true, &mut spent);
         let t = Instant::now();
-        let s = parse_list(&src).expect("source parses");
-        let d = parse_list(&dst).expect("receiver parses");
         let p = plan::plan(&s, "zpool1", &d, "zpool1", &opts);
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        spent += t.elapsed();
+        times.push(spent.as_secs_f64() * 1000.0);
+        text = slen + dlen;
         items = p.items.len();
         let incremental = p
             .items
@@ -101,16 +124,15 @@ fn child(snapshots: usize, runs: usize) {
             snapshots.div_ceil(PER_DATASET),
             "every dataset with snapshots is one snapshot behind"
         );
-        drop(p);
+        drop((p, s, d));
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
     println!(
-        "RESULT {snapshots} {items} {median:.2} {:.2} {:.2} {} {}",
+        "RESULT {snapshots} {items} {median:.2} {:.2} {:.2} {} {text}",
         times[0],
         times[times.len() - 1],
         peak_rss_kib(),
-        src.len() + dst.len()
     );
 }
 

@@ -147,7 +147,7 @@ pub fn entry_from(
                 .find(|s| r.snapshots.iter().any(|x| x.guid == s.guid))
                 .map(|s| SnapshotRef {
                     guid: s.guid,
-                    name: s.name.clone(),
+                    name: s.name.to_string(),
                     time: s.creation,
                 })
         });

@@ -20,7 +20,7 @@ pub struct SnapRef {
 impl From<&Snapshot> for SnapRef {
     fn from(s: &Snapshot) -> Self {
         SnapRef {
-            name: s.name.clone(),
+            name: s.name.to_string(),
             guid: s.guid,
             creation: s.creation,
             written: s.written,

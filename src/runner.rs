@@ -148,6 +148,24 @@ pub trait Runner: Sync {
         timeout: Duration,
     ) -> impl Future<Output = Result<Output, RunError>>;
 
+    /// [`Runner::output`], stdout handed to `on_line` one line at a time
+    /// (without its newline) as it arrives instead of kept: for listings too
+    /// big to hold as text. The returned `stdout` is empty. The default
+    /// reads the whole output first (fakes).
+    fn output_lines(
+        &self,
+        cmd: &Cmd,
+        timeout: Duration,
+        on_line: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<Output, RunError>> {
+        async move {
+            let mut o = self.output(cmd, timeout).await?;
+            o.stdout.lines().for_each(&mut *on_line);
+            o.stdout = String::new();
+            Ok(o)
+        }
+    }
+
     /// Run `send | recv`. `on_send_line` sees every stderr line of the sender and
     /// returns true when the line shows progress (it resets the stall clock).
     /// A failure of either side is an error; the receiver's message wins, since
@@ -271,10 +289,15 @@ impl SystemRunner {
             Err(_) => Some(pgid),
         }
     }
-}
 
-impl Runner for SystemRunner {
-    async fn output(&self, cmd: &Cmd, timeout: Duration) -> Result<Output, RunError> {
+    /// Run to completion; every chunk of stdout goes to `on_stdout` as it
+    /// arrives (the returned [`Output`] has an empty `stdout`).
+    async fn run_reading(
+        &self,
+        cmd: &Cmd,
+        timeout: Duration,
+        on_stdout: &mut dyn FnMut(&[u8]),
+    ) -> Result<Output, RunError> {
         let mut c = command(cmd);
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -284,15 +307,20 @@ impl Runner for SystemRunner {
         let mut group = Group::new(pgid);
         let mut so = child.stdout.take().expect("piped stdout");
         let mut se = child.stderr.take().expect("piped stderr");
-        let mut out = Vec::new();
         let mut err = Vec::new();
+        let read_stdout = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match so.read(&mut buf).await {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => on_stdout(&buf[..n]),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         let res = tokio::time::timeout(timeout, async {
-            let (a, b, st) = tokio::join!(
-                so.read_to_end(&mut out),
-                se.read_to_end(&mut err),
-                child.wait()
-            );
-            a.and(b).and(st)
+            let (a, b, st) = tokio::join!(read_stdout, se.read_to_end(&mut err), child.wait());
+            a.and(b.map(|_| ())).and(st)
         })
         .await;
         match res {
@@ -300,7 +328,7 @@ impl Runner for SystemRunner {
                 group.reaped();
                 Ok(Output {
                     status,
-                    stdout: String::from_utf8_lossy(&out).into_owned(),
+                    stdout: String::new(),
                     stderr: String::from_utf8_lossy(&err).into_owned(),
                 })
             }
@@ -325,6 +353,66 @@ impl Runner for SystemRunner {
                 })
             }
         }
+    }
+}
+
+/// Bytes in, whole lines out (without their newline); what follows the last
+/// newline is a line too, at the end.
+struct LineSplitter<'a> {
+    partial: Vec<u8>,
+    on_line: &'a mut dyn FnMut(&str),
+}
+
+impl LineSplitter<'_> {
+    fn push(&mut self, mut bytes: &[u8]) {
+        while let Some(i) = bytes.iter().position(|b| *b == b'\n') {
+            if self.partial.is_empty() {
+                (self.on_line)(&String::from_utf8_lossy(&bytes[..i]));
+            } else {
+                self.partial.extend_from_slice(&bytes[..i]);
+                (self.on_line)(&String::from_utf8_lossy(&self.partial));
+                self.partial.clear();
+            }
+            bytes = &bytes[i + 1..];
+        }
+        self.partial.extend_from_slice(bytes);
+    }
+
+    fn end(mut self) {
+        if !self.partial.is_empty() {
+            (self.on_line)(&String::from_utf8_lossy(&self.partial));
+            self.partial.clear();
+        }
+    }
+}
+
+impl Runner for SystemRunner {
+    async fn output(&self, cmd: &Cmd, timeout: Duration) -> Result<Output, RunError> {
+        let mut out = Vec::new();
+        let mut o = self
+            .run_reading(cmd, timeout, &mut |b| out.extend_from_slice(b))
+            .await?;
+        // Valid UTF-8 (nearly always) is taken as it is, not copied.
+        o.stdout = String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Ok(o)
+    }
+
+    async fn output_lines(
+        &self,
+        cmd: &Cmd,
+        timeout: Duration,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<Output, RunError> {
+        let mut lines = LineSplitter {
+            partial: Vec::new(),
+            on_line,
+        };
+        let o = self
+            .run_reading(cmd, timeout, &mut |b| lines.push(b))
+            .await?;
+        lines.end();
+        Ok(o)
     }
 
     async fn pipe(

@@ -359,7 +359,7 @@ fn run_sends_in_order_skips_the_conflicting_subtree_and_moves_holds() {
         dst.datasets[d]
             .snapshots
             .iter()
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .collect()
     };
     assert_eq!(names("zpool1"), ["a", "b"]);

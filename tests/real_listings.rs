@@ -20,7 +20,10 @@ fn parses_real_listings() {
     assert_eq!(m.datasets["zpool2/vol"].kind, Kind::Volume);
     assert!(m.datasets["zpool2/enc"].encrypted && m.datasets["zpool2/enc/child"].encrypted);
     let odd = &m.datasets["zpool2/odd:name.v-1_x y"];
-    assert_eq!(odd.snapshots[0].name, "autosnap_2026-11-21_11:00:00_hourly");
+    assert_eq!(
+        &*odd.snapshots[0].name,
+        "autosnap_2026-11-21_11:00:00_hourly"
+    );
     // The bookmark shares its snapshot's guid but is not a snapshot.
     assert_eq!(m.datasets["zpool2/data"].snapshots.len(), 6);
     let token = s.datasets["zpool2/partial"]
@@ -33,7 +36,7 @@ fn parses_real_listings() {
         &m.datasets["zpool2/data"].snapshots[5],
         &s.datasets["zpool2/data"].snapshots[5],
     );
-    assert_eq!((a.name.as_str(), a.guid), (b.name.as_str(), b.guid));
+    assert_eq!((&*a.name, a.guid), (&*b.name, b.guid));
     assert_ne!(a.createtxg, b.createtxg);
     assert_eq!(s.datasets["zpool2/my data"].written, 0);
 }

@@ -49,6 +49,52 @@ fn output_captures_stdout_stderr_and_status() {
 }
 
 #[test]
+fn output_lines_hands_over_every_line_as_it_comes_and_keeps_none() {
+    common::rt().block_on(async {
+        // 200k lines, 3.3 MB: many reads, lines split across them; the last
+        // line has no newline; an empty line stays a line.
+        let script = "seq 1 200000 | sed 's/$/\tabcdef/'; echo; printf tail; echo err >&2; exit 2";
+        let mut lines = Vec::new();
+        let out = runner()
+            .output_lines(
+                &Cmd::new("sh").args(["-c", script]),
+                Duration::from_secs(30),
+                &mut |l| lines.push(l.to_string()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "", "nothing is kept");
+        assert_eq!(out.stderr, "err\n");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(lines.len(), 200_002);
+        for (i, l) in lines[..200_000].iter().enumerate() {
+            assert_eq!(*l, format!("{}\tabcdef", i + 1));
+        }
+        assert_eq!(lines[200_000], "");
+        assert_eq!(lines[200_001], "tail");
+    });
+}
+
+#[test]
+fn output_lines_is_bounded_by_its_deadline_too() {
+    let m = marker();
+    common::rt().block_on(async {
+        let mut n = 0;
+        let e = runner()
+            .output_lines(
+                &Cmd::new("sh").args(["-c", &format!("echo one; sleep 300 # {m}")]),
+                Duration::from_secs(1),
+                &mut |_| n += 1,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RunError::Timeout { .. }), "{e}");
+        assert_eq!(n, 1, "the line before the hang arrived");
+    });
+    assert_nothing_left(&m);
+}
+
+#[test]
 fn missing_program_is_a_spawn_error_naming_it() {
     common::rt().block_on(async {
         let e = runner()

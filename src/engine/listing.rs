@@ -45,7 +45,7 @@ pub(super) async fn list_many<R: Runner>(
 ) -> Vec<Option<Listed>> {
     let remote = Side::Remote(peer);
     if jobs.len() > 1
-        && let Ok((src, dst)) = list_roots(
+        && let Ok((mut src, mut dst)) = list_roots(
             runner,
             timeout,
             (Side::Local, jobs.iter().map(|j| j.source.clone()).collect()),
@@ -53,7 +53,10 @@ pub(super) async fn list_many<R: Runner>(
         )
         .await
     {
-        return jobs.iter().map(|j| Some(split(&src, &dst, j))).collect();
+        return jobs
+            .iter()
+            .map(|j| Some(split(&mut src, &mut dst, j)))
+            .collect();
     }
     let mut out = Vec::new();
     for j in jobs {
@@ -102,7 +105,7 @@ pub(super) async fn after_many<R: Runner>(
         },
     );
     let remote = Side::Remote(peer);
-    let sizes = if sent.iter().any(Option::is_some) {
+    let mut sizes = if sent.iter().any(Option::is_some) {
         match list_ops(runner, timeout, (Side::Local, &sop), (remote, &dop)).await {
             Ok(l) => Some(l),
             Err(e) => {
@@ -117,7 +120,7 @@ pub(super) async fn after_many<R: Runner>(
     };
     let mut again = Vec::new();
     for (k, j) in jobs.iter().enumerate() {
-        let merged = match (&sizes, &sent[k]) {
+        let merged = match (sizes.as_mut(), &sent[k]) {
             (Some((s, d)), Some((before, items))) => match split(s, d, j) {
                 Ok((s, d, _)) => after_transfers(before, items, &(s, d)),
                 Err(e) => Err(e.to_string()),
@@ -144,15 +147,22 @@ pub(super) async fn after_many<R: Runner>(
     out
 }
 
-/// One job's part of a listing of several roots.
-pub(super) fn split(src: &Listing, dst: &Listing, j: &PoolJob) -> Listed {
-    let part = |l: &Listing, root: &str| Listing {
-        datasets: l
+/// One job's part of a listing of several roots, taken out of it (the roots
+/// of one listing do not overlap: each dataset is one job's).
+pub(super) fn split(src: &mut Listing, dst: &mut Listing, j: &PoolJob) -> Listed {
+    let part = |l: &mut Listing, root: &str| {
+        let mine: Vec<String> = l
             .datasets
-            .iter()
-            .filter(|(n, _)| crate::zfs::names::is_at_or_below(n, root))
-            .map(|(n, d)| (n.clone(), d.clone()))
-            .collect(),
+            .keys()
+            .filter(|n| crate::zfs::names::is_at_or_below(n, root))
+            .cloned()
+            .collect();
+        Listing {
+            datasets: mine
+                .into_iter()
+                .filter_map(|n| l.datasets.remove_entry(&n))
+                .collect(),
+        }
     };
     let mut s = part(src, &j.source);
     let mut d = part(dst, &j.target);
@@ -207,7 +217,8 @@ pub(super) async fn list_roots<R: Runner>(
     list_ops(runner, timeout, (sside, &sop), (dside, &dop)).await
 }
 
-/// Two listings, one per side, at once, parsed.
+/// Two listings, one per side, at once, parsed as their lines arrive (a
+/// big listing's text is never held whole).
 async fn list_ops<R: Runner>(
     runner: &R,
     timeout: Duration,
@@ -216,22 +227,27 @@ async fn list_ops<R: Runner>(
 ) -> Result<(Listing, Listing), PoolError> {
     let (scmd, dcmd) = (sside.cmd(sop), dside.cmd(dop));
     let started = Instant::now();
-    let (l, r) = tokio::join!(runner.output(&scmd, timeout), runner.output(&dcmd, timeout));
+    let (mut sp, mut dp) = (zfs::ListParser::default(), zfs::ListParser::default());
+    let (mut son, mut don) = (|line: &str| sp.line(line), |line: &str| dp.line(line));
+    let (l, r) = tokio::join!(
+        runner.output_lines(&scmd, timeout, &mut son),
+        runner.output_lines(&dcmd, timeout, &mut don)
+    );
     debug!(
         "listed {} and {} in {:.2}s",
         sside.show(sop),
         dside.show(dop),
         started.elapsed().as_secs_f64()
     );
-    let parse = |side: Side<'_>, op: &Op, res| -> Result<Listing, PoolError> {
-        let text = checked(side, op, res)?;
-        zfs::parse_list(&text).map_err(|e| PoolError::Parse {
+    let parse = |side: Side<'_>, op: &Op, res, p: zfs::ListParser| -> Result<Listing, PoolError> {
+        checked(side, op, res)?;
+        p.finish().map_err(|e| PoolError::Parse {
             side: side.label(),
             msg: format!("`{}`: {e}", side.show(op)),
         })
     };
-    let src = parse(sside, sop, l)?;
-    let dst = parse(dside, dop, r)?;
+    let src = parse(sside, sop, l, sp)?;
+    let dst = parse(dside, dop, r, dp)?;
     Ok((src, dst))
 }
 

@@ -38,7 +38,7 @@ pub struct Snap {
 impl Snap {
     pub fn of(s: &Snapshot) -> Snap {
         Snap {
-            name: s.name.clone(),
+            name: s.name.to_string(),
             guid: s.guid,
             created: stamp_epoch(s.creation),
         }

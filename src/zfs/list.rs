@@ -2,7 +2,9 @@
 //! planner needs; lines with the wrong field count or unparsable numbers are
 //! errors naming the line, never guesses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use super::names::{valid_dataset_name, valid_resume_token, valid_snapshot_short_name};
 
@@ -40,8 +42,9 @@ impl Kind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The part after `@`.
-    pub name: String,
+    /// The part after `@` (shared by every snapshot of a listing that has
+    /// the same one).
+    pub name: Arc<str>,
     pub guid: u64,
     pub createtxg: u64,
     /// Seconds since the epoch.
@@ -104,23 +107,110 @@ fn num_or_zero(field: &str, what: &str) -> Result<u64, String> {
     }
 }
 
+/// Parse a whole `zfs list -H -p -o <LIST_PROPS>` text.
 pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
-    let mut datasets: BTreeMap<String, Dataset> = BTreeMap::new();
-    // Snapshots listed before their dataset (not how `zfs list -r` orders
-    // them, but not excluded either): attached at the end. Every other
-    // snapshot goes straight to its dataset, so a big listing is not held
-    // twice (1M snapshots: bench/RESULTS.md).
-    let mut early: Vec<(usize, String, Snapshot)> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let lineno = i + 1;
-        if raw.is_empty() {
-            continue;
+    let mut p = ListParser::default();
+    for line in text.lines() {
+        p.line(line);
+    }
+    p.finish()
+}
+
+/// The same parse, one line at a time, as the lines arrive from `zfs list`:
+/// the listing's text is never held whole (1M snapshots per side are
+/// ~130 MiB of text; bench/RESULTS.md). The first bad line is kept and
+/// every later line ignored; [`ListParser::finish`] reports it.
+#[derive(Debug, Default)]
+pub struct ListParser {
+    datasets: BTreeMap<String, Dataset>,
+    /// The snapshots of one dataset read since its last line of another
+    /// kind (`zfs list -r` lists a dataset's snapshots together): checked
+    /// and looked up once, moved to their dataset when the run ends.
+    run: Run,
+    /// Snapshots listed before their dataset (not how `zfs list -r` orders
+    /// them, but not excluded either): attached at the end, with the line
+    /// of the first.
+    early: Vec<(usize, String, Vec<Snapshot>)>,
+    /// One copy of each snapshot name: sanoid (and `zfs snapshot -r`) give
+    /// every dataset of a tree the same names, so a listing has few.
+    names: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
+    lineno: usize,
+    error: Option<ParseError>,
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    dataset: String,
+    /// The line of its first snapshot.
+    line: usize,
+    /// Kept between runs for its capacity: each dataset gets an exact copy.
+    snapshots: Vec<Snapshot>,
+}
+
+/// FNV-1a: interning hashes every snapshot name of a listing, and these are
+/// short and not chosen by an adversary who could profit from collisions.
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
         }
-        let err = |reason: String| ParseError {
-            line: lineno,
-            reason,
-            text: raw.chars().take(200).collect(),
-        };
+    }
+}
+
+impl ListParser {
+    /// One line, without its newline.
+    pub fn line(&mut self, raw: &str) {
+        self.lineno += 1;
+        if self.error.is_some() || raw.is_empty() {
+            return;
+        }
+        if let Err(reason) = self.parse_line(raw) {
+            self.error = Some(ParseError {
+                line: self.lineno,
+                reason,
+                text: raw.chars().take(200).collect(),
+            });
+        }
+    }
+
+    /// The current run of snapshots to its dataset (or to `early`).
+    fn end_run(&mut self) {
+        if self.run.snapshots.is_empty() {
+            return;
+        }
+        let snaps: Vec<Snapshot> = self.run.snapshots.drain(..).collect();
+        match self.datasets.get_mut(&self.run.dataset) {
+            Some(d) if d.snapshots.is_empty() => d.snapshots = snaps,
+            Some(d) => d.snapshots.extend(snaps),
+            None => self
+                .early
+                .push((self.run.line, self.run.dataset.clone(), snaps)),
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.names.insert(n.clone());
+        n
+    }
+
+    fn parse_line(&mut self, raw: &str) -> Result<(), String> {
         // The fields, without allocating for each line.
         let mut f = [""; LIST_PROPS.len()];
         let mut found = 0;
@@ -131,19 +221,20 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
             found += 1;
         }
         if found != LIST_PROPS.len() {
-            return Err(err(format!(
+            return Err(format!(
                 "expected {} tab-separated fields, found {found}",
                 LIST_PROPS.len(),
-            )));
+            ));
         }
         let (name, typ) = (f[0], f[1]);
         match typ {
             "filesystem" | "volume" => {
-                valid_dataset_name(name).map_err(|e| err(e.to_string()))?;
+                self.end_run();
+                valid_dataset_name(name).map_err(|e| e.to_string())?;
                 let token = match f[9] {
                     "-" | "" => None,
                     t => {
-                        valid_resume_token(t).map_err(|e| err(e.to_string()))?;
+                        valid_resume_token(t).map_err(|e| e.to_string())?;
                         Some(t.to_string())
                     }
                 };
@@ -154,62 +245,75 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
                     } else {
                         Kind::Filesystem
                     },
-                    guid: num(f[2], "guid").map_err(err)?,
-                    used: num(f[5], "used").map_err(err)?,
-                    referenced: num(f[6], "referenced").map_err(err)?,
-                    written: num_or_zero(f[7], "written").map_err(err)?,
+                    guid: num(f[2], "guid")?,
+                    used: num(f[5], "used")?,
+                    referenced: num(f[6], "referenced")?,
+                    written: num_or_zero(f[7], "written")?,
                     resume_token: token,
                     encrypted: !matches!(f[10], "off" | "-"),
                     snapshots: Vec::new(),
                 };
-                if datasets.insert(name.to_string(), ds).is_some() {
-                    return Err(err("dataset listed twice".into()));
+                if self.datasets.insert(name.to_string(), ds).is_some() {
+                    return Err("dataset listed twice".into());
                 }
             }
             "snapshot" => {
                 let (ds, short) = name
                     .split_once('@')
-                    .ok_or_else(|| err("snapshot name without `@`".into()))?;
-                valid_dataset_name(ds).map_err(|e| err(e.to_string()))?;
-                valid_snapshot_short_name(short).map_err(|e| err(e.to_string()))?;
+                    .ok_or_else(|| "snapshot name without `@`".to_string())?;
+                if self.run.snapshots.is_empty() || ds != self.run.dataset {
+                    valid_dataset_name(ds).map_err(|e| e.to_string())?;
+                    self.end_run();
+                    self.run.dataset.clear();
+                    self.run.dataset.push_str(ds);
+                    self.run.line = self.lineno;
+                }
+                valid_snapshot_short_name(short).map_err(|e| e.to_string())?;
                 let creation = f[4]
                     .parse::<i64>()
-                    .map_err(|_| err(format!("creation `{}` is not a number", f[4])))?;
+                    .map_err(|_| format!("creation `{}` is not a number", f[4]))?;
                 let snap = Snapshot {
-                    name: short.to_string(),
-                    guid: num(f[2], "guid").map_err(err)?,
-                    createtxg: num(f[3], "createtxg").map_err(err)?,
+                    name: self.intern(short),
+                    guid: num(f[2], "guid")?,
+                    createtxg: num(f[3], "createtxg")?,
                     creation,
-                    used: num(f[5], "used").map_err(err)?,
-                    referenced: num(f[6], "referenced").map_err(err)?,
-                    written: num_or_zero(f[7], "written").map_err(err)?,
-                    userrefs: num_or_zero(f[8], "userrefs").map_err(err)?,
+                    used: num(f[5], "used")?,
+                    referenced: num(f[6], "referenced")?,
+                    written: num_or_zero(f[7], "written")?,
+                    userrefs: num_or_zero(f[8], "userrefs")?,
                 };
-                match datasets.get_mut(ds) {
-                    Some(d) => d.snapshots.push(snap),
-                    None => early.push((lineno, ds.to_string(), snap)),
-                }
+                self.run.snapshots.push(snap);
             }
             // Bookmarks cannot be the base of -I streams; we list them only if a
             // caller asks for them, and ignore them for planning.
             "bookmark" => {}
-            other => return Err(err(format!("unknown type `{other}`"))),
+            other => return Err(format!("unknown type `{other}`")),
         }
+        Ok(())
     }
-    for (lineno, ds, snap) in early {
-        let Some(d) = datasets.get_mut(&ds) else {
-            return Err(ParseError {
-                line: lineno,
-                reason: format!("snapshot of `{ds}`, which is not in the listing"),
-                text: format!("{ds}@{}", snap.name),
-            });
-        };
-        d.snapshots.push(snap);
+
+    /// The listing, or the first bad line.
+    pub fn finish(mut self) -> Result<Listing, ParseError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.end_run();
+        let mut datasets = self.datasets;
+        for (lineno, ds, snaps) in self.early {
+            let Some(d) = datasets.get_mut(&ds) else {
+                return Err(ParseError {
+                    line: lineno,
+                    reason: format!("snapshot of `{ds}`, which is not in the listing"),
+                    text: format!("{ds}@{}", snaps[0].name),
+                });
+            };
+            d.snapshots.extend(snaps);
+        }
+        for d in datasets.values_mut() {
+            d.snapshots.sort_by_key(|s| s.createtxg);
+        }
+        Ok(Listing { datasets })
     }
-    for d in datasets.values_mut() {
-        d.snapshots.sort_by_key(|s| s.createtxg);
-    }
-    Ok(Listing { datasets })
 }
 
 /// `zfs holds -H` lines: `snapshot<TAB>tag<TAB>timestamp`.
@@ -368,13 +472,45 @@ zpool1/enc\tfilesystem\t666\t95\t1700000600\t98304\t98304\t98304\t-\t-\taes-256-
 ";
 
     #[test]
+    fn the_streaming_parser_keeps_the_first_bad_line_and_shares_names() {
+        let text = "zpool1\tfilesystem\t1\t1\t1700000000\t1\t1\t0\t-\t-\toff
+zpool1@same\tsnapshot\t11\t5\t1700000100\t0\t1\t1\t0\t-\toff
+zpool1/a\tfilesystem\t2\t2\t1700000000\t1\t1\t0\t-\t-\toff
+zpool1/a@same\tsnapshot\t12\t6\t1700000100\t0\t1\t1\t0\t-\toff
+";
+        let mut p = ListParser::default();
+        text.lines().for_each(|l| p.line(l));
+        let l = p.finish().unwrap();
+        let (a, b) = (
+            &l.datasets["zpool1"].snapshots[0].name,
+            &l.datasets["zpool1/a"].snapshots[0].name,
+        );
+        assert!(Arc::ptr_eq(a, b), "one copy of a name per listing");
+        assert_eq!(l, parse_list(text).unwrap());
+
+        let mut p = ListParser::default();
+        for line in [
+            "zpool1\tfilesystem\t1\t1\t1700000000\t1\t1\t0\t-\t-\toff",
+            "zpool1@x\tsnapshot\tNaN\t5\t1700000100\t0\t1\t1\t0\t-\toff",
+            "garbage after the bad line",
+        ] {
+            p.line(line);
+        }
+        let e = p.finish().unwrap_err();
+        assert_eq!(
+            (e.line, e.reason.as_str()),
+            (2, "guid `NaN` is not a number")
+        );
+    }
+
+    #[test]
     fn parses_datasets_snapshots_and_skips_bookmarks() {
         let l = parse_list(SAMPLE).unwrap();
         assert_eq!(l.datasets.len(), 5);
         let d = &l.datasets["zpool1/my data"];
         assert_eq!(d.kind, Kind::Filesystem);
         assert_eq!(d.written, 4096);
-        let names: Vec<_> = d.snapshots.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<_> = d.snapshots.iter().map(|s| &*s.name).collect();
         assert_eq!(names, ["a", "b"], "sorted by createtxg, not listing order");
         assert_eq!(d.snapshots[0].guid, 2222);
         assert_eq!(l.datasets["zpool1"].snapshots[0].userrefs, 1);

@@ -14,7 +14,7 @@ use std::fmt;
 use crate::cmdline::Cmd;
 
 pub use list::{
-    Dataset, Kind, Listing, PoolUsage, RoleProps, Snapshot, parse_holds, parse_list,
+    Dataset, Kind, ListParser, Listing, PoolUsage, RoleProps, Snapshot, parse_holds, parse_list,
     parse_pool_list, parse_role_props,
 };
 
