@@ -295,23 +295,19 @@ pub async fn standby_received<R: Runner>(
             snapshot: None,
             error: None,
         };
-        match runner.output(&op.to_cmd(), timeout).await {
-            Ok(o) if o.success() => match zfs::parse_list(&o.stdout) {
-                Ok(mut l) => {
-                    crate::quarantine::split_quarantine(&mut l, &target);
-                    if let Some((d, s)) = l
-                        .datasets
-                        .values()
-                        .flat_map(|d| d.snapshots.iter().map(move |s| (d, s)))
-                        .max_by_key(|(_, s)| s.creation)
-                    {
-                        r.dataset = Some(d.name.clone());
-                        r.snapshot = Some(crate::status::Snap::of(s));
-                    }
+        match crate::engine::list_one(runner, timeout, Side::Local, &op).await {
+            Ok(mut l) => {
+                crate::quarantine::split_quarantine(&mut l, &target);
+                if let Some((d, s)) = l
+                    .datasets
+                    .values()
+                    .flat_map(|d| d.snapshots.iter().map(move |s| (d, s)))
+                    .max_by_key(|(_, s)| s.creation)
+                {
+                    r.dataset = Some(d.name.clone());
+                    r.snapshot = Some(crate::status::Snap::of(s));
                 }
-                Err(e) => r.error = Some(format!("`{op}`: {e}")),
-            },
-            Ok(o) => r.error = Some(format!("`{op}` failed: {}", stderr_head(&o.stderr))),
+            }
             Err(e) => r.error = Some(e.to_string()),
         }
         out.push(r);

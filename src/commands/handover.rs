@@ -20,7 +20,7 @@ use crate::report::Outcome;
 use crate::role;
 use crate::runner::{Runner, SystemRunner, stderr_head};
 use crate::state;
-use crate::zfs::{self, Op};
+use crate::zfs::Op;
 
 pub async fn handover(cfg: &Config, args: &HandoverArgs) -> Exit {
     let started = Instant::now();
@@ -109,20 +109,10 @@ async fn inner(cfg: &Config, args: &HandoverArgs, report: &mut Report) -> Exit {
     // ...one snapshot, at one instant, of every dataset written since its
     // newest snapshot...
     let roots: Vec<String> = cfg.pools.iter().map(|p| p.name.to_string()).collect();
-    let listed = match runner
-        .output(
-            &Op::List {
-                roots: roots.clone(),
-            }
-            .to_cmd(),
-            timeout,
-        )
-        .await
-    {
-        Ok(o) if o.success() => zfs::parse_list(&o.stdout).map_err(|e| e.to_string()),
-        Ok(o) => Err(stderr_head(&o.stderr)),
-        Err(e) => Err(e.to_string()),
+    let op = Op::List {
+        roots: roots.clone(),
     };
+    let listed = crate::engine::list_one(&runner, timeout, crate::side::Side::Local, &op).await;
     let listing = match listed {
         Ok(l) => l,
         Err(e) => {

@@ -217,21 +217,17 @@ pub(super) async fn list_roots<R: Runner>(
     list_ops(runner, timeout, (sside, &sop), (dside, &dop)).await
 }
 
-/// Two listings, one per side, at once, parsed as their lines arrive (a
-/// big listing's text is never held whole).
+/// Two listings, one per side, at once.
 async fn list_ops<R: Runner>(
     runner: &R,
     timeout: Duration,
     (sside, sop): (Side<'_>, &Op),
     (dside, dop): (Side<'_>, &Op),
 ) -> Result<(Listing, Listing), PoolError> {
-    let (scmd, dcmd) = (sside.cmd(sop), dside.cmd(dop));
     let started = Instant::now();
-    let (mut sp, mut dp) = (zfs::ListParser::default(), zfs::ListParser::default());
-    let (mut son, mut don) = (|line: &str| sp.line(line), |line: &str| dp.line(line));
-    let (l, r) = tokio::join!(
-        runner.output_lines(&scmd, timeout, &mut son),
-        runner.output_lines(&dcmd, timeout, &mut don)
+    let (src, dst) = tokio::join!(
+        list_one(runner, timeout, sside, sop),
+        list_one(runner, timeout, dside, dop)
     );
     debug!(
         "listed {} and {} in {:.2}s",
@@ -239,16 +235,26 @@ async fn list_ops<R: Runner>(
         dside.show(dop),
         started.elapsed().as_secs_f64()
     );
-    let parse = |side: Side<'_>, op: &Op, res, p: zfs::ListParser| -> Result<Listing, PoolError> {
-        checked(side, op, res)?;
-        p.finish().map_err(|e| PoolError::Parse {
-            side: side.label(),
-            msg: format!("`{}`: {e}", side.show(op)),
-        })
-    };
-    let src = parse(sside, sop, l, sp)?;
-    let dst = parse(dside, dop, r, dp)?;
-    Ok((src, dst))
+    Ok((src?, dst?))
+}
+
+/// One listing on one side, parsed as its lines arrive: a big listing's
+/// text is never held whole.
+pub async fn list_one<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    side: Side<'_>,
+    op: &Op,
+) -> Result<Listing, PoolError> {
+    let mut parser = zfs::ListParser::default();
+    let res = runner
+        .output_lines(&side.cmd(op), timeout, &mut |line| parser.line(line))
+        .await;
+    checked(side, op, res)?;
+    parser.finish().map_err(|e| PoolError::Parse {
+        side: side.label(),
+        msg: format!("`{}`: {e}", side.show(op)),
+    })
 }
 
 /// Both sides as the transfers left them, without listing every snapshot

@@ -13,8 +13,8 @@ mod transfer;
 
 pub use holds::HoldHint;
 use holds::speculative_holds;
-pub use listing::list_pair;
 use listing::{Listed, Sent, after_many, list_many};
+pub use listing::{list_one, list_pair};
 pub use noise::changed_in_nothing;
 use noise::noise_candidates;
 pub use steps::describe;
