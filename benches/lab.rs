@@ -3,7 +3,7 @@
 //!
 //! 1. idle cycle: 2 pools x 26 datasets x 50 snapshots already in sync:
 //!    `zfs-nfs-replica run` against `syncoid --recursive --no-sync-snap`
-//!    and the ideal (one `zfs list` per node, both at once, over an open
+//!    and the ideal (one `zfs list -o name,guid,createtxg` per node, both at once, over an open
 //!    ssh connection); wall time, and remote commands counted by the
 //!    standby's sshd (`LogLevel DEBUG1`: one `Starting session: command`
 //!    line per command, multiplexed ones included);
