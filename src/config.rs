@@ -142,6 +142,14 @@ pub struct Replication {
     /// (bench/RESULTS.md: "Listing forms"), and the copy can be looked at.
     /// `false` leaves new copies as received (unmounted).
     pub standby_mounted: bool,
+    /// A timer run lists every snapshot with all its properties at least
+    /// this often (per pool and peer, and always first after this node
+    /// becomes master); in between it lists only names, guids and
+    /// createtxgs, which OpenZFS 2.2+ reads without each snapshot's
+    /// properties, and asks the rest of the few snapshots it needs. The
+    /// full listing is what finds a hold of ours that a crash left on an
+    /// older snapshot. `0`: always list in full.
+    pub full_listing_every: Dur,
 }
 
 impl Default for Replication {
@@ -150,6 +158,7 @@ impl Default for Replication {
             hold_tag: HoldTag("zfs-nfs-replica".into()),
             send_properties: true,
             standby_mounted: true,
+            full_listing_every: Dur::secs(6 * 3600),
         }
     }
 }

@@ -355,6 +355,7 @@ mod tests {
                 .iter()
                 .map(|(n, g, u, r)| (n.to_string(), ds(n, *g, *u, *r)))
                 .collect(),
+            partial: false,
         }
     }
 

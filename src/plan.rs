@@ -588,6 +588,7 @@ mod tests {
     fn listing(v: Vec<Dataset>) -> Listing {
         Listing {
             datasets: v.into_iter().map(|d| (d.name.clone(), d)).collect(),
+            partial: false,
         }
     }
 

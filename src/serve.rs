@@ -151,6 +151,8 @@ pub fn access(op: &Op) -> Option<Access> {
     Some(match op {
         Op::List { .. }
         | Op::ListDatasets { .. }
+        | Op::ListFast { .. }
+        | Op::Details { .. }
         | Op::Holds { .. }
         | Op::PoolList { .. }
         | Op::ZpoolStatus { .. }
@@ -269,10 +271,23 @@ pub fn check(op: &Op, a: &Allowed) -> Result<Access, Refused> {
     match op {
         Op::List { roots }
         | Op::ListDatasets { roots }
+        | Op::ListFast { roots }
         | Op::RoleProps { roots }
         | Op::ListNames { roots } => a.roots_of(roots)?,
         Op::StopReceives { roots } => a.roots_of(roots)?,
         Op::Holds { snapshots } | Op::SnapshotMany { snapshots } => a.snapshots(snapshots)?,
+        Op::Details { names } => {
+            if names.is_empty() {
+                return Err(refused("no dataset named"));
+            }
+            for n in names {
+                if n.contains('@') {
+                    a.snapshot(n)?
+                } else {
+                    a.dataset(n)?
+                }
+            }
+        }
         Op::Hold { tag, snapshots } | Op::Release { tag, snapshots } => {
             a.tag(tag)?;
             a.snapshots(snapshots)?
@@ -390,6 +405,18 @@ mod tests {
             (
                 Op::ListDatasets {
                     roots: vec!["zpool1".into(), "backup/share".into()],
+                },
+                Access::Read,
+            ),
+            (
+                Op::ListFast {
+                    roots: vec!["zpool1".into(), "backup/share".into()],
+                },
+                Access::Read,
+            ),
+            (
+                Op::Details {
+                    names: vec!["zpool1".into(), "zpool1/a b@s1".into()],
                 },
                 Access::Read,
             ),
@@ -599,6 +626,10 @@ mod tests {
             json("{\"Handover\":{\"to\":\"pve2\",\"within\":0}}"),
             json("{\"Handover\":{\"to\":\"evil\",\"within\":60}}"),
             json("{\"StopReceives\":{\"roots\":[\".*\"]}}"),
+            json("{\"ListFast\":{\"roots\":[\"rpool\"]}}"),
+            json("{\"Details\":{\"names\":[]}}"),
+            json("{\"Details\":{\"names\":[\"zpool1/a\",\"rpool/data@s\"]}}"),
+            json("{\"Details\":{\"names\":[\"-o\"]}}"),
         ];
         assert!(hostile.len() >= 40, "{}", hostile.len());
         let a = allowed();

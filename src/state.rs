@@ -3,6 +3,7 @@
 //! ([`crate::files`]), so a crash leaves the old or the new content, never
 //! half of one.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -27,6 +28,30 @@ pub const PROMOTION_FILE: &str = "last-promotion.json";
 
 pub fn record_promotion(state_dir: &Path, p: &Promotion) -> Result<(), JsonFileError> {
     save_json(&state_dir.join(PROMOTION_FILE), p)
+}
+
+/// When each pool was last listed in full towards each peer, by a run that
+/// completed (pool -> peer -> RFC 3339 time): between two of those a timer
+/// run may use the fast listing (`[replication] full_listing_every`).
+pub type FullListings = BTreeMap<String, BTreeMap<String, String>>;
+
+pub const FULL_LISTINGS_FILE: &str = "full-listings.json";
+
+pub fn load_full_listings(state_dir: &Path) -> Result<Option<FullListings>, JsonFileError> {
+    load_json(&state_dir.join(FULL_LISTINGS_FILE))
+}
+
+/// Record that `pool` was listed in full towards `peer` now. An unreadable
+/// old record is replaced: it only ever costs a full listing.
+pub fn record_full_listing(state_dir: &Path, pool: &str, peer: &str) -> Result<(), JsonFileError> {
+    let mut all = load_full_listings(state_dir)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    all.entry(pool.to_string())
+        .or_default()
+        .insert(peer.to_string(), crate::units::now_stamp());
+    save_json(&state_dir.join(FULL_LISTINGS_FILE), &all)
 }
 
 /// This node's last sure role, and since when: what `status` shows and

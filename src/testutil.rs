@@ -46,5 +46,6 @@ pub fn vol(name: &str, snaps: &str, written: u64) -> Dataset {
 pub fn listing(v: Vec<Dataset>) -> Listing {
     Listing {
         datasets: v.into_iter().map(|d| (d.name.clone(), d)).collect(),
+        partial: false,
     }
 }

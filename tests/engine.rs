@@ -28,7 +28,63 @@ struct Fake {
     fail_hold: Option<String>,
     /// The peer refuses the datasets-only listing (an older version).
     old_peer: bool,
+    /// `zfs get` finds another snapshot under this name (destroyed and
+    /// made again since the listing).
+    reused: Option<String>,
     log: Mutex<Vec<String>>,
+}
+
+/// What `zfs list -o name,guid,createtxg` prints of a full listing.
+fn fast_of(full: &str) -> String {
+    full.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            format!("{}\t{}\t{}\n", f[0], f[2], f[3])
+        })
+        .collect()
+}
+
+/// What `zfs get -H -p -o name,property,value DETAIL_PROPS names` prints
+/// of a full listing: every name's rows, or exit 1 naming one that does
+/// not exist (after printing the others, as zfs does).
+fn get_of(full: &str, names: &[String], reused: Option<&str>) -> Output {
+    let mut out = String::new();
+    let mut err = String::new();
+    for n in names {
+        let Some(l) = full.lines().find(|l| l.split('\t').next() == Some(n)) else {
+            err += &format!("cannot open '{n}': dataset does not exist\n");
+            continue;
+        };
+        let f: Vec<&str> = l.split('\t').collect();
+        let guid = if reused == Some(n.as_str()) {
+            format!("{}0", f[2])
+        } else {
+            f[2].to_string()
+        };
+        let values = [
+            guid.as_str(),
+            f[3],
+            f[1],
+            f[4],
+            f[5],
+            f[6],
+            f[7],
+            f[8],
+            f[9],
+            f[10],
+        ];
+        for (p, v) in zfs_nfs_replica::zfs::details::DETAIL_PROPS
+            .iter()
+            .zip(values)
+        {
+            out += &format!("{n}\t{p}\t{v}\n");
+        }
+    }
+    Output {
+        status: exit(if err.is_empty() { 0 } else { 1 }),
+        stdout: out,
+        stderr: err,
+    }
 }
 
 fn exit(code: i32) -> std::process::ExitStatus {
@@ -76,13 +132,37 @@ impl Runner for Fake {
                 stderr: format!("cannot open '{m}': dataset does not exist\n"),
             });
         }
-        if self.old_peer && side == "remote" && inner.contains(" -t filesystem,volume ") {
+        if self.old_peer
+            && side == "remote"
+            && (inner.contains(" -t filesystem,volume ")
+                || inner.contains(" -o name,guid,createtxg ")
+                || inner.starts_with("zfs get "))
+        {
             // What a peer's `serve` from before the datasets listing answers.
             return Ok(Output {
                 status: exit(1),
                 stdout: String::new(),
                 stderr: "zfs-nfs-replica serve: refused: unknown request\n".into(),
             });
+        }
+        let full = if side == "local" {
+            &self.local_list
+        } else {
+            &self.remote_list
+        };
+        let details = if cmd.program == "ssh" {
+            match zfs_nfs_replica::serve::parse_line(cmd.args.last().unwrap()) {
+                Ok(zfs_nfs_replica::zfs::Op::Details { names }) => Some(names),
+                _ => None,
+            }
+        } else {
+            (cmd.args.first().map(String::as_str) == Some("get")).then(|| cmd.args[6..].to_vec())
+        };
+        if let Some(names) = details {
+            return Ok(get_of(full, &names, self.reused.as_deref()));
+        }
+        if inner.starts_with("zfs list ") && inner.contains(" -o name,guid,createtxg ") {
+            return ok(&fast_of(full));
         }
         if inner.starts_with("zfs list ") && inner.contains(" -t filesystem,volume ") {
             // The datasets alone, as they are after this run's receives.
@@ -627,6 +707,7 @@ fn the_last_runs_holds_are_asked_about_during_the_listings() {
     let hint = HoldHint {
         local: held.clone(),
         remote: held,
+        complete: false,
     };
     let reports = run_many(&fake, &hint);
     assert_eq!(fake.log().len(), 4, "{:#?}", fake.log());
@@ -636,6 +717,7 @@ fn the_last_runs_holds_are_asked_about_during_the_listings() {
     let stale = HoldHint {
         local: vec!["zpool1@old".into()],
         remote: vec!["zpool1@old".into()],
+        complete: false,
     };
     let reports = run_many(&fake, &stale);
     let log = fake.log();
@@ -712,5 +794,180 @@ fn a_peer_that_may_not_be_written_into_gets_nothing() {
             c.contains(": zfs list ") || c.contains(": zfs holds "),
             "{c}"
         );
+    }
+}
+
+fn run_hinted(
+    fake: &Fake,
+    jobs: &[PoolJob],
+    hint: &HoldHint,
+) -> Vec<zfs_nfs_replica::report::PoolReport> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
+    let s = settings(false);
+    let mut silent = Silent;
+    let mut engine = Engine::new(fake, &s, &mut silent);
+    rt.block_on(engine.replicate_many(jobs, &peer, hint, std::future::ready(Ok(()))))
+}
+
+/// The last run's holds, and a recent full listing behind them.
+fn complete_hint(held: &[&str]) -> HoldHint {
+    let held: Vec<String> = held.iter().map(|s| s.to_string()).collect();
+    HoldHint {
+        local: held.clone(),
+        remote: held,
+        complete: true,
+    }
+}
+
+/// Each dataset's result, without the time its transfer took.
+fn decisions(r: &zfs_nfs_replica::report::PoolReport) -> Vec<String> {
+    r.datasets
+        .iter()
+        .map(|d| match &d.result {
+            DatasetResult::Sent { bytes, .. } => format!("{}: sent {bytes}", d.source),
+            other => format!("{}: {other:?}", d.source),
+        })
+        .collect()
+}
+
+fn everything_listings(log: &[String]) -> usize {
+    log.iter()
+        .filter(|c| c.contains(" -t filesystem,volume,snapshot -r -o name,type,"))
+        .count()
+}
+
+#[test]
+fn a_complete_hint_lists_names_guids_and_txgs_and_asks_the_rest_of_a_few() {
+    let fake = two_pools();
+    let hint = complete_hint(&["zpool1@a", "zpool1/data@a", "zpool2@a", "zpool2/data@a"]);
+    let reports = run_many(&fake, &hint);
+    let log = fake.log();
+    // One fast listing and one `zfs get` per side, the holds asked during
+    // the listings, and nothing else.
+    assert_eq!(log.len(), 6, "{log:#?}");
+    assert_eq!(everything_listings(&log), 0, "{log:#?}");
+    assert_eq!(
+        log.iter()
+            .filter(|c| c.contains(" -o name,guid,createtxg zpool1 zpool2"))
+            .count(),
+        2
+    );
+    let gets: Vec<&String> = log.iter().filter(|c| c.contains(": zfs get ")).collect();
+    assert_eq!(gets.len(), 2);
+    assert!(
+        gets[0].ends_with(
+            " zpool1 zpool1/data zpool1/data@a zpool1@a zpool2 zpool2/data zpool2/data@a zpool2@a"
+        ),
+        "{gets:#?}"
+    );
+    for r in &reports {
+        assert_eq!(r.outcome, Outcome::NothingToDo, "{:?}", r.error);
+        let (s, d) = r.listings.as_ref().unwrap();
+        assert!(s.partial && d.partial);
+        // What was asked is exact: the newest's creation and holds.
+        let a = &s.datasets[&r.pool].snapshots[0];
+        assert_eq!((a.creation, a.userrefs), (1_700_000_000 + a.guid as i64, 1));
+    }
+}
+
+/// Root: `a` (held on both sides), `b`, `c` new on the source.
+fn behind() -> Fake {
+    let mut l = fs("zpool1", 0);
+    l += &snap("zpool1", "a", 1, 1);
+    l += &snap("zpool1", "b", 2, 0);
+    l += &snap("zpool1", "c", 3, 0);
+    let mut r = fs("zpool1", 0);
+    r += &snap("zpool1", "a", 1, 1);
+    Fake {
+        local_list: l,
+        remote_list: r,
+        local_holds: "zpool1@a\tzfs-nfs-replica:pve2\tx\n".into(),
+        remote_holds: "zpool1@a\tzfs-nfs-replica:pve1\tx\n".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_incremental_from_a_fast_listing_sends_and_moves_the_holds_as_a_full_one_does() {
+    let fast = behind();
+    let full = behind();
+    let r_fast = run_hinted(&fast, &[job()], &complete_hint(&["zpool1@a"]));
+    let r_full = run_hinted(&full, &[job()], &HoldHint::default());
+    let (lf, ll) = (fast.log(), full.log());
+    assert_eq!(everything_listings(&lf), 0, "{lf:#?}");
+    assert_eq!(everything_listings(&ll), 2, "{ll:#?}");
+    let acts = |log: &[String]| -> Vec<String> {
+        log.iter()
+            .filter(|c| {
+                c.contains(" | ") || c.contains(": zfs hold ") || c.contains(": zfs release ")
+            })
+            .cloned()
+            .collect()
+    };
+    assert_eq!(acts(&lf), acts(&ll));
+    assert!(acts(&lf)[0].contains("-I zpool1@a zpool1@c"), "{lf:#?}");
+    assert_eq!(acts(&lf).len(), 5, "{lf:#?}");
+    assert_eq!(decisions(&r_fast[0]), decisions(&r_full[0]));
+    assert!(r_fast[0].error.is_none(), "{:?}", r_fast[0].error);
+}
+
+#[test]
+fn a_conflict_on_a_fast_listing_is_planned_again_from_the_full_listing() {
+    let fast = busy_pool();
+    let full = busy_pool();
+    let hint = complete_hint(&["zpool1@a", "zpool1/bad@a", "zpool1/my data@a"]);
+    let r_fast = run_hinted(&fast, &[job()], &hint);
+    let r_full = run_hinted(&full, &[job()], &HoldHint::default());
+    let lf = fast.log();
+    let fast_at = lf
+        .iter()
+        .position(|c| c.contains(" -o name,guid,createtxg "))
+        .unwrap();
+    let full_at = lf
+        .iter()
+        .position(|c| c.contains(" -o name,type,"))
+        .unwrap();
+    assert!(fast_at < full_at, "{lf:#?}");
+    assert_eq!(
+        everything_listings(&lf),
+        2,
+        "both sides again, in full: {lf:#?}"
+    );
+    // The same decisions, and the conflict shows real creation times.
+    assert_eq!(decisions(&r_fast[0]), decisions(&r_full[0]));
+    let sends = |log: &[String]| log.iter().filter(|c| c.contains(" | ")).count();
+    assert_eq!(sends(&lf), sends(&full.log()));
+    let (s, d) = r_fast[0].listings.as_ref().unwrap();
+    assert!(!s.partial && !d.partial);
+    assert!(format!("{:?}", r_fast[0].datasets).contains("written-on-standby"));
+}
+
+#[test]
+fn a_fast_listing_that_cannot_be_completed_falls_back_to_the_full_one() {
+    let hint = complete_hint(&["zpool1@a", "zpool1/data@a", "zpool2@a", "zpool2/data@a"]);
+    // A name that now belongs to another snapshot; a peer whose `serve`
+    // predates the fast listing.
+    for fake in [
+        Fake {
+            reused: Some("zpool2/data@a".into()),
+            ..two_pools()
+        },
+        Fake {
+            old_peer: true,
+            ..two_pools()
+        },
+    ] {
+        let reports = run_many(&fake, &hint);
+        let log = fake.log();
+        assert_eq!(everything_listings(&log), 2, "{log:#?}");
+        for r in &reports {
+            assert_eq!(r.outcome, Outcome::NothingToDo, "{:?}", r.error);
+            let (s, d) = r.listings.as_ref().unwrap();
+            assert!(!s.partial && !d.partial);
+        }
     }
 }

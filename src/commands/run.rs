@@ -624,12 +624,15 @@ pub(crate) async fn replicate_all<R: Runner>(
             })
             .collect();
         // What the last run held: asked about while the listings run.
-        let hint = hold_hint(&jobs);
+        let mut hint = hold_hint(&jobs);
+        hint.complete =
+            !args.handover && full_listing_recent(cfg, &jobs, &t.name, master_since.as_deref());
         let gate = may_write(runner, peer, &engine.settings.local_node, cmd_timeout);
         let reps = engine.replicate_many(&jobs, peer, &hint, gate).await;
         for ((_, hist), (job, report)) in ready.iter_mut().zip(jobs.iter().zip(reps)) {
             if !args.dry_run {
                 record_history(cfg, job, &t.name, &report, hist);
+                record_full_listing(cfg, job, &t.name, &report);
             }
             reports.push(report);
         }
@@ -735,6 +738,66 @@ fn hold_hint(jobs: &[PoolJob]) -> HoldHint {
     h
 }
 
+/// May this run use the fast listing towards `peer`? Only when, for every
+/// pool, the last run's holds are known (a completed run since this node
+/// became master) and a completed run listed it in full within
+/// `[replication] full_listing_every` and since this node became master.
+fn full_listing_recent(cfg: &Config, jobs: &[PoolJob], peer: &str, since: Option<&str>) -> bool {
+    let done = state::load_full_listings(&cfg.paths.state_dir)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    fast_allowed(
+        &done,
+        cfg.replication.full_listing_every.get(),
+        jobs,
+        peer,
+        since,
+        chrono::Utc::now(),
+    )
+}
+
+fn fast_allowed(
+    done: &state::FullListings,
+    every: std::time::Duration,
+    jobs: &[PoolJob],
+    peer: &str,
+    since: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    if every.is_zero() || jobs.is_empty() {
+        return false;
+    }
+    let (since, every) = (
+        since.and_then(crate::units::parse_time),
+        chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX),
+    );
+    jobs.iter().all(|j| {
+        let listed = done
+            .get(&j.source)
+            .and_then(|m| m.get(peer))
+            .and_then(|t| crate::units::parse_time(t));
+        j.guard.as_ref().is_some_and(|g| g.last.is_some())
+            && listed.is_some_and(|t| {
+                t <= now && now.signed_duration_since(t) < every && since.is_none_or(|s| t >= s)
+            })
+    })
+}
+
+/// After a pool run that completed from full listings, remember when.
+fn record_full_listing(cfg: &Config, job: &PoolJob, peer: &str, report: &PoolReport) {
+    let full = report
+        .listings
+        .as_ref()
+        .is_some_and(|(s, d)| !s.partial && !d.partial);
+    if report.error.is_none()
+        && full
+        && let Err(e) = state::record_full_listing(&cfg.paths.state_dir, &job.source, peer)
+    {
+        error!("cannot record the full listing of {}: {e}", job.source);
+    }
+}
+
 /// After a pool run that the guards let through and that completed (every
 /// dataset decided: sent, up to date, or refused by a conflict), add both
 /// sides' sizes to the pool's history.
@@ -786,5 +849,95 @@ fn failed_report(job: &PoolJob, peer: &str, error: String, outcome: Outcome) -> 
         error: Some(error),
         listings: None,
         quarantine: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(pool: &str, last: bool) -> PoolJob {
+        let entry = crate::history::Entry {
+            time: "2026-12-01T10:00:00Z".into(),
+            peer: "pve2".into(),
+            root_guid: 1,
+            datasets: BTreeMap::new(),
+        };
+        PoolJob {
+            source: pool.into(),
+            target: pool.into(),
+            exclude: Vec::new(),
+            guard: Some(GuardJob {
+                last: last.then_some(entry),
+                thresholds: guard::Thresholds {
+                    min_size_ratio: 0.5,
+                    history_tolerance: 0.5,
+                },
+                accept: false,
+                handover: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_fast_listing_needs_a_recent_full_one_since_this_node_became_master() {
+        let at = |t: &str| crate::units::parse_time(t).unwrap();
+        let mut done = state::FullListings::new();
+        done.entry("zpool1".into())
+            .or_default()
+            .insert("pve2".into(), "2026-12-01T10:00:00Z".into());
+        let six = std::time::Duration::from_secs(6 * 3600);
+        let now = at("2026-12-01T12:00:00Z");
+        let ok = |jobs: &[PoolJob], every, peer, since, now| {
+            fast_allowed(&done, every, jobs, peer, since, now)
+        };
+        assert!(ok(&[job("zpool1", true)], six, "pve2", None, now));
+        // Too long ago, or never towards this peer, or for this pool.
+        assert!(!ok(
+            &[job("zpool1", true)],
+            six,
+            "pve2",
+            None,
+            at("2026-12-01T16:00:01Z")
+        ));
+        assert!(!ok(&[job("zpool1", true)], six, "pve3", None, now));
+        assert!(!ok(
+            &[job("zpool1", true), job("zpool2", true)],
+            six,
+            "pve2",
+            None,
+            now
+        ));
+        // From before this node became master; no holds known from a last run.
+        assert!(!ok(
+            &[job("zpool1", true)],
+            six,
+            "pve2",
+            Some("2026-12-01T11:00:00Z"),
+            now
+        ));
+        assert!(ok(
+            &[job("zpool1", true)],
+            six,
+            "pve2",
+            Some("2026-12-01T09:00:00Z"),
+            now
+        ));
+        assert!(!ok(&[job("zpool1", false)], six, "pve2", None, now));
+        // `0`: always in full; a record from the future (a clock set back).
+        assert!(!ok(
+            &[job("zpool1", true)],
+            std::time::Duration::ZERO,
+            "pve2",
+            None,
+            now
+        ));
+        assert!(!ok(
+            &[job("zpool1", true)],
+            six,
+            "pve2",
+            None,
+            at("2026-12-01T09:00:00Z")
+        ));
     }
 }

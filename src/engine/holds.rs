@@ -174,6 +174,13 @@ fn chunked(snapshots: &[String], why: &'static str, op: impl Fn(Vec<String>) -> 
 pub struct HoldHint {
     pub local: Vec<String>,
     pub remote: Vec<String>,
+    /// These are every hold of ours: a full listing, which finds the
+    /// snapshots carrying any hold by `userrefs`, was made recently enough
+    /// and since this node became master. Then a fast listing
+    /// ([`super::fast_listing`]) may look for holds only on these, the
+    /// newest and the common snapshots; a hold leaked by a crash elsewhere
+    /// waits for the next full listing.
+    pub complete: bool,
 }
 
 /// A `zfs holds` answer: the snapshots asked about (sorted), and every

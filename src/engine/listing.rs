@@ -162,6 +162,7 @@ pub(super) fn split(src: &mut Listing, dst: &mut Listing, j: &PoolJob) -> Listed
                 .into_iter()
                 .filter_map(|n| l.datasets.remove_entry(&n))
                 .collect(),
+            partial: l.partial,
         }
     };
     let mut s = part(src, &j.source);
@@ -218,7 +219,7 @@ pub(super) async fn list_roots<R: Runner>(
 }
 
 /// Two listings, one per side, at once.
-async fn list_ops<R: Runner>(
+pub(super) async fn list_ops<R: Runner>(
     runner: &R,
     timeout: Duration,
     (sside, sop): (Side<'_>, &Op),
@@ -246,7 +247,10 @@ pub async fn list_one<R: Runner>(
     side: Side<'_>,
     op: &Op,
 ) -> Result<Listing, PoolError> {
-    let mut parser = zfs::ListParser::default();
+    let mut parser = match op {
+        Op::ListFast { .. } => zfs::ListParser::fast(),
+        _ => zfs::ListParser::default(),
+    };
     let res = runner
         .output_lines(&side.cmd(op), timeout, &mut |line| parser.line(line))
         .await;
@@ -338,7 +342,10 @@ pub(super) fn after_transfers(
     let side = |before: &Listing,
                 sizes: &Listing,
                 received: &BTreeMap<&str, (Vec<Snapshot>, Option<u64>)>| {
-        let mut out = Listing::default();
+        let mut out = Listing {
+            partial: before.partial,
+            ..Listing::default()
+        };
         for (name, d) in &sizes.datasets {
             let snapshots = match (received.get(name.as_str()), before.datasets.get(name)) {
                 (Some((_, Some(guid))), _) if *guid != d.guid => {

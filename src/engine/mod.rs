@@ -5,6 +5,7 @@
 //! ([`holds`]). The planner decides; this module only executes, and every
 //! command it runs goes through the [`Runner`].
 
+mod fast_listing;
 mod holds;
 mod listing;
 mod noise;
@@ -202,8 +203,19 @@ impl<'a, R: Runner> Engine<'a, R> {
         let mut works: Vec<Work> = jobs.iter().map(|j| Work::new(j, peer)).collect();
         let shared = Instant::now();
         let (runner, timeout) = (self.runner, self.settings.command_timeout);
+        let listing = async {
+            if hint.complete {
+                match fast_listing::list_fast(runner, timeout, peer, jobs, hint).await {
+                    Ok(v) => return v.into_iter().map(Some).collect(),
+                    Err(why) => {
+                        debug!(peer = %peer.name, "fast listing not used ({why}): listing in full")
+                    }
+                }
+            }
+            list_many(runner, timeout, peer, jobs).await
+        };
         let (mut listed, spec, allowed) = tokio::join!(
-            list_many(runner, timeout, peer, jobs),
+            listing,
             speculative_holds(runner, timeout, peer, hint),
             gate
         );
@@ -300,20 +312,27 @@ impl<'a, R: Runner> Engine<'a, R> {
         }
         // A resume finishes an older stream; a second pass plans what is left.
         for pass in 0..2 {
-            let (src, dst, quarantine) = match pre.take() {
-                Some(listed) => listed?,
-                None => {
-                    list_pair(
-                        self.runner,
-                        self.settings.command_timeout,
-                        (Side::Local, &job.source),
-                        (remote, &job.target),
-                    )
-                    .await?
-                }
+            let full = || {
+                list_pair(
+                    self.runner,
+                    self.settings.command_timeout,
+                    (Side::Local, &job.source),
+                    (remote, &job.target),
+                )
             };
-            w.report.quarantine = quarantine;
+            let (mut src, mut dst, mut quarantine) = match pre.take() {
+                Some(listed) => listed?,
+                None => full().await?,
+            };
             let mut plan = plan::plan(&src, &job.source, &dst, &job.target, &opts);
+            if (src.partial || dst.partial)
+                && let Some(why) = fast_listing::why_full(&plan)
+            {
+                debug!(pool = %job.source, "{why}: listing both sides in full");
+                (src, dst, quarantine) = full().await?;
+                plan = plan::plan(&src, &job.source, &dst, &job.target, &opts);
+            }
+            w.report.quarantine = quarantine;
             // The receiver changed since the common snapshot: in anything the
             // source lacks, or only in access times and logs? Asked of the
             // receiver itself; proven noise is rolled back and receives.

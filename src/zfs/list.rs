@@ -25,6 +25,13 @@ pub const LIST_PROPS: &[&str] = &[
     "encryption",
 ];
 
+/// The columns OpenZFS 2.2+ lists without reading each snapshot's
+/// properties (its fast path, PR #14110: only these and `numclones`,
+/// `inconsistent`, `redacted`, `origin` qualify). Everything else a plan
+/// relies on is asked of the few snapshots that need it
+/// ([`super::details`]).
+pub const FAST_PROPS: &[&str] = &["name", "guid", "createtxg"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Filesystem,
@@ -82,6 +89,12 @@ impl Dataset {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
     pub datasets: BTreeMap<String, Dataset>,
+    /// Made from a fast listing ([`FAST_PROPS`]): every dataset's own row is
+    /// exact ([`super::details`] completed it), and so are the snapshots it
+    /// asked about (each dataset's newest, the newest common one, the last
+    /// run's holds); every other snapshot has only its name, guid and
+    /// createtxg (its other fields are 0).
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,14 +105,14 @@ pub struct ParseError {
     pub text: String,
 }
 
-fn num(field: &str, what: &str) -> Result<u64, String> {
+pub(super) fn num(field: &str, what: &str) -> Result<u64, String> {
     field
         .parse::<u64>()
         .map_err(|_| format!("{what} `{field}` is not a number"))
 }
 
 /// `-` means "not applicable" in `zfs list -p`.
-fn num_or_zero(field: &str, what: &str) -> Result<u64, String> {
+pub(super) fn num_or_zero(field: &str, what: &str) -> Result<u64, String> {
     if field == "-" {
         Ok(0)
     } else {
@@ -122,6 +135,8 @@ pub fn parse_list(text: &str) -> Result<Listing, ParseError> {
 /// every later line ignored; [`ListParser::finish`] reports it.
 #[derive(Debug, Default)]
 pub struct ListParser {
+    /// Lines of [`FAST_PROPS`] instead of [`LIST_PROPS`].
+    fast: bool,
     datasets: BTreeMap<String, Dataset>,
     /// The snapshots of one dataset read since its last line of another
     /// kind (`zfs list -r` lists a dataset's snapshots together): checked
@@ -171,6 +186,17 @@ impl Hasher for Fnv {
 }
 
 impl ListParser {
+    /// A parser of `zfs list -o name,guid,createtxg` lines ([`FAST_PROPS`]):
+    /// datasets get placeholder rows (a filesystem, sizes 0) and snapshots
+    /// only their name, guid and createtxg, until [`super::details`]
+    /// completes them. Its listing is [`Listing::partial`].
+    pub fn fast() -> ListParser {
+        ListParser {
+            fast: true,
+            ..ListParser::default()
+        }
+    }
+
     /// One line, without its newline.
     pub fn line(&mut self, raw: &str) {
         self.lineno += 1;
@@ -213,6 +239,11 @@ impl ListParser {
     fn parse_line(&mut self, raw: &str) -> Result<(), String> {
         // The fields, without allocating for each line.
         let mut f = [""; LIST_PROPS.len()];
+        let expected = if self.fast {
+            FAST_PROPS.len()
+        } else {
+            LIST_PROPS.len()
+        };
         let mut found = 0;
         for (k, field) in raw.split('\t').enumerate() {
             if let Some(slot) = f.get_mut(k) {
@@ -220,11 +251,21 @@ impl ListParser {
             }
             found += 1;
         }
-        if found != LIST_PROPS.len() {
+        if found != expected {
             return Err(format!(
-                "expected {} tab-separated fields, found {found}",
-                LIST_PROPS.len(),
+                "expected {expected} tab-separated fields, found {found}"
             ));
+        }
+        if self.fast {
+            // name, guid, createtxg: the type is in the name (the listing
+            // asks for filesystems, volumes and snapshots only); the rest
+            // stays "unknown" until the details come.
+            let typ = if f[0].contains('@') {
+                "snapshot"
+            } else {
+                "filesystem"
+            };
+            f = [f[0], typ, f[1], f[2], "0", "0", "0", "0", "0", "-", "off"];
         }
         let (name, typ) = (f[0], f[1]);
         match typ {
@@ -312,7 +353,10 @@ impl ListParser {
         for d in datasets.values_mut() {
             d.snapshots.sort_by_key(|s| s.createtxg);
         }
-        Ok(Listing { datasets })
+        Ok(Listing {
+            datasets,
+            partial: self.fast,
+        })
     }
 }
 

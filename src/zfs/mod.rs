@@ -4,6 +4,7 @@
 //! the peer only ever sees these, as `serve` requests (`crate::serve`
 //! checks each against the peer's own config).
 
+pub mod details;
 pub mod list;
 pub mod names;
 pub mod pool;
@@ -63,6 +64,17 @@ pub enum Op {
     /// without reading every snapshot's properties again.
     ListDatasets {
         roots: Vec<String>,
+    },
+    /// Whole trees with only the columns OpenZFS 2.2+ lists without reading
+    /// each snapshot's properties ([`list::FAST_PROPS`]); [`Op::Details`]
+    /// completes them.
+    ListFast {
+        roots: Vec<String>,
+    },
+    /// `zfs get` of [`details::DETAIL_PROPS`] for some datasets and
+    /// snapshots (what a fast listing lacks).
+    Details {
+        names: Vec<String>,
     },
     Send(SendSpec),
     /// `zfs send -t TOKEN`.
@@ -218,7 +230,8 @@ pub enum Op {
 impl Op {
     pub fn name(&self) -> &'static str {
         match self {
-            Op::List { .. } | Op::ListDatasets { .. } => "list",
+            Op::List { .. } | Op::ListDatasets { .. } | Op::ListFast { .. } => "list",
+            Op::Details { .. } => "get",
             Op::Send(_) => "send",
             Op::SendResume { .. } => "send-resume",
             Op::Recv(_) => "receive",
@@ -258,6 +271,8 @@ impl Op {
             self,
             Op::List { .. }
                 | Op::ListDatasets { .. }
+                | Op::ListFast { .. }
+                | Op::Details { .. }
                 | Op::Holds { .. }
                 | Op::PoolList { .. }
                 | Op::ZpoolStatus { .. }
@@ -287,6 +302,22 @@ impl Op {
                 .args(["list", "-H", "-p", "-t", "filesystem,volume", "-r", "-o"])
                 .arg(list::LIST_PROPS.join(","))
                 .args(roots.iter().cloned()),
+            Op::ListFast { roots } => zfs
+                .args([
+                    "list",
+                    "-H",
+                    "-p",
+                    "-t",
+                    "filesystem,volume,snapshot",
+                    "-r",
+                    "-o",
+                ])
+                .arg(list::FAST_PROPS.join(","))
+                .args(roots.iter().cloned()),
+            Op::Details { names } => zfs
+                .args(["get", "-H", "-p", "-o", "name,property,value"])
+                .arg(details::DETAIL_PROPS.join(","))
+                .args(names.iter().cloned()),
             Op::Send(s) => {
                 // -L/-c/-e keep large, compressed and embedded blocks as they are
                 // on disk (-L must then be used forever on that dataset, which we
