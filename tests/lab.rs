@@ -724,6 +724,82 @@ EOF
     assert!(out.stderr.contains("incremental @autosnap_2026-11-20_11:00:00_hourly -> @autosnap_2026-11-20_12:00:00_hourly"), "{}", out.stderr);
 }
 
+/// A timer run between two full listings lists only names, guids and
+/// createtxgs, and asks `zfs get` the rest of the few snapshots it needs:
+/// it sends, moves the holds and records the status as a full listing
+/// does. A hold of ours that a crash left on an older snapshot is not seen
+/// by it; the next full listing finds and releases it.
+#[test]
+fn lab_a_fast_listing_replicates_like_a_full_one_and_the_next_full_one_finds_a_leaked_hold() {
+    let lab = Lab::get();
+    synced(&lab);
+    let fast = "-o name,guid,createtxg";
+    let run = |what: &str| {
+        let out = lab.replica(A, "-v run");
+        assert_eq!(out.code, Some(0), "{what}: {}", out.all());
+        out.stderr
+    };
+    lab.ok(A, "echo three > /zpool1/a/three; zfs snapshot -r zpool1@s3");
+    let log = run("fast");
+    for want in [
+        &format!("zfs list -H -p -t filesystem,volume,snapshot -r {fast} zpool1 zpool2"),
+        &format!("[pve2] zfs list -H -p -t filesystem,volume,snapshot -r {fast} zpool1 zpool2"),
+        "zfs get -H -p -o name,property,value",
+        "incremental @s2 -> @s3",
+    ] {
+        assert!(log.contains(want), "{want}:\n{log}");
+    }
+    assert!(
+        !log.contains("listing in full") && !log.contains("-o name,type,guid"),
+        "no full listing:\n{log}"
+    );
+    assert_eq!(
+        all_snapshot_guids(&lab, A, "zpool1"),
+        all_snapshot_guids(&lab, B, "zpool1")
+    );
+    let h = holds(&lab, A);
+    assert!(h.lines().all(|l| l.contains("@s3\t")), "{h}");
+    assert_eq!(h.lines().count(), 5, "{h}");
+    // The status reads the exact snapshots: names, guids, creation times.
+    let st: serde_json::Value =
+        serde_json::from_str(&lab.ok(A, "zfs-nfs-replica status --json")).unwrap();
+    let a = st["pools"][0]["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dataset"] == "zpool1/a")
+        .expect("zpool1/a in the status")
+        .clone();
+    assert_eq!(
+        (&a["result"], &a["replicated"]["name"]),
+        (&"sent".into(), &"s3".into())
+    );
+    assert!(a["lag_seconds"].as_i64().unwrap() < 600, "{a:#}");
+    // A hold of ours left on @s1 (a crash between hold and release).
+    lab.ok(
+        A,
+        "zfs hold zfs-nfs-replica:pve2 zpool1/a@s1
+         echo four > /zpool1/a/four; zfs snapshot -r zpool1@s4",
+    );
+    let log = run("fast, the leaked hold unseen");
+    assert!(
+        log.contains(fast) && log.contains("incremental @s3 -> @s4"),
+        "{log}"
+    );
+    assert!(holds(&lab, A).contains("zpool1/a@s1\tzfs-nfs-replica:pve2"));
+    // The last full listing's record gone (as `full_listing_every` after it).
+    lab.ok(A, "rm /var/lib/zfs-nfs-replica/full-listings.json");
+    let log = run("full");
+    assert!(!log.contains(fast), "{log}");
+    let h = holds(&lab, A);
+    assert!(h.lines().all(|l| l.contains("@s4\t")), "released:\n{h}");
+    assert_eq!(h.lines().count(), 5, "{h}");
+    assert!(
+        lab.ok(A, "cat /var/lib/zfs-nfs-replica/full-listings.json")
+            .contains("pve2")
+    );
+}
+
 #[test]
 fn lab_failover_with_unreplicated_writes_on_the_old_master_is_diverged_and_kept() {
     let lab = Lab::get();

@@ -171,6 +171,7 @@ LAB_ZFS_SUITE=bookworm LAB_BINARY=$repo/target/release/zfs-nfs-replica \
     cargo test --locked --test lab -- --exact \
     lab_check_reaches_the_peer_and_lists_both_sides \
     lab_initial_full_sync_of_nested_datasets_and_a_zvol \
+    lab_a_fast_listing_replicates_like_a_full_one_and_the_next_full_one_finds_a_leaked_hold \
     lab_a_transfer_killed_mid_stream_resumes_from_the_token \
     lab_a_failover_mid_stream_discards_the_partial_receive_and_the_failback_converges \
     lab_raw_send_of_an_encrypted_dataset \
