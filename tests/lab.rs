@@ -734,13 +734,13 @@ fn lab_a_fast_listing_replicates_like_a_full_one_and_the_next_full_one_finds_a_l
     let lab = Lab::get();
     synced(&lab);
     let fast = "-o name,guid,createtxg";
-    let run = |what: &str| {
+    let run = |what: &str, code: i32| {
         let out = lab.replica(A, "-v run");
-        assert_eq!(out.code, Some(0), "{what}: {}", out.all());
+        assert_eq!(out.code, Some(code), "{what}: {}", out.all());
         out.stderr
     };
     lab.ok(A, "echo three > /zpool1/a/three; zfs snapshot -r zpool1@s3");
-    let log = run("fast");
+    let log = run("fast", 0);
     for want in [
         &format!("zfs list -H -p -t filesystem,volume,snapshot -r {fast} zpool1 zpool2"),
         &format!("[pve2] zfs list -H -p -t filesystem,volume,snapshot -r {fast} zpool1 zpool2"),
@@ -750,7 +750,7 @@ fn lab_a_fast_listing_replicates_like_a_full_one_and_the_next_full_one_finds_a_l
         assert!(log.contains(want), "{want}:\n{log}");
     }
     assert!(
-        !log.contains("listing in full") && !log.contains("-o name,type,guid"),
+        !log.contains("in full") && !log.contains("snapshot -r -o name,type,guid"),
         "no full listing:\n{log}"
     );
     assert_eq!(
@@ -781,7 +781,7 @@ fn lab_a_fast_listing_replicates_like_a_full_one_and_the_next_full_one_finds_a_l
         "zfs hold zfs-nfs-replica:pve2 zpool1/a@s1
          echo four > /zpool1/a/four; zfs snapshot -r zpool1@s4",
     );
-    let log = run("fast, the leaked hold unseen");
+    let log = run("fast, the leaked hold unseen", 0);
     assert!(
         log.contains(fast) && log.contains("incremental @s3 -> @s4"),
         "{log}"
@@ -789,8 +789,12 @@ fn lab_a_fast_listing_replicates_like_a_full_one_and_the_next_full_one_finds_a_l
     assert!(holds(&lab, A).contains("zpool1/a@s1\tzfs-nfs-replica:pve2"));
     // The last full listing's record gone (as `full_listing_every` after it).
     lab.ok(A, "rm /var/lib/zfs-nfs-replica/full-listings.json");
-    let log = run("full");
+    let log = run("full, nothing to send", 1);
     assert!(!log.contains(fast), "{log}");
+    assert!(
+        log.contains("zfs release zfs-nfs-replica:pve2 zpool1/a@s1"),
+        "{log}"
+    );
     let h = holds(&lab, A);
     assert!(h.lines().all(|l| l.contains("@s4\t")), "released:\n{h}");
     assert_eq!(h.lines().count(), 5, "{h}");
