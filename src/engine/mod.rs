@@ -1,4 +1,5 @@
-//! Replication of one pool to one peer: list both sides ([`listing`]), plan
+//! Replication of one pool to one peer: list both sides ([`listing`]; between
+//! two full listings, [`fast_listing`]), plan
 //! ([`crate::plan`]), prove receiver noise ([`noise`]), check the size
 //! guards, then carry the plan out ([`transfer`], with [`steps`] turning
 //! items into commands, or showing them in dry-run) and move the holds
