@@ -887,57 +887,55 @@ mod tests {
             .or_default()
             .insert("pve2".into(), "2026-12-01T10:00:00Z".into());
         let six = std::time::Duration::from_secs(6 * 3600);
-        let now = at("2026-12-01T12:00:00Z");
-        let ok = |jobs: &[PoolJob], every, peer, since, now| {
-            fast_allowed(&done, every, jobs, peer, since, now)
-        };
-        assert!(ok(&[job("zpool1", true)], six, "pve2", None, now));
-        // Too long ago, or never towards this peer, or for this pool.
-        assert!(!ok(
-            &[job("zpool1", true)],
-            six,
-            "pve2",
-            None,
-            at("2026-12-01T16:00:01Z")
-        ));
-        assert!(!ok(&[job("zpool1", true)], six, "pve3", None, now));
-        assert!(!ok(
-            &[job("zpool1", true), job("zpool2", true)],
-            six,
-            "pve2",
-            None,
-            now
-        ));
-        // From before this node became master; no holds known from a last run.
-        assert!(!ok(
-            &[job("zpool1", true)],
-            six,
-            "pve2",
-            Some("2026-12-01T11:00:00Z"),
-            now
-        ));
-        assert!(ok(
-            &[job("zpool1", true)],
-            six,
-            "pve2",
-            Some("2026-12-01T09:00:00Z"),
-            now
-        ));
-        assert!(!ok(&[job("zpool1", false)], six, "pve2", None, now));
-        // `0`: always in full; a record from the future (a clock set back).
-        assert!(!ok(
-            &[job("zpool1", true)],
-            std::time::Duration::ZERO,
-            "pve2",
-            None,
-            now
-        ));
-        assert!(!ok(
-            &[job("zpool1", true)],
-            six,
-            "pve2",
-            None,
-            at("2026-12-01T09:00:00Z")
-        ));
+        let (one, both, unknown) = (
+            vec![job("zpool1", true)],
+            vec![job("zpool1", true), job("zpool2", true)],
+            vec![job("zpool1", false)],
+        );
+        // (pools, every, peer, became master, now, fast?)
+        let cases = [
+            (&one, six, "pve2", None, "12:00", true),
+            (&one, six, "pve2", None, "16:00:01", false),
+            (&one, six, "pve3", None, "12:00", false),
+            (&both, six, "pve2", None, "12:00", false),
+            (
+                &one,
+                six,
+                "pve2",
+                Some("2026-12-01T11:00:00Z"),
+                "12:00",
+                false,
+            ),
+            (
+                &one,
+                six,
+                "pve2",
+                Some("2026-12-01T09:00:00Z"),
+                "12:00",
+                true,
+            ),
+            (&unknown, six, "pve2", None, "12:00", false),
+            (
+                &one,
+                std::time::Duration::ZERO,
+                "pve2",
+                None,
+                "12:00",
+                false,
+            ),
+            // A record from the future (a clock set back).
+            (&one, six, "pve2", None, "09:00", false),
+        ];
+        for (k, (jobs, every, peer, since, now, want)) in cases.into_iter().enumerate() {
+            let now = at(&format!(
+                "2026-12-01T{now}{}Z",
+                if now.len() == 5 { ":00" } else { "" }
+            ));
+            assert_eq!(
+                fast_allowed(&done, every, jobs, peer, since, now),
+                want,
+                "case {k}"
+            );
+        }
     }
 }

@@ -227,6 +227,21 @@ pub enum Op {
     },
 }
 
+/// `zfs list` of whole trees (filesystems, volumes, snapshots) with `columns`.
+fn list_trees(zfs: Cmd, columns: &[&str], roots: &[String]) -> Cmd {
+    zfs.args([
+        "list",
+        "-H",
+        "-p",
+        "-t",
+        "filesystem,volume,snapshot",
+        "-r",
+        "-o",
+    ])
+    .arg(columns.join(","))
+    .args(roots.iter().cloned())
+}
+
 impl Op {
     pub fn name(&self) -> &'static str {
         match self {
@@ -286,34 +301,12 @@ impl Op {
     pub fn to_cmd(&self) -> Cmd {
         let zfs = Cmd::new("zfs");
         match self {
-            Op::List { roots } => zfs
-                .args([
-                    "list",
-                    "-H",
-                    "-p",
-                    "-t",
-                    "filesystem,volume,snapshot",
-                    "-r",
-                    "-o",
-                ])
-                .arg(list::LIST_PROPS.join(","))
-                .args(roots.iter().cloned()),
+            Op::List { roots } => list_trees(zfs, list::LIST_PROPS, roots),
             Op::ListDatasets { roots } => zfs
                 .args(["list", "-H", "-p", "-t", "filesystem,volume", "-r", "-o"])
                 .arg(list::LIST_PROPS.join(","))
                 .args(roots.iter().cloned()),
-            Op::ListFast { roots } => zfs
-                .args([
-                    "list",
-                    "-H",
-                    "-p",
-                    "-t",
-                    "filesystem,volume,snapshot",
-                    "-r",
-                    "-o",
-                ])
-                .arg(list::FAST_PROPS.join(","))
-                .args(roots.iter().cloned()),
+            Op::ListFast { roots } => list_trees(zfs, list::FAST_PROPS, roots),
             Op::Details { names } => zfs
                 .args(["get", "-H", "-p", "-o", "name,property,value"])
                 .arg(details::DETAIL_PROPS.join(","))
