@@ -894,16 +894,16 @@ mod tests {
         );
         // (pools, every, peer, became master, now, fast?)
         let cases = [
-            (&one, six, "pve2", None, "12:00", true),
+            (&one, six, "pve2", None, "12:00:00", true),
             (&one, six, "pve2", None, "16:00:01", false),
-            (&one, six, "pve3", None, "12:00", false),
-            (&both, six, "pve2", None, "12:00", false),
+            (&one, six, "pve3", None, "12:00:00", false),
+            (&both, six, "pve2", None, "12:00:00", false),
             (
                 &one,
                 six,
                 "pve2",
                 Some("2026-12-01T11:00:00Z"),
-                "12:00",
+                "12:00:00",
                 false,
             ),
             (
@@ -911,26 +911,23 @@ mod tests {
                 six,
                 "pve2",
                 Some("2026-12-01T09:00:00Z"),
-                "12:00",
+                "12:00:00",
                 true,
             ),
-            (&unknown, six, "pve2", None, "12:00", false),
+            (&unknown, six, "pve2", None, "12:00:00", false),
             (
                 &one,
                 std::time::Duration::ZERO,
                 "pve2",
                 None,
-                "12:00",
+                "12:00:00",
                 false,
             ),
             // A record from the future (a clock set back).
-            (&one, six, "pve2", None, "09:00", false),
+            (&one, six, "pve2", None, "09:00:00", false),
         ];
         for (k, (jobs, every, peer, since, now, want)) in cases.into_iter().enumerate() {
-            let now = at(&format!(
-                "2026-12-01T{now}{}Z",
-                if now.len() == 5 { ":00" } else { "" }
-            ));
+            let now = at(&format!("2026-12-01T{now}Z"));
             assert_eq!(
                 fast_allowed(&done, every, jobs, peer, since, now),
                 want,
