@@ -61,10 +61,11 @@ fn get_of(full: &str, names: &[String], reused: Option<&str>) -> Output {
         } else {
             f[2].to_string()
         };
+        // The listing's columns but the name: DETAIL_PROPS, in order.
         let values = [
+            f[1],
             guid.as_str(),
             f[3],
-            f[1],
             f[4],
             f[5],
             f[6],

@@ -8,22 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::list::{Kind, Listing, num, num_or_zero};
+use super::list::{Kind, LIST_PROPS, Listing, num, num_or_zero};
 use super::names::{valid_dataset_name, valid_resume_token};
 
-/// What `zfs get -H -p -o name,property,value` is asked, in this order.
-pub const DETAIL_PROPS: &[&str] = &[
-    "guid",
-    "createtxg",
-    "type",
-    "creation",
-    "used",
-    "referenced",
-    "written",
-    "userrefs",
-    "receive_resume_token",
-    "encryption",
-];
+/// What `zfs get -H -p -o name,property,value` is asked: every column of
+/// the full listing but the name (the get's own first field).
+pub const DETAIL_PROPS: &[&str] = LIST_PROPS.split_at(1).1;
 
 /// One name's properties, as `zfs get` printed them.
 type Row<'t> = BTreeMap<&'t str, &'t str>;
