@@ -152,6 +152,8 @@ pub fn access(op: &Op) -> Option<Access> {
         Op::List { .. }
         | Op::ListDatasets { .. }
         | Op::ListFast { .. }
+        | Op::ListChanges { .. }
+        | Op::ListSnapshotsOf { .. }
         | Op::Details { .. }
         | Op::Holds { .. }
         | Op::PoolList { .. }
@@ -272,10 +274,19 @@ pub fn check(op: &Op, a: &Allowed) -> Result<Access, Refused> {
         Op::List { roots }
         | Op::ListDatasets { roots }
         | Op::ListFast { roots }
+        | Op::ListChanges { roots }
         | Op::RoleProps { roots }
         | Op::ListNames { roots } => a.roots_of(roots)?,
         Op::StopReceives { roots } => a.roots_of(roots)?,
         Op::Holds { snapshots } | Op::SnapshotMany { snapshots } => a.snapshots(snapshots)?,
+        Op::ListSnapshotsOf { datasets } => {
+            if datasets.is_empty() {
+                return Err(refused("no dataset named"));
+            }
+            for d in datasets {
+                a.dataset(d)?
+            }
+        }
         Op::Details { names } => {
             if names.is_empty() {
                 return Err(refused("no dataset named"));
@@ -411,6 +422,18 @@ mod tests {
             (
                 Op::ListFast {
                     roots: vec!["zpool1".into(), "backup/share".into()],
+                },
+                Access::Read,
+            ),
+            (
+                Op::ListChanges {
+                    roots: vec!["zpool1".into(), "backup/share".into()],
+                },
+                Access::Read,
+            ),
+            (
+                Op::ListSnapshotsOf {
+                    datasets: vec!["zpool1".into(), "backup/share/a b".into()],
                 },
                 Access::Read,
             ),
@@ -630,6 +653,12 @@ mod tests {
             json("{\"Details\":{\"names\":[]}}"),
             json("{\"Details\":{\"names\":[\"zpool1/a\",\"rpool/data@s\"]}}"),
             json("{\"Details\":{\"names\":[\"-o\"]}}"),
+            json("{\"ListChanges\":{\"roots\":[\"rpool\"]}}"),
+            json("{\"ListChanges\":{\"roots\":[]}}"),
+            json("{\"ListSnapshotsOf\":{\"datasets\":[]}}"),
+            json("{\"ListSnapshotsOf\":{\"datasets\":[\"zpool1/a\",\"rpool/data\"]}}"),
+            json("{\"ListSnapshotsOf\":{\"datasets\":[\"zpool1/a@s1\"]}}"),
+            json("{\"ListSnapshotsOf\":{\"datasets\":[\"-d\"]}}"),
         ];
         assert!(hostile.len() >= 40, "{}", hostile.len());
         let a = allowed();

@@ -31,7 +31,50 @@ struct Fake {
     /// `zfs get` finds another snapshot under this name (destroyed and
     /// made again since the listing).
     reused: Option<String>,
+    /// This side has no `snapshots_changed` (OpenZFS 2.1): "local"/"remote".
+    no_snapshots_changed: Option<String>,
     log: Mutex<Vec<String>>,
+}
+
+/// What `zfs list -t filesystem,volume -o name,guid,createtxg,origin,
+/// snapshots_changed` prints of a full listing: a value that moves with
+/// the dataset's set of snapshots, `-` for one that never had any.
+fn changes_of(full: &str) -> String {
+    let mut out = String::new();
+    for l in full.lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        if f[1] == "snapshot" {
+            continue;
+        }
+        let prefix = format!("{}@", f[0]);
+        let mut any = false;
+        let mut h: u64 = 0;
+        for s in full.lines().filter(|s| s.starts_with(&prefix)) {
+            any = true;
+            let g: u64 = s.split('\t').nth(2).unwrap().parse().unwrap();
+            h = h.wrapping_add(g.wrapping_mul(2_654_435_761));
+        }
+        let changed = if any {
+            (1_700_000_000 + h % 100_000_000).to_string()
+        } else {
+            "-".into()
+        };
+        out += &format!("{}\t{}\t{}\t-\t{changed}\n", f[0], f[2], f[3]);
+    }
+    out
+}
+
+/// What `zfs list -t snapshot -d 1 -o name,guid,createtxg DATASETS` prints.
+fn snapshots_of(full: &str, datasets: &[String]) -> String {
+    let mut out = String::new();
+    for d in datasets {
+        let prefix = format!("{d}@");
+        for l in full.lines().filter(|l| l.starts_with(&prefix)) {
+            let f: Vec<&str> = l.split('\t').collect();
+            out += &format!("{}\t{}\t{}\n", f[0], f[2], f[3]);
+        }
+    }
+    out
 }
 
 /// What `zfs list -o name,guid,createtxg` prints of a full listing.
@@ -151,6 +194,27 @@ impl Runner for Fake {
         } else {
             &self.remote_list
         };
+        if inner.starts_with("zfs list ") && inner.contains(",snapshots_changed ") {
+            if self.no_snapshots_changed.as_deref() == Some(side) {
+                return Ok(Output {
+                    status: exit(2),
+                    stdout: String::new(),
+                    stderr: "bad property list: invalid property 'snapshots_changed'\n".into(),
+                });
+            }
+            return ok(&changes_of(full));
+        }
+        if inner.starts_with("zfs list ") && inner.contains(" -t snapshot -d 1 ") {
+            let datasets = if cmd.program == "ssh" {
+                match zfs_nfs_replica::serve::parse_line(cmd.args.last().unwrap()) {
+                    Ok(zfs_nfs_replica::zfs::Op::ListSnapshotsOf { datasets }) => datasets,
+                    other => panic!("{other:?}"),
+                }
+            } else {
+                cmd.args[9..].to_vec()
+            };
+            return ok(&snapshots_of(full, &datasets));
+        }
         let details = if cmd.program == "ssh" {
             match zfs_nfs_replica::serve::parse_line(cmd.args.last().unwrap()) {
                 Ok(zfs_nfs_replica::zfs::Op::Details { names }) => Some(names),
@@ -258,6 +322,7 @@ fn settings(dry_run: bool) -> Settings {
         transfer_timeout: Duration::from_secs(5),
         dry_run,
         overwrite_empty: false,
+        kept: None,
     }
 }
 
@@ -969,6 +1034,142 @@ fn a_fast_listing_that_cannot_be_completed_falls_back_to_the_full_one() {
             assert_eq!(r.outcome, Outcome::NothingToDo, "{:?}", r.error);
             let (s, d) = r.listings.as_ref().unwrap();
             assert!(!s.partial && !d.partial);
+        }
+    }
+}
+
+fn run_kept(
+    fake: &Fake,
+    jobs: &[PoolJob],
+    hint: &HoldHint,
+    dir: &std::path::Path,
+) -> Vec<zfs_nfs_replica::report::PoolReport> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
+    let s = Settings {
+        kept: Some(zfs_nfs_replica::engine::KeptPlace {
+            dir: dir.to_path_buf(),
+            local: "pve1".into(),
+            read_only: false,
+        }),
+        ..settings(false)
+    };
+    let mut silent = Silent;
+    let mut engine = Engine::new(fake, &s, &mut silent);
+    rt.block_on(engine.replicate_many(jobs, &peer, hint, std::future::ready(Ok(()))))
+}
+
+/// As if `secs` had passed since every kept value was first seen.
+fn age_kept(dir: &std::path::Path, secs: u64) {
+    for node in ["pve1", "pve2"] {
+        let p = dir.join(format!("{node}.json"));
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        for e in v["datasets"].as_object_mut().unwrap().values_mut() {
+            let seen = e["seen"].as_u64().unwrap();
+            e["seen"] = seen.saturating_sub(secs * 1_000_000_000).into();
+        }
+        std::fs::write(&p, v.to_string()).unwrap();
+    }
+}
+
+/// The datasets whose snapshots a side listed, per command.
+fn snapshot_listings(log: &[String], side: &str) -> Vec<String> {
+    log.iter()
+        .filter(|c| c.starts_with(side) && c.contains(" -t snapshot -d 1 "))
+        .map(|c| c.split(" -o name,guid,createtxg ").nth(1).unwrap().to_string())
+        .collect()
+}
+
+fn every_snapshot_fast(log: &[String]) -> usize {
+    log.iter()
+        .filter(|c| c.contains(" -t filesystem,volume,snapshot -r -o name,guid,createtxg "))
+        .count()
+}
+
+#[test]
+fn kept_snapshot_lists_skip_unchanged_datasets_once_vouched_for_and_never_hide_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let hint = complete_hint(&["zpool1@a", "zpool1/data@a", "zpool2@a", "zpool2/data@a"]);
+    // The first run lists every dataset's snapshots; so does the next one,
+    // right after: the values were seen too recently.
+    for _ in 0..2 {
+        let fake = two_pools();
+        let reports = run_kept(&fake, &jobs(), &hint, dir.path());
+        let log = fake.log();
+        assert_eq!(every_snapshot_fast(&log) + everything_listings(&log), 0, "{log:#?}");
+        for side in ["local", "remote"] {
+            assert_eq!(
+                snapshot_listings(&log, side),
+                ["zpool1 zpool1/data zpool2 zpool2/data"],
+                "{log:#?}"
+            );
+        }
+        assert!(reports.iter().all(|r| r.outcome == Outcome::NothingToDo));
+    }
+    // A minute later those lists are vouched for: the datasets alone, the
+    // `zfs get`, the holds; the same result as the plain fast listing.
+    age_kept(dir.path(), 120);
+    let fake = two_pools();
+    let reports = run_kept(&fake, &jobs(), &hint, dir.path());
+    let log = fake.log();
+    assert_eq!(log.len(), 6, "{log:#?}");
+    assert!(snapshot_listings(&log, "local").is_empty(), "{log:#?}");
+    let plain = two_pools();
+    let expected = run_many(&plain, &hint);
+    for (r, e) in reports.iter().zip(&expected) {
+        assert_eq!(r.outcome, Outcome::NothingToDo, "{:?}", r.error);
+        assert_eq!(decisions(r), decisions(e));
+        assert_eq!(r.listings, e.listings);
+    }
+    // A new snapshot on the source: that dataset alone is listed, and sent.
+    let mut fake = two_pools();
+    fake.local_list += &snap("zpool1/data", "b", 99, 0);
+    let reports = run_kept(&fake, &jobs(), &hint, dir.path());
+    let log = fake.log();
+    assert_eq!(snapshot_listings(&log, "local"), ["zpool1/data"], "{log:#?}");
+    assert!(snapshot_listings(&log, "remote").is_empty(), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|c| c.contains("-I zpool1/data@a zpool1/data@b") && c.contains(" | ")),
+        "{log:#?}"
+    );
+    assert_eq!(reports[0].outcome, Outcome::Replicated, "{:?}", reports[0].error);
+    // A snapshot made on the standby: listed there, seen, and refused as
+    // the conflict it is (planned again from full listings).
+    let mut fake = two_pools();
+    fake.remote_list += &snap("zpool2", "standby", 77, 0);
+    let reports = run_kept(&fake, &jobs(), &hint, dir.path());
+    let log = fake.log();
+    assert_eq!(snapshot_listings(&log, "remote"), ["zpool2"], "{log:#?}");
+    assert_eq!(everything_listings(&log), 2, "{log:#?}");
+    assert_eq!(reports[1].outcome, Outcome::Refused, "{:?}", reports[1]);
+}
+
+#[test]
+fn a_side_without_snapshots_changed_gets_the_plain_fast_listing_and_is_not_asked_for_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let hint = complete_hint(&["zpool1@a", "zpool1/data@a", "zpool2@a", "zpool2/data@a"]);
+    for run in 0..2 {
+        let fake = Fake {
+            no_snapshots_changed: Some("remote".into()),
+            ..two_pools()
+        };
+        let reports = run_kept(&fake, &jobs(), &hint, dir.path());
+        let log = fake.log();
+        let asked = log
+            .iter()
+            .filter(|c| c.contains(",snapshots_changed "))
+            .count();
+        // Both sides ask at once the first time; then neither does.
+        assert_eq!(asked, if run == 0 { 2 } else { 0 }, "{log:#?}");
+        assert_eq!(every_snapshot_fast(&log), 2, "{log:#?}");
+        assert_eq!(everything_listings(&log), 0, "{log:#?}");
+        for r in &reports {
+            assert_eq!(r.outcome, Outcome::NothingToDo, "{:?}", r.error);
         }
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::holds::HoldHint;
+use super::kept;
 use super::listing::{Listed, list_ops, split};
 use super::{PoolJob, checked};
 use crate::plan::{Action, Plan};
@@ -38,17 +39,31 @@ pub(super) async fn list_fast<R: Runner>(
     peer: &Peer,
     jobs: &[PoolJob],
     hint: &HoldHint,
+    kept: Option<&KeptPlace>,
 ) -> Result<Vec<Listed>, String> {
     let remote = Side::Remote(peer);
-    let sop = Op::ListFast {
-        roots: jobs.iter().map(|j| j.source.clone()).collect(),
+    let sroots: Vec<String> = jobs.iter().map(|j| j.source.clone()).collect();
+    let droots: Vec<String> = jobs.iter().map(|j| j.target.clone()).collect();
+    let kept_lists = match kept {
+        Some(k) => match with_kept(runner, timeout, peer, &sroots, &droots, k).await {
+            Ok(l) => Some(l),
+            Err(why) => {
+                debug!(peer = %peer.name, "kept snapshot lists not used ({why}): listing every snapshot");
+                None
+            }
+        },
+        None => None,
     };
-    let dop = Op::ListFast {
-        roots: jobs.iter().map(|j| j.target.clone()).collect(),
+    let (mut src, mut dst) = match kept_lists {
+        Some(l) => l,
+        None => {
+            let sop = Op::ListFast { roots: sroots };
+            let dop = Op::ListFast { roots: droots };
+            list_ops(runner, timeout, (Side::Local, &sop), (remote, &dop))
+                .await
+                .map_err(|e| e.to_string())?
+        }
     };
-    let (mut src, mut dst) = list_ops(runner, timeout, (Side::Local, &sop), (remote, &dop))
-        .await
-        .map_err(|e| e.to_string())?;
     let (sask, dask) = to_ask(&src, &dst, jobs, hint);
     let started = Instant::now();
     let (s, d) = tokio::join!(
@@ -72,6 +87,71 @@ pub(super) async fn list_fast<R: Runner>(
         out.push(l);
     }
     Ok(out)
+}
+
+/// Where this node keeps its records of snapshot lists
+/// ([`super::kept`]), and under which names.
+#[derive(Debug, Clone)]
+pub struct KeptPlace {
+    pub dir: std::path::PathBuf,
+    pub local: String,
+    /// Read the records, never write them (dry-run).
+    pub read_only: bool,
+}
+
+/// Both sides' trees from the datasets alone plus the snapshots of those
+/// whose `snapshots_changed` moved ([`super::kept`]), both sides at once;
+/// each side's record written for the next run. An `Err`: the plain fast
+/// listing instead.
+async fn with_kept<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    peer: &Peer,
+    sroots: &[String],
+    droots: &[String],
+    place: &KeptPlace,
+) -> Result<(Listing, Listing), String> {
+    let boot = kept::boot_id();
+    let (skept, dkept) = (
+        kept::load(&place.dir, &place.local, &boot),
+        kept::load(&place.dir, &peer.name, &boot),
+    );
+    let now = kept::boot_clock();
+    if skept.unsupported_now(now) || dkept.unsupported_now(now) {
+        return Err(kept::Failed::Unsupported.to_string());
+    }
+    let (s, d) = tokio::join!(
+        kept::list_side(runner, timeout, Side::Local, sroots, &skept),
+        kept::list_side(runner, timeout, Side::Remote(peer), droots, &dkept)
+    );
+    let mut out = Vec::new();
+    let mut why = None;
+    for (node, r) in [(&place.local, s), (&peer.name, d)] {
+        let record = match r {
+            Ok((listing, next)) => {
+                out.push(listing);
+                Some(next)
+            }
+            Err(e) => {
+                why.get_or_insert(e.to_string());
+                match e {
+                    kept::Failed::NewlyUnsupported(next) => Some(next),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(next) = record
+            && !place.read_only
+            && let Err(e) = kept::save(&place.dir, node, &next)
+        {
+            debug!("cannot keep the snapshot lists of {node}: {e}");
+        }
+    }
+    match (why, out.pop(), out.pop()) {
+        (None, Some(d), Some(s)) => Ok((s, d)),
+        (Some(why), _, _) => Err(why),
+        _ => Err("no listing".into()),
+    }
 }
 
 /// One side's `zfs get`, `CHUNK` names at a time, into its listing.

@@ -8,11 +8,13 @@
 
 mod fast_listing;
 mod holds;
+mod kept;
 mod listing;
 mod noise;
 mod steps;
 mod transfer;
 
+pub use fast_listing::KeptPlace;
 pub use holds::HoldHint;
 use holds::speculative_holds;
 use listing::{Listed, Sent, after_many, list_many};
@@ -51,6 +53,8 @@ pub struct Settings {
     pub transfer_timeout: Duration,
     pub dry_run: bool,
     pub overwrite_empty: bool,
+    /// Where snapshot lists are kept between runs ([`kept`]); None: never.
+    pub kept: Option<KeptPlace>,
 }
 
 impl Settings {
@@ -66,6 +70,11 @@ impl Settings {
             transfer_timeout: cfg.timeouts.transfer.get(),
             dry_run,
             overwrite_empty: false,
+            kept: Some(KeptPlace {
+                dir: cfg.paths.state_dir.join("kept"),
+                local: local.to_string(),
+                read_only: dry_run,
+            }),
         }
     }
 }
@@ -206,7 +215,8 @@ impl<'a, R: Runner> Engine<'a, R> {
         let (runner, timeout) = (self.runner, self.settings.command_timeout);
         let listing = async {
             if hint.complete {
-                match fast_listing::list_fast(runner, timeout, peer, jobs, hint).await {
+                let kept = self.settings.kept.as_ref();
+                match fast_listing::list_fast(runner, timeout, peer, jobs, hint, kept).await {
                     Ok(v) => return v.into_iter().map(Some).collect(),
                     Err(why) => {
                         debug!(peer = %peer.name, "fast listing not used ({why}): listing in full")
@@ -244,42 +254,58 @@ impl<'a, R: Runner> Engine<'a, R> {
             works[i].elapsed = own.elapsed();
         }
         let shared = Instant::now();
+        // The holds move and the sizes after the transfers (for the size
+        // history and the status) are listed at once: a hold changes no
+        // dataset's size, and the datasets listing reads no hold.
         let active: Vec<usize> = (0..works.len()).filter(|i| works[*i].holds).collect();
-        if !active.is_empty() {
-            let mut src_want = BTreeMap::new();
-            let mut dst_want = BTreeMap::new();
-            for i in &active {
-                for (s, (t, snap)) in &works[*i].bases {
-                    src_want.insert(s.clone(), format!("{s}@{snap}"));
-                    dst_want.insert(t.clone(), format!("{t}@{snap}"));
-                }
-            }
-            let lists: Vec<&(Listing, Listing)> = active
+        let sent: Vec<usize> = if self.settings.dry_run {
+            Vec::new()
+        } else {
+            active
                 .iter()
-                .filter_map(|i| works[*i].listings.as_ref())
-                .collect();
-            if let Err(e) = self
-                .update_holds(peer, &lists, &src_want, &dst_want, &spec)
-                .await
-            {
-                for i in &active {
-                    works[*i].fail(&e);
-                }
+                .copied()
+                .filter(|i| works[*i].sent())
+                .collect()
+        };
+        let mut src_want = BTreeMap::new();
+        let mut dst_want = BTreeMap::new();
+        for i in &active {
+            for (s, (t, snap)) in &works[*i].bases {
+                src_want.insert(s.clone(), format!("{s}@{snap}"));
+                dst_want.insert(t.clone(), format!("{t}@{snap}"));
             }
         }
-        // Sizes after the transfers, for the size history and the status.
-        if !self.settings.dry_run {
-            let sent: Vec<usize> = (0..works.len())
-                .filter(|i| works[*i].holds && works[*i].sent())
-                .collect();
-            let again: Vec<PoolJob> = sent.iter().map(|i| jobs[*i].clone()).collect();
-            let from: Vec<Sent<'_>> = sent.iter().map(|i| works[*i].completed()).collect();
-            let mut after = after_many(runner, timeout, peer, &again, from).await;
-            for (k, i) in sent.iter().enumerate() {
-                match after[k].take().expect("one listing per job") {
-                    Ok(l) => works[*i].listings = Some(l),
-                    Err(e) => works[*i].fail(&e),
-                }
+        let lists: Vec<&(Listing, Listing)> = active
+            .iter()
+            .filter_map(|i| works[*i].listings.as_ref())
+            .collect();
+        let again: Vec<PoolJob> = sent.iter().map(|i| jobs[*i].clone()).collect();
+        let from: Vec<Sent<'_>> = sent.iter().map(|i| works[*i].completed()).collect();
+        let moved = async {
+            if active.is_empty() {
+                return Ok(());
+            }
+            self.update_holds(peer, &lists, &src_want, &dst_want, &spec)
+                .await
+        };
+        let (moved, mut after) = tokio::join!(
+            moved,
+            after_many(runner, timeout, peer, &again, from)
+        );
+        if let Err(e) = moved {
+            for i in &active {
+                works[*i].fail(&e);
+            }
+        }
+        for (k, i) in sent.iter().enumerate() {
+            let listed = after[k].take().expect("one listing per job");
+            if !works[*i].holds {
+                // Its holds failed: the pool failed, its listings are not kept.
+                continue;
+            }
+            match listed {
+                Ok(l) => works[*i].listings = Some(l),
+                Err(e) => works[*i].fail(&e),
             }
         }
         shared_time += shared.elapsed();

@@ -4,6 +4,7 @@
 //! the peer only ever sees these, as `serve` requests (`crate::serve`
 //! checks each against the peer's own config).
 
+pub mod changes;
 pub mod details;
 pub mod list;
 pub mod names;
@@ -70,6 +71,16 @@ pub enum Op {
     /// completes them.
     ListFast {
         roots: Vec<String>,
+    },
+    /// The datasets alone with what says whether their snapshots changed
+    /// ([`changes::CHANGE_PROPS`], OpenZFS 2.2+): the kept snapshot lists
+    /// of those that did not are reused.
+    ListChanges {
+        roots: Vec<String>,
+    },
+    /// The snapshots of some datasets (`-d 1`), with [`list::FAST_PROPS`].
+    ListSnapshotsOf {
+        datasets: Vec<String>,
     },
     /// `zfs get` of [`details::DETAIL_PROPS`] for some datasets and
     /// snapshots (what a fast listing lacks).
@@ -245,7 +256,11 @@ fn list_trees(zfs: Cmd, columns: &[&str], roots: &[String]) -> Cmd {
 impl Op {
     pub fn name(&self) -> &'static str {
         match self {
-            Op::List { .. } | Op::ListDatasets { .. } | Op::ListFast { .. } => "list",
+            Op::List { .. }
+            | Op::ListDatasets { .. }
+            | Op::ListFast { .. }
+            | Op::ListChanges { .. }
+            | Op::ListSnapshotsOf { .. } => "list",
             Op::Details { .. } => "get",
             Op::Send(_) => "send",
             Op::SendResume { .. } => "send-resume",
@@ -287,6 +302,8 @@ impl Op {
             Op::List { .. }
                 | Op::ListDatasets { .. }
                 | Op::ListFast { .. }
+                | Op::ListChanges { .. }
+                | Op::ListSnapshotsOf { .. }
                 | Op::Details { .. }
                 | Op::Holds { .. }
                 | Op::PoolList { .. }
@@ -307,6 +324,14 @@ impl Op {
                 .arg(list::LIST_PROPS.join(","))
                 .args(roots.iter().cloned()),
             Op::ListFast { roots } => list_trees(zfs, list::FAST_PROPS, roots),
+            Op::ListChanges { roots } => zfs
+                .args(["list", "-H", "-p", "-t", "filesystem,volume", "-r", "-o"])
+                .arg(changes::CHANGE_PROPS.join(","))
+                .args(roots.iter().cloned()),
+            Op::ListSnapshotsOf { datasets } => zfs
+                .args(["list", "-H", "-p", "-t", "snapshot", "-d", "1", "-o"])
+                .arg(list::FAST_PROPS.join(","))
+                .args(datasets.iter().cloned()),
             Op::Details { names } => zfs
                 .args(["get", "-H", "-p", "-o", "name,property,value"])
                 .arg(details::DETAIL_PROPS.join(","))

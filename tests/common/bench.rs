@@ -405,6 +405,20 @@ pub fn bench(lab: &Lab, o: &Opts, t: &Tree) -> String {
         i_sync.push(timed(lab, A, &syncoid("zpool1"), &[0]));
         reset(k);
     }
+    if std::env::var_os("BENCH_PROFILE").is_some() {
+        // Where an incremental run's time goes: every step, timestamped.
+        k += 1;
+        prepare(k);
+        eprintln!(
+            "{}",
+            lab.sh(
+                A,
+                "RUST_LOG=zfs_nfs_replica=trace zfs-nfs-replica run --pool zpool1 --accept-size-change zpool1 2>&1"
+            )
+            .stdout
+        );
+        reset(k);
+    }
     if o.smoke {
         // Our run once more, after the resets: the bench's own loop must not
         // trip the tool's guards (it once did: a reset rolls the standby back
