@@ -1080,7 +1080,12 @@ fn age_kept(dir: &std::path::Path, secs: u64) {
 fn snapshot_listings(log: &[String], side: &str) -> Vec<String> {
     log.iter()
         .filter(|c| c.starts_with(side) && c.contains(" -t snapshot -d 1 "))
-        .map(|c| c.split(" -o name,guid,createtxg ").nth(1).unwrap().to_string())
+        .map(|c| {
+            c.split(" -o name,guid,createtxg ")
+                .nth(1)
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -1100,7 +1105,11 @@ fn kept_snapshot_lists_skip_unchanged_datasets_once_vouched_for_and_never_hide_a
         let fake = two_pools();
         let reports = run_kept(&fake, &jobs(), &hint, dir.path());
         let log = fake.log();
-        assert_eq!(every_snapshot_fast(&log) + everything_listings(&log), 0, "{log:#?}");
+        assert_eq!(
+            every_snapshot_fast(&log) + everything_listings(&log),
+            0,
+            "{log:#?}"
+        );
         for side in ["local", "remote"] {
             assert_eq!(
                 snapshot_listings(&log, side),
@@ -1130,14 +1139,23 @@ fn kept_snapshot_lists_skip_unchanged_datasets_once_vouched_for_and_never_hide_a
     fake.local_list += &snap("zpool1/data", "b", 99, 0);
     let reports = run_kept(&fake, &jobs(), &hint, dir.path());
     let log = fake.log();
-    assert_eq!(snapshot_listings(&log, "local"), ["zpool1/data"], "{log:#?}");
+    assert_eq!(
+        snapshot_listings(&log, "local"),
+        ["zpool1/data"],
+        "{log:#?}"
+    );
     assert!(snapshot_listings(&log, "remote").is_empty(), "{log:#?}");
     assert!(
         log.iter()
             .any(|c| c.contains("-I zpool1/data@a zpool1/data@b") && c.contains(" | ")),
         "{log:#?}"
     );
-    assert_eq!(reports[0].outcome, Outcome::Replicated, "{:?}", reports[0].error);
+    assert_eq!(
+        reports[0].outcome,
+        Outcome::Replicated,
+        "{:?}",
+        reports[0].error
+    );
     // A snapshot made on the standby: listed there, seen, and refused as
     // the conflict it is (planned again from full listings).
     let mut fake = two_pools();

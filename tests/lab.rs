@@ -727,27 +727,79 @@ EOF
 /// A timer run between two full listings lists only names, guids and
 /// createtxgs, and asks `zfs get` the rest of the few snapshots it needs:
 /// it sends, moves the holds and records the status as a full listing
-/// does. A hold of ours that a crash left on an older snapshot is not seen
-/// by it; the next full listing finds and releases it.
+/// does. On OpenZFS 2.2+ it lists the datasets alone with
+/// `snapshots_changed`, and the snapshots only of those whose value moved
+/// or is not yet vouched for: a snapshot made or destroyed on either side
+/// is listed, the others are kept. A hold of ours that a crash left on an
+/// older snapshot is not seen by it; the next full listing finds and
+/// releases it.
 #[test]
 fn lab_a_fast_listing_replicates_like_a_full_one_and_the_next_full_one_finds_a_leaked_hold() {
     let lab = Lab::get();
     synced(&lab);
     let fast = "-o name,guid,createtxg";
+    let kept = lab
+        .sh(A, "zfs get -H -p -o value snapshots_changed zpool1")
+        .code
+        == Some(0);
+    let changes = "zfs list -H -p -t filesystem,volume -r -o name,guid,createtxg,origin,snapshots_changed zpool1 zpool2";
+    let of = "zfs list -H -p -t snapshot -d 1 -o name,guid,createtxg";
     let run = |what: &str, code: i32| {
         let out = lab.replica(A, "-v run");
         assert_eq!(out.code, Some(code), "{what}: {}", out.all());
         out.stderr
     };
+    // The datasets whose snapshots one side listed in a run (`-v`).
+    let listed_of = |log: &str, side: &str| -> Vec<String> {
+        let at = format!("command={side}{of} ");
+        log.lines()
+            .filter_map(|l| l.split_once(&at).map(|(_, rest)| rest.to_string()))
+            .collect()
+    };
     lab.ok(A, "echo three > /zpool1/a/three; zfs snapshot -r zpool1@s3");
     let log = run("fast", 0);
-    for want in [
-        &format!("zfs list -H -p -t filesystem,volume,snapshot -r {fast} zpool1 zpool2"),
-        &format!("[pve2] zfs list -H -p -t filesystem,volume,snapshot -r {fast} zpool1 zpool2"),
+    let wanted = if kept {
+        vec![
+            changes.to_string(),
+            format!("[pve2] {changes}"),
+            format!("{of} zpool1 zpool1/a"),
+            format!("[pve2] {of} zpool1 zpool1/a"),
+        ]
+    } else {
+        vec![
+            format!("zfs list -H -p -t filesystem,volume,snapshot -r {fast} zpool1 zpool2"),
+            format!("[pve2] zfs list -H -p -t filesystem,volume,snapshot -r {fast} zpool1 zpool2"),
+        ]
+    };
+    for want in wanted.iter().map(String::as_str).chain([
         "zfs get -H -p -o name,property,value",
         "incremental @s2 -> @s3",
-    ] {
+    ]) {
         assert!(log.contains(want), "{want}:\n{log}");
+    }
+    if kept {
+        // The receive changed the standby's datasets: listed there again.
+        let log = run("kept, after the receive", 1);
+        assert!(listed_of(&log, "").is_empty(), "{log}");
+        assert!(
+            listed_of(&log, "[pve2] ")[0].starts_with("zpool1 zpool1/a"),
+            "{log}"
+        );
+        // A minute after the values were first seen (the record's times
+        // moved back), nothing changed: no snapshot is listed at all.
+        lab.ok(
+            A,
+            "sed -i -E 's/\"seen\":[0-9]+/\"seen\":0/g' /var/lib/zfs-nfs-replica/kept/pve1.json /var/lib/zfs-nfs-replica/kept/pve2.json",
+        );
+        let log = run("kept, nothing changed", 1);
+        assert!(log.contains(changes), "{log}");
+        assert!(!log.contains(of) && !log.contains(fast), "all kept:\n{log}");
+        // One snapshot destroyed on the standby behind the tool's back:
+        // that dataset alone is listed there.
+        lab.ok(B, "zfs destroy zpool1/a@s1");
+        let log = run("kept, one destroyed on the standby", 1);
+        assert!(listed_of(&log, "").is_empty(), "{log}");
+        assert_eq!(listed_of(&log, "[pve2] "), ["zpool1/a"], "{log}");
     }
     assert!(
         !log.contains("in full") && !log.contains("snapshot -r -o name,type,guid"),
@@ -786,6 +838,17 @@ fn lab_a_fast_listing_replicates_like_a_full_one_and_the_next_full_one_finds_a_l
         log.contains(fast) && log.contains("incremental @s3 -> @s4"),
         "{log}"
     );
+    if kept {
+        // zpool1's datasets changed here (`-r`) and on the standby (the
+        // last receive); zpool2's did not.
+        for side in ["", "[pve2] "] {
+            let l = listed_of(&log, side).join(" ");
+            assert!(
+                l.contains("zpool1/a") && !l.contains("zpool2"),
+                "{side}: {log}"
+            );
+        }
+    }
     assert!(holds(&lab, A).contains("zpool1/a@s1\tzfs-nfs-replica:pve2"));
     // The last full listing's record gone (as `full_listing_every` after it).
     lab.ok(A, "rm /var/lib/zfs-nfs-replica/full-listings.json");

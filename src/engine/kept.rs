@@ -198,8 +198,7 @@ pub async fn list_side<R: Runner>(
         _ => Failed::Other(e.to_string()),
     })?;
     let answered = boot_clock();
-    let rows =
-        parse_changes(&text).map_err(|e| Failed::Other(format!("{}: {e}", side.label())))?;
+    let rows = parse_changes(&text).map_err(|e| Failed::Other(format!("{}: {e}", side.label())))?;
     let wanted = to_list(kept, &rows);
     let mut listed = String::new();
     for chunk in wanted.chunks(CHUNK) {
@@ -364,10 +363,22 @@ mod tests {
             // listed before it was seen (the run that first saw it)
             (entry(s.clone(), 5 * MIN, 0), s.clone(), false),
             // the value moved: a snapshot made, destroyed or renamed
-            (entry(s.clone(), 0, MIN), stamp(7, Some(1_764_600_001)), false),
-            (entry(s.clone(), 0, MIN), stamp(7, Some(1_764_599_999)), false),
+            (
+                entry(s.clone(), 0, MIN),
+                stamp(7, Some(1_764_600_001)),
+                false,
+            ),
+            (
+                entry(s.clone(), 0, MIN),
+                stamp(7, Some(1_764_599_999)),
+                false,
+            ),
             // another dataset under the name, or a promote
-            (entry(s.clone(), 0, MIN), stamp(8, Some(1_764_600_000)), false),
+            (
+                entry(s.clone(), 0, MIN),
+                stamp(8, Some(1_764_600_000)),
+                false,
+            ),
             (entry(s.clone(), 0, MIN), replaced, false),
             (entry(s.clone(), 0, MIN), promoted, false),
             // never set: always listed
@@ -387,11 +398,14 @@ mod tests {
             boot_id: "boot".into(),
             ..Kept::default()
         };
-        kept.datasets.insert("zpool1".into(), entry(a.clone(), 0, MIN));
+        kept.datasets
+            .insert("zpool1".into(), entry(a.clone(), 0, MIN));
         kept.datasets
             .insert("zpool1/b".into(), entry(stamp(8, Some(1500)), 0, MIN));
-        kept.datasets.insert("zpool1/gone".into(), entry(a.clone(), 0, MIN));
-        kept.datasets.insert("zpool2/x".into(), entry(a.clone(), 0, MIN));
+        kept.datasets
+            .insert("zpool1/gone".into(), entry(a.clone(), 0, MIN));
+        kept.datasets
+            .insert("zpool2/x".into(), entry(a.clone(), 0, MIN));
         let rows = vec![
             ("zpool1".to_string(), a.clone()),
             ("zpool1/b".to_string(), b.clone()),
@@ -451,7 +465,10 @@ mod tests {
             "zpool1@s\tx\t2\n",
             "zpool1@s\t1\t2\textra\n",
         ] {
-            assert!(assemble(&kept, &rows, &wanted, bad, 0, 0).is_err(), "{bad:?}");
+            assert!(
+                assemble(&kept, &rows, &wanted, bad, 0, 0).is_err(),
+                "{bad:?}"
+            );
         }
         // Not listed and not kept.
         assert!(assemble(&kept, &rows, &[], "", 0, 0).is_err());
@@ -472,8 +489,7 @@ mod tests {
         assert!(load(d.path(), "pve3", "b1").datasets.is_empty());
         std::fs::write(path(d.path(), "pve2"), "{garbage").unwrap();
         assert!(load(d.path(), "pve2", "b1").datasets.is_empty());
-        k.datasets.get_mut("zpool1").unwrap().snapshots =
-            vec![("s".into(), 1, 1); MAX_KEPT + 1];
+        k.datasets.get_mut("zpool1").unwrap().snapshots = vec![("s".into(), 1, 1); MAX_KEPT + 1];
         save(d.path(), "pve2", &k).unwrap();
         assert!(!path(d.path(), "pve2").exists());
     }

@@ -288,10 +288,8 @@ impl<'a, R: Runner> Engine<'a, R> {
             self.update_holds(peer, &lists, &src_want, &dst_want, &spec)
                 .await
         };
-        let (moved, mut after) = tokio::join!(
-            moved,
-            after_many(runner, timeout, peer, &again, from)
-        );
+        let (moved, mut after) =
+            tokio::join!(moved, after_many(runner, timeout, peer, &again, from));
         if let Err(e) = moved {
             for i in &active {
                 works[*i].fail(&e);
