@@ -474,6 +474,92 @@ mod tests {
         assert!(assemble(&kept, &rows, &[], "", 0, 0).is_err());
     }
 
+    /// OpenZFS 2.3.9, captured in the lab from one tree (a volume, a clone,
+    /// a held snapshot, a name with a space and a colon, a dataset whose
+    /// only snapshot was destroyed, one that never had any, an interrupted
+    /// receive): `zfs list -t filesystem,volume -o name,guid,createtxg,
+    /// origin,snapshots_changed`, `zfs list -t snapshot -d 1 -o name,guid,
+    /// createtxg` of every dataset, and the fast listing; then the same
+    /// after `zfs promote zpool1/clone`.
+    #[test]
+    fn real_listings_of_openzfs_2_3_assemble_into_its_fast_listing_and_a_promote_is_seen() {
+        let fast = |text: &str| {
+            let mut p = ListParser::fast();
+            text.lines().for_each(|l| p.line(l));
+            p.finish().unwrap()
+        };
+        let rows = parse_changes(include_str!("../../tests/fixtures/zfs-changes-2.3.txt")).unwrap();
+        let of = include_str!("../../tests/fixtures/zfs-snapshots-of-2.3.txt");
+        let want = fast(include_str!(
+            "../../tests/fixtures/zfs-list-2.3-fast-kept.txt"
+        ));
+        let kept = Kept {
+            boot_id: "boot".into(),
+            ..Kept::default()
+        };
+        let wanted = to_list(&kept, &rows);
+        assert_eq!(wanted.len(), rows.len());
+        let (got, next) = assemble(&kept, &rows, &wanted, of, 0, 1).unwrap();
+        assert_eq!(got, want);
+        // A value never set (`-`: no snapshot ever, or an interrupted
+        // receive's new dataset) is not kept; the others are, with the
+        // snapshots as listed.
+        let unset: Vec<String> = rows
+            .iter()
+            .filter(|(_, s)| s.changed.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(unset, ["zpool1/never", "zpool1/partial"]);
+        assert_eq!(next.datasets.len(), rows.len() - 2);
+        assert_eq!(next.datasets["zpool1/empty"].snapshots, []);
+        // Vouched for a run later: nothing is listed but the unset ones,
+        // and the listing is the same.
+        let mut later = next.clone();
+        for e in later.datasets.values_mut() {
+            e.listed = e.seen + MARGIN.as_nanos() as u64;
+        }
+        assert_eq!(to_list(&later, &rows), unset);
+        let (again, _) = assemble(&later, &rows, &unset, "", 0, 1).unwrap();
+        assert_eq!(again, want);
+        // The promote moved @s1 and @s2 into the clone without changing its
+        // `snapshots_changed`; its origin changed, so it is listed again
+        // (and the old origin, whose value moved).
+        let promoted = parse_changes(include_str!(
+            "../../tests/fixtures/zfs-changes-2.3-promoted.txt"
+        ))
+        .unwrap();
+        let (before, after) = (
+            &rows.iter().find(|(n, _)| n == "zpool1/clone").unwrap().1,
+            &promoted
+                .iter()
+                .find(|(n, _)| n == "zpool1/clone")
+                .unwrap()
+                .1,
+        );
+        assert_eq!(before.changed, after.changed);
+        assert_ne!(before.origin, after.origin);
+        let relist = to_list(&later, &promoted);
+        assert_eq!(
+            relist,
+            ["zpool1/a", "zpool1/clone", "zpool1/never", "zpool1/partial"]
+        );
+        let listed: String = include_str!("../../tests/fixtures/zfs-list-2.3-fast-promoted.txt")
+            .lines()
+            .filter(|l| {
+                l.split_once('@')
+                    .is_some_and(|(d, _)| relist.iter().any(|r| r == d))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let (got, _) = assemble(&later, &promoted, &relist, &listed, 0, 1).unwrap();
+        assert_eq!(
+            got,
+            fast(include_str!(
+                "../../tests/fixtures/zfs-list-2.3-fast-promoted.txt"
+            ))
+        );
+    }
+
     #[test]
     fn the_record_is_for_one_boot_and_too_big_a_one_is_not_written() {
         let d = tempfile::tempdir().unwrap();
