@@ -725,15 +725,7 @@ fn jobs() -> Vec<PoolJob> {
 }
 
 fn run_many(fake: &Fake, hint: &HoldHint) -> Vec<zfs_nfs_replica::report::PoolReport> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
-    let s = settings(false);
-    let mut silent = Silent;
-    let mut engine = Engine::new(fake, &s, &mut silent);
-    rt.block_on(engine.replicate_many(&jobs(), &peer, hint, std::future::ready(Ok(()))))
+    run_with(fake, &jobs(), hint, &settings(false))
 }
 
 #[test]
@@ -868,14 +860,23 @@ fn run_hinted(
     jobs: &[PoolJob],
     hint: &HoldHint,
 ) -> Vec<zfs_nfs_replica::report::PoolReport> {
+    run_with(fake, jobs, hint, &settings(false))
+}
+
+/// Every pool of `jobs` to pve2, with these settings.
+fn run_with(
+    fake: &Fake,
+    jobs: &[PoolJob],
+    hint: &HoldHint,
+    s: &Settings,
+) -> Vec<zfs_nfs_replica::report::PoolReport> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
-    let s = settings(false);
     let mut silent = Silent;
-    let mut engine = Engine::new(fake, &s, &mut silent);
+    let mut engine = Engine::new(fake, s, &mut silent);
     rt.block_on(engine.replicate_many(jobs, &peer, hint, std::future::ready(Ok(()))))
 }
 
@@ -900,10 +901,14 @@ fn decisions(r: &zfs_nfs_replica::report::PoolReport) -> Vec<String> {
         .collect()
 }
 
+/// Listings of whole trees (snapshots included) whose columns start so.
+fn tree_listings(log: &[String], columns: &str) -> usize {
+    let form = format!(" -t filesystem,volume,snapshot -r -o {columns}");
+    log.iter().filter(|c| c.contains(&form)).count()
+}
+
 fn everything_listings(log: &[String]) -> usize {
-    log.iter()
-        .filter(|c| c.contains(" -t filesystem,volume,snapshot -r -o name,type,"))
-        .count()
+    tree_listings(log, "name,type,")
 }
 
 #[test]
@@ -1044,11 +1049,6 @@ fn run_kept(
     hint: &HoldHint,
     dir: &std::path::Path,
 ) -> Vec<zfs_nfs_replica::report::PoolReport> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let peer = Peer::detached("pve2", "/nonexistent/ctl".into());
     let s = Settings {
         kept: Some(zfs_nfs_replica::engine::KeptPlace {
             dir: dir.to_path_buf(),
@@ -1057,9 +1057,7 @@ fn run_kept(
         }),
         ..settings(false)
     };
-    let mut silent = Silent;
-    let mut engine = Engine::new(fake, &s, &mut silent);
-    rt.block_on(engine.replicate_many(jobs, &peer, hint, std::future::ready(Ok(()))))
+    run_with(fake, jobs, hint, &s)
 }
 
 /// As if `secs` had passed since every kept value was first seen.
@@ -1090,9 +1088,7 @@ fn snapshot_listings(log: &[String], side: &str) -> Vec<String> {
 }
 
 fn every_snapshot_fast(log: &[String]) -> usize {
-    log.iter()
-        .filter(|c| c.contains(" -t filesystem,volume,snapshot -r -o name,guid,createtxg "))
-        .count()
+    tree_listings(log, "name,guid,createtxg ")
 }
 
 #[test]

@@ -28,7 +28,7 @@ use crate::side::Side;
 use crate::ssh::Peer;
 use crate::zfs::{self, Listing, Op};
 
-/// Names per `zfs get`: a command line stays short.
+/// Names per `zfs get` or `zfs list -d 1`: a command line stays short.
 const CHUNK: usize = 500;
 
 /// Both sides of every job, from fast listings completed by `zfs get`.
@@ -162,16 +162,29 @@ async fn details<R: Runner>(
     listing: &mut Listing,
     names: &[String],
 ) -> Result<(), String> {
+    let text = chunked(runner, timeout, side, names, |names| Op::Details { names })
+        .await
+        .map_err(|e| e.to_string())?;
+    zfs::details::complete(listing, names, &text).map_err(|e| format!("{}: {e}", side.label()))
+}
+
+/// One command per `CHUNK` names (a command line stays short), one after
+/// the other on `side`; their outputs, in order.
+pub(super) async fn chunked<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    side: Side<'_>,
+    names: &[String],
+    op: impl Fn(Vec<String>) -> Op,
+) -> Result<String, super::PoolError> {
     let mut text = String::new();
     for chunk in names.chunks(CHUNK) {
-        let op = Op::Details {
-            names: chunk.to_vec(),
-        };
+        let op = op(chunk.to_vec());
         debug!(command = %side.show(&op), "run");
         let out = runner.output(&side.cmd(&op), timeout).await;
-        text.push_str(&checked(side, &op, out).map_err(|e| e.to_string())?);
+        text.push_str(&checked(side, &op, out)?);
     }
-    zfs::details::complete(listing, names, &text).map_err(|e| format!("{}: {e}", side.label()))
+    Ok(text)
 }
 
 /// What each side's `zfs get` asks about (sorted, each once): every

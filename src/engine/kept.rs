@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::checked;
+use super::fast_listing::chunked;
 use crate::runner::Runner;
 use crate::side::Side;
 use crate::zfs::changes::{Stamp, parse_changes};
@@ -44,9 +45,6 @@ use crate::zfs::{ListParser, Listing, Op};
 /// How long after its `snapshots_changed` value was first seen a list must
 /// have been taken to be kept.
 pub const MARGIN: Duration = Duration::from_secs(60);
-
-/// Datasets per `zfs list -d 1`: a command line stays short.
-const CHUNK: usize = 500;
 
 /// More snapshots than this on a side and nothing is kept for it: the
 /// record would cost more to read than the listing it saves.
@@ -200,15 +198,11 @@ pub async fn list_side<R: Runner>(
     let answered = boot_clock();
     let rows = parse_changes(&text).map_err(|e| Failed::Other(format!("{}: {e}", side.label())))?;
     let wanted = to_list(kept, &rows);
-    let mut listed = String::new();
-    for chunk in wanted.chunks(CHUNK) {
-        let op = Op::ListSnapshotsOf {
-            datasets: chunk.to_vec(),
-        };
-        debug!(command = %side.show(&op), "run");
-        let out = runner.output(&side.cmd(&op), timeout).await;
-        listed.push_str(&checked(side, &op, out).map_err(|e| Failed::Other(e.to_string()))?);
-    }
+    let listed = chunked(runner, timeout, side, &wanted, |datasets| {
+        Op::ListSnapshotsOf { datasets }
+    })
+    .await
+    .map_err(|e| Failed::Other(e.to_string()))?;
     debug!(
         side = %side.label(),
         "snapshots listed for {} of {} datasets, kept for the others",
