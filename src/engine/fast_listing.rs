@@ -18,18 +18,15 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
+use super::PoolJob;
 use super::holds::HoldHint;
-use super::kept;
-use super::listing::{Listed, list_ops, split};
-use super::{PoolJob, checked};
+use super::kept::{self, KeptPlace};
+use super::listing::{Listed, chunked, list_ops, split};
 use crate::plan::{Action, Plan};
 use crate::runner::Runner;
 use crate::side::Side;
 use crate::ssh::Peer;
 use crate::zfs::{self, Listing, Op};
-
-/// Names per `zfs get` or `zfs list -d 1`: a command line stays short.
-const CHUNK: usize = 500;
 
 /// Both sides of every job, from fast listings completed by `zfs get`.
 /// An `Err` says why that did not work; the caller lists in full.
@@ -45,7 +42,7 @@ pub(super) async fn list_fast<R: Runner>(
     let sroots: Vec<String> = jobs.iter().map(|j| j.source.clone()).collect();
     let droots: Vec<String> = jobs.iter().map(|j| j.target.clone()).collect();
     let kept_lists = match kept {
-        Some(k) => match with_kept(runner, timeout, peer, &sroots, &droots, k).await {
+        Some(k) => match kept::list_kept(runner, timeout, peer, &sroots, &droots, k).await {
             Ok(l) => Some(l),
             Err(why) => {
                 debug!(peer = %peer.name, "kept snapshot lists not used ({why}): listing every snapshot");
@@ -89,72 +86,7 @@ pub(super) async fn list_fast<R: Runner>(
     Ok(out)
 }
 
-/// Where this node keeps its records of snapshot lists
-/// ([`super::kept`]), and under which names.
-#[derive(Debug, Clone)]
-pub struct KeptPlace {
-    pub dir: std::path::PathBuf,
-    pub local: String,
-    /// Read the records, never write them (dry-run).
-    pub read_only: bool,
-}
-
-/// Both sides' trees from the datasets alone plus the snapshots of those
-/// whose `snapshots_changed` moved ([`super::kept`]), both sides at once;
-/// each side's record written for the next run. An `Err`: the plain fast
-/// listing instead.
-async fn with_kept<R: Runner>(
-    runner: &R,
-    timeout: Duration,
-    peer: &Peer,
-    sroots: &[String],
-    droots: &[String],
-    place: &KeptPlace,
-) -> Result<(Listing, Listing), String> {
-    let boot = kept::boot_id();
-    let (skept, dkept) = (
-        kept::load(&place.dir, &place.local, &boot),
-        kept::load(&place.dir, &peer.name, &boot),
-    );
-    let now = kept::boot_clock();
-    if skept.unsupported_now(now) || dkept.unsupported_now(now) {
-        return Err(kept::Failed::Unsupported.to_string());
-    }
-    let (s, d) = tokio::join!(
-        kept::list_side(runner, timeout, Side::Local, sroots, &skept),
-        kept::list_side(runner, timeout, Side::Remote(peer), droots, &dkept)
-    );
-    let mut out = Vec::new();
-    let mut why = None;
-    for (node, r) in [(&place.local, s), (&peer.name, d)] {
-        let record = match r {
-            Ok((listing, next)) => {
-                out.push(listing);
-                Some(next)
-            }
-            Err(e) => {
-                why.get_or_insert(e.to_string());
-                match e {
-                    kept::Failed::NewlyUnsupported(next) => Some(next),
-                    _ => None,
-                }
-            }
-        };
-        if let Some(next) = record
-            && !place.read_only
-            && let Err(e) = kept::save(&place.dir, node, &next)
-        {
-            debug!("cannot keep the snapshot lists of {node}: {e}");
-        }
-    }
-    match (why, out.pop(), out.pop()) {
-        (None, Some(d), Some(s)) => Ok((s, d)),
-        (Some(why), _, _) => Err(why),
-        _ => Err("no listing".into()),
-    }
-}
-
-/// One side's `zfs get`, `CHUNK` names at a time, into its listing.
+/// One side's `zfs get`, [`chunked`], into its listing.
 async fn details<R: Runner>(
     runner: &R,
     timeout: Duration,
@@ -166,25 +98,6 @@ async fn details<R: Runner>(
         .await
         .map_err(|e| e.to_string())?;
     zfs::details::complete(listing, names, &text).map_err(|e| format!("{}: {e}", side.label()))
-}
-
-/// One command per `CHUNK` names (a command line stays short), one after
-/// the other on `side`; their outputs, in order.
-pub(super) async fn chunked<R: Runner>(
-    runner: &R,
-    timeout: Duration,
-    side: Side<'_>,
-    names: &[String],
-    op: impl Fn(Vec<String>) -> Op,
-) -> Result<String, super::PoolError> {
-    let mut text = String::new();
-    for chunk in names.chunks(CHUNK) {
-        let op = op(chunk.to_vec());
-        debug!(command = %side.show(&op), "run");
-        let out = runner.output(&side.cmd(&op), timeout).await;
-        text.push_str(&checked(side, &op, out)?);
-    }
-    Ok(text)
 }
 
 /// What each side's `zfs get` asks about (sorted, each once): every

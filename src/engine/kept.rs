@@ -35,9 +35,10 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::checked;
-use super::fast_listing::chunked;
+use super::listing::chunked;
 use crate::runner::Runner;
 use crate::side::Side;
+use crate::ssh::Peer;
 use crate::zfs::changes::{Stamp, parse_changes};
 use crate::zfs::names::is_at_or_below;
 use crate::zfs::{ListParser, Listing, Op};
@@ -211,6 +212,71 @@ pub async fn list_side<R: Runner>(
     );
     assemble(kept, &rows, &wanted, &listed, started, answered)
         .map_err(|e| Failed::Other(format!("{}: {e}", side.label())))
+}
+
+/// Where this node keeps its records of snapshot lists
+/// (this module), and under which names.
+#[derive(Debug, Clone)]
+pub struct KeptPlace {
+    pub dir: std::path::PathBuf,
+    pub local: String,
+    /// Read the records, never write them (dry-run).
+    pub read_only: bool,
+}
+
+/// Both sides' trees from the datasets alone plus the snapshots of those
+/// whose `snapshots_changed` moved (this module), both sides at once;
+/// each side's record written for the next run. An `Err`: the plain fast
+/// listing instead.
+pub(super) async fn list_kept<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    peer: &Peer,
+    sroots: &[String],
+    droots: &[String],
+    place: &KeptPlace,
+) -> Result<(Listing, Listing), String> {
+    let boot = boot_id();
+    let (skept, dkept) = (
+        load(&place.dir, &place.local, &boot),
+        load(&place.dir, &peer.name, &boot),
+    );
+    let now = boot_clock();
+    if skept.unsupported_now(now) || dkept.unsupported_now(now) {
+        return Err(Failed::Unsupported.to_string());
+    }
+    let (s, d) = tokio::join!(
+        list_side(runner, timeout, Side::Local, sroots, &skept),
+        list_side(runner, timeout, Side::Remote(peer), droots, &dkept)
+    );
+    let mut out = Vec::new();
+    let mut why = None;
+    for (node, r) in [(&place.local, s), (&peer.name, d)] {
+        let record = match r {
+            Ok((listing, next)) => {
+                out.push(listing);
+                Some(next)
+            }
+            Err(e) => {
+                why.get_or_insert(e.to_string());
+                match e {
+                    Failed::NewlyUnsupported(next) => Some(next),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(next) = record
+            && !place.read_only
+            && let Err(e) = save(&place.dir, node, &next)
+        {
+            debug!("cannot keep the snapshot lists of {node}: {e}");
+        }
+    }
+    match (why, out.pop(), out.pop()) {
+        (None, Some(d), Some(s)) => Ok((s, d)),
+        (Some(why), _, _) => Err(why),
+        _ => Err("no listing".into()),
+    }
 }
 
 /// Why a side's kept lists were not used.

@@ -375,6 +375,28 @@ pub(super) fn after_transfers(
     ))
 }
 
+/// Names per `zfs get` or `zfs list -d 1`: a command line stays short.
+const CHUNK: usize = 500;
+
+/// One command per `CHUNK` names (a command line stays short), one after
+/// the other on `side`; their outputs, in order.
+pub(super) async fn chunked<R: Runner>(
+    runner: &R,
+    timeout: Duration,
+    side: Side<'_>,
+    names: &[String],
+    op: impl Fn(Vec<String>) -> Op,
+) -> Result<String, super::PoolError> {
+    let mut text = String::new();
+    for chunk in names.chunks(CHUNK) {
+        let op = op(chunk.to_vec());
+        debug!(command = %side.show(&op), "run");
+        let out = runner.output(&side.cmd(&op), timeout).await;
+        text.push_str(&checked(side, &op, out)?);
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

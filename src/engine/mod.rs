@@ -14,9 +14,9 @@ mod noise;
 mod steps;
 mod transfer;
 
-pub use fast_listing::KeptPlace;
 pub use holds::HoldHint;
 use holds::speculative_holds;
+pub use kept::KeptPlace;
 use listing::{Listed, Sent, after_many, list_many};
 pub use listing::{list_one, list_pair};
 pub use noise::changed_in_nothing;
