@@ -214,8 +214,8 @@ pub async fn list_side<R: Runner>(
         .map_err(|e| Failed::Other(format!("{}: {e}", side.label())))
 }
 
-/// Where this node keeps its records of snapshot lists
-/// (this module), and under which names.
+/// Where this node keeps its records of snapshot lists, and under which
+/// node names.
 #[derive(Debug, Clone)]
 pub struct KeptPlace {
     pub dir: std::path::PathBuf,
@@ -225,8 +225,8 @@ pub struct KeptPlace {
 }
 
 /// Both sides' trees from the datasets alone plus the snapshots of those
-/// whose `snapshots_changed` moved (this module), both sides at once;
-/// each side's record written for the next run. An `Err`: the plain fast
+/// whose lists are not kept, both sides at once; each side's record
+/// written for the next run (never in dry-run). An `Err`: the plain fast
 /// listing instead.
 pub(super) async fn list_kept<R: Runner>(
     runner: &R,
