@@ -27,7 +27,7 @@
 //! full listing still comes at least every `full_listing_every`. Anything
 //! unexpected here makes the run use the plain fast listing instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,7 +40,6 @@ use crate::runner::Runner;
 use crate::side::Side;
 use crate::ssh::Peer;
 use crate::zfs::changes::{Stamp, parse_changes};
-use crate::zfs::names::is_at_or_below;
 use crate::zfs::{ListParser, Listing, Op};
 
 /// How long after its `snapshots_changed` value was first seen a list must
@@ -249,34 +248,28 @@ pub(super) async fn list_kept<R: Runner>(
         list_side(runner, timeout, Side::Local, sroots, &skept),
         list_side(runner, timeout, Side::Remote(peer), droots, &dkept)
     );
-    let mut out = Vec::new();
-    let mut why = None;
-    for (node, r) in [(&place.local, s), (&peer.name, d)] {
-        let record = match r {
-            Ok((listing, next)) => {
-                out.push(listing);
-                Some(next)
-            }
-            Err(e) => {
-                why.get_or_insert(e.to_string());
-                match e {
-                    Failed::NewlyUnsupported(next) => Some(next),
-                    _ => None,
-                }
-            }
-        };
-        if let Some(next) = record
-            && !place.read_only
-            && let Err(e) = save(&place.dir, node, &next)
-        {
-            debug!("cannot keep the snapshot lists of {node}: {e}");
-        }
+    let (s, d) = (record(place, &place.local, s), record(place, &peer.name, d));
+    Ok((s?, d?))
+}
+
+/// One side's answer: its record written (unless dry-run), its listing.
+fn record(
+    place: &KeptPlace,
+    node: &str,
+    r: Result<(Listing, Kept), Failed>,
+) -> Result<Listing, String> {
+    let (out, next) = match r {
+        Ok((listing, next)) => (Ok(listing), Some(next)),
+        Err(Failed::NewlyUnsupported(next)) => (Err(Failed::Unsupported.to_string()), Some(next)),
+        Err(e) => (Err(e.to_string()), None),
+    };
+    if let Some(next) = next
+        && !place.read_only
+        && let Err(e) = save(&place.dir, node, &next)
+    {
+        debug!("cannot keep the snapshot lists of {node}: {e}");
     }
-    match (why, out.pop(), out.pop()) {
-        (None, Some(d), Some(s)) => Ok((s, d)),
-        (Some(why), _, _) => Err(why),
-        _ => Err("no listing".into()),
-    }
+    out
 }
 
 /// Why a side's kept lists were not used.
@@ -333,9 +326,13 @@ pub fn assemble(
         datasets: kept.datasets.clone(),
         unsupported: None,
     };
-    let roots: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    // A dataset no longer listed below one that is: gone, forgotten.
+    let listed: BTreeSet<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
     next.datasets.retain(|name, _| {
-        !roots.iter().any(|r| is_at_or_below(name, r)) || rows.iter().any(|(n, _)| n == name)
+        listed.contains(name.as_str())
+            || !name
+                .match_indices('/')
+                .any(|(i, _)| listed.contains(&name[..i]))
     });
     let mut parser = ListParser::fast();
     for (name, stamp) in rows {

@@ -238,20 +238,18 @@ pub enum Op {
     },
 }
 
-/// `zfs list` of whole trees (filesystems, volumes, snapshots) with `columns`.
-fn list_trees(zfs: Cmd, columns: &[&str], roots: &[String]) -> Cmd {
-    zfs.args([
-        "list",
-        "-H",
-        "-p",
-        "-t",
-        "filesystem,volume,snapshot",
-        "-r",
-        "-o",
-    ])
-    .arg(columns.join(","))
-    .args(roots.iter().cloned())
+/// `zfs list -r` of whole trees, of these `types` (`filesystem,volume`,
+/// with or without `,snapshot`), with `columns`.
+fn list_trees(zfs: Cmd, types: &str, columns: &[&str], roots: &[String]) -> Cmd {
+    zfs.args(["list", "-H", "-p", "-t", types, "-r", "-o"])
+        .arg(columns.join(","))
+        .args(roots.iter().cloned())
 }
+
+/// Every kind of dataset and their snapshots.
+const TREES: &str = "filesystem,volume,snapshot";
+/// The datasets alone.
+const DATASETS: &str = "filesystem,volume";
 
 impl Op {
     pub fn name(&self) -> &'static str {
@@ -318,16 +316,10 @@ impl Op {
     pub fn to_cmd(&self) -> Cmd {
         let zfs = Cmd::new("zfs");
         match self {
-            Op::List { roots } => list_trees(zfs, list::LIST_PROPS, roots),
-            Op::ListDatasets { roots } => zfs
-                .args(["list", "-H", "-p", "-t", "filesystem,volume", "-r", "-o"])
-                .arg(list::LIST_PROPS.join(","))
-                .args(roots.iter().cloned()),
-            Op::ListFast { roots } => list_trees(zfs, list::FAST_PROPS, roots),
-            Op::ListChanges { roots } => zfs
-                .args(["list", "-H", "-p", "-t", "filesystem,volume", "-r", "-o"])
-                .arg(changes::CHANGE_PROPS.join(","))
-                .args(roots.iter().cloned()),
+            Op::List { roots } => list_trees(zfs, TREES, list::LIST_PROPS, roots),
+            Op::ListDatasets { roots } => list_trees(zfs, DATASETS, list::LIST_PROPS, roots),
+            Op::ListFast { roots } => list_trees(zfs, TREES, list::FAST_PROPS, roots),
+            Op::ListChanges { roots } => list_trees(zfs, DATASETS, changes::CHANGE_PROPS, roots),
             Op::ListSnapshotsOf { datasets } => zfs
                 .args(["list", "-H", "-p", "-t", "snapshot", "-d", "1", "-o"])
                 .arg(list::FAST_PROPS.join(","))
